@@ -1,0 +1,4 @@
+//! pollen-signal: the WebSocket bootstrap server (issue "Browser peers").
+//!
+//! Not implemented yet. This crate exists so the workspace has its final shape; it exports
+//! nothing, and nothing in Pollen depends on it yet.

@@ -1,0 +1,1 @@
+//! pollen-tests: end-to-end tests that drive the real `pollen` binary; see `tests/`.

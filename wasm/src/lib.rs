@@ -1,0 +1,4 @@
+//! pollen-wasm: the browser peer (issue "Browser peers").
+//!
+//! Not implemented yet. This crate exists so the workspace has its final shape; it exports
+//! nothing, and nothing in Pollen depends on it yet.
