@@ -5,6 +5,12 @@
 //! from the chaining values alone. A manifest from an untrusted peer is therefore accepted only
 //! if its values merge into the content id; after that, each piece is checked in O(piece size).
 //!
+//! The size comes from the ticket, next to the content id, not from the peer that sends the
+//! hashes. The hashes bind the tree's shape but not the exact length: a manifest checked against
+//! a wrong size of the same shape still merges to the id, but then no bytes ever verify as the
+//! last piece (its chaining value encodes its true length), so a wrong size can stall a
+//! download but never make it accept wrong data.
+//!
 //! An artifact of one piece has no non-root chaining value to check against: its single entry is
 //! the content id itself, and its piece is verified by hashing it as the root.
 
