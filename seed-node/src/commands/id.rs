@@ -53,10 +53,13 @@ fn line_for(path: &Path, want_ticket: bool, buf: &mut [u8]) -> Result<String> {
     let manifest = manifest_of_file(path, buf)?;
     if want_ticket {
         let mut ticket = Ticket::new(manifest.id(), manifest.layout().size())?;
-        if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
-            if ticket::check_name(name).is_ok() {
-                ticket = ticket.with_name(name)?;
-            }
+        // A file name that cannot be offered as a plain name is left out of the ticket.
+        if let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .filter(|n| ticket::check_name(n).is_ok())
+        {
+            ticket = ticket.with_name(name)?;
         }
         Ok(ticket.to_string())
     } else {
