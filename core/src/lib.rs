@@ -13,6 +13,7 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+mod bitfield;
 mod content_id;
 mod hex;
 pub mod layout;
@@ -21,6 +22,7 @@ mod peer_id;
 pub mod ticket;
 pub mod wire;
 
+pub use bitfield::{Bitfield, BitfieldError};
 pub use content_id::{ContentId, ParseIdError};
 pub use layout::{LayoutError, PieceLayout};
 pub use manifest::{
