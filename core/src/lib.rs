@@ -19,7 +19,9 @@ mod hex;
 pub mod layout;
 mod manifest;
 mod peer_id;
+pub mod swarm;
 pub mod ticket;
+mod time;
 pub mod wire;
 
 pub use bitfield::{Bitfield, BitfieldError};
@@ -30,3 +32,4 @@ pub use manifest::{
 };
 pub use peer_id::PeerId;
 pub use ticket::{Hint, Ticket, TicketError};
+pub use time::Instant;

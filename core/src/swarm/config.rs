@@ -1,0 +1,175 @@
+//! Tunables of the swarm, and the outputs it asks its driver to carry out.
+
+use alloc::{sync::Arc, vec::Vec};
+use core::time::Duration;
+
+use crate::{Manifest, PeerId};
+
+/// Tunables of one swarm; the defaults suit data-centre links.
+#[derive(Debug, Clone)]
+pub struct SwarmConfig {
+    /// Our identity, sent in every handshake.
+    pub peer_id: PeerId,
+    /// The TCP port we accept links on, announced in handshakes.
+    pub listen_port: Option<u16>,
+    /// Block size requested from peers (clamped to the piece size and the wire's limit).
+    pub block_size: u32,
+    /// Most block requests outstanding on one link.
+    pub pipeline: usize,
+    /// Most peers we upload to at once.
+    pub upload_slots: usize,
+    /// Most requests we queue for one peer; more are rejected.
+    pub max_queued_requests: usize,
+    /// How long a request may stay unanswered before it is re-requested elsewhere.
+    pub request_timeout: Duration,
+    /// How often upload slots rotate among waiting peers.
+    pub rechoke_interval: Duration,
+    /// How long a link may take to send its handshake.
+    pub handshake_timeout: Duration,
+    /// Pieces picked at random before switching to rarest first.
+    pub random_first_pieces: u32,
+    /// Verified pieces kept in memory to serve blocks from.
+    pub piece_cache: usize,
+    /// Most links downloading the same piece during end-game.
+    pub endgame_duplicates: u8,
+}
+
+impl SwarmConfig {
+    /// Defaults for a peer with identity `peer_id`.
+    pub fn new(peer_id: PeerId) -> Self {
+        Self {
+            peer_id,
+            listen_port: None,
+            block_size: 64 * 1024,
+            pipeline: 32,
+            upload_slots: 8,
+            max_queued_requests: 128,
+            request_timeout: Duration::from_secs(20),
+            rechoke_interval: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+            random_first_pieces: 4,
+            piece_cache: 16,
+            endgame_duplicates: 2,
+        }
+    }
+}
+
+/// A link between us and one peer, numbered by the driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LinkId(pub u64);
+
+/// Something the driver must do for the swarm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Read piece `piece` from storage, verify it, and call [`super::Swarm::handle_piece_read`].
+    ReadPiece {
+        /// The piece.
+        piece: u32,
+    },
+    /// Persist a verified piece, then call [`super::Swarm::handle_piece_stored`].
+    StorePiece {
+        /// The piece.
+        piece: u32,
+        /// Its bytes, already verified.
+        data: Arc<[u8]>,
+    },
+    /// Persist the manifest, which has been verified against the content id.
+    StoreManifest(Manifest),
+    /// Close the link; the swarm has already forgotten it.
+    Disconnect {
+        /// The link.
+        link: LinkId,
+        /// Why.
+        reason: DisconnectReason,
+    },
+}
+
+/// Why the swarm closes a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// The peer broke the protocol (malformed frame, message out of order, bad request).
+    Protocol,
+    /// The peer serves another artifact.
+    WrongSwarm,
+    /// The peer is us.
+    SelfConnection,
+    /// We already have a link to this peer.
+    Duplicate,
+    /// The peer sent data that failed verification, now or earlier.
+    Banned,
+    /// The peer did not complete its handshake in time.
+    HandshakeTimeout,
+}
+
+/// Something that happened, for the driver to report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A link completed its handshake.
+    PeerConnected {
+        /// The link.
+        link: LinkId,
+        /// The peer.
+        peer: PeerId,
+    },
+    /// The manifest arrived and verified against the content id.
+    ManifestVerified,
+    /// A piece verified and is being stored.
+    PieceVerified {
+        /// The piece.
+        piece: u32,
+        /// Who sent it.
+        from: PeerId,
+    },
+    /// A peer sent data that failed verification and is banned.
+    PeerBanned {
+        /// The peer.
+        peer: PeerId,
+        /// The piece that failed, if it was a piece (otherwise the manifest).
+        piece: Option<u32>,
+    },
+    /// Storing a piece failed; it will be fetched again.
+    StoreFailed {
+        /// The piece.
+        piece: u32,
+    },
+    /// Every piece is held.
+    Complete,
+}
+
+/// Counters of one link, for status displays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkStats {
+    /// The link.
+    pub link: LinkId,
+    /// The peer, once its handshake arrived.
+    pub peer: Option<PeerId>,
+    /// Pieces the peer says it holds.
+    pub peer_pieces: u32,
+    /// Payload bytes received from the peer.
+    pub downloaded: u64,
+    /// Payload bytes sent to the peer.
+    pub uploaded: u64,
+    /// Whether the peer lets us request.
+    pub unchoked_by_peer: bool,
+    /// Whether we let the peer request.
+    pub unchoked_by_us: bool,
+}
+
+/// A snapshot of a swarm's progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwarmStats {
+    /// Pieces held.
+    pub have: u32,
+    /// Pieces in the artifact.
+    pub pieces: u32,
+    /// Bytes held.
+    pub have_bytes: u64,
+    /// Payload bytes received (including blocks of pieces that failed or were wasted).
+    pub downloaded: u64,
+    /// Payload bytes sent.
+    pub uploaded: u64,
+    /// Whether the manifest is known.
+    pub has_manifest: bool,
+    /// Per-link counters.
+    pub links: Vec<LinkStats>,
+}

@@ -1,0 +1,1056 @@
+//! The swarm: a sans-IO state machine that exchanges one artifact's pieces with many peers.
+//!
+//! The driver feeds it inputs (`handle_*`: a link connected or closed, a frame arrived, time
+//! passed, a piece was read or stored) and drains its outputs after every input (`poll_*`:
+//! bytes to transmit, actions to carry out, events to report, the next deadline). Time is a
+//! parameter, randomness comes from the caller's seed, and every collection iterates in a fixed
+//! order, so the same inputs give the same outputs.
+//!
+//! Every piece is verified against the manifest before it is handed to storage, and each piece
+//! is assembled from the blocks of one link, so a piece that fails verification is blamed on
+//! exactly one peer, which is banned.
+
+mod config;
+mod link;
+mod picker;
+
+use alloc::{
+    collections::{BTreeMap, BTreeSet, VecDeque},
+    sync::Arc,
+    vec,
+    vec::Vec,
+};
+
+use rand_core::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+pub use config::{Action, DisconnectReason, Event, LinkId, LinkStats, SwarmConfig, SwarmStats};
+use link::{Link, Outstanding};
+use picker::Picker;
+
+use crate::{
+    Bitfield, ContentId, Instant, Manifest, PeerId, PieceLayout, Ticket,
+    wire::{self, BlockRef, DecodeError, Handshake, MAX_BLOCK_LEN, MAX_MANIFEST_PART, Message},
+};
+
+/// A piece being assembled from one link's blocks.
+#[derive(Debug)]
+struct Download {
+    buf: Vec<u8>,
+    /// Per block: not requested, requested, or received.
+    blocks: Vec<BlockState>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BlockState {
+    Missing,
+    Requested,
+    Received,
+}
+
+/// The manifest being fetched from one link.
+#[derive(Debug)]
+struct ManifestFetch {
+    link: LinkId,
+    hashes: Vec<u8>,
+    deadline: Instant,
+}
+
+/// One artifact's swarm.
+#[derive(Debug)]
+pub struct Swarm {
+    cfg: SwarmConfig,
+    id: ContentId,
+    layout: PieceLayout,
+    block_size: u32,
+    manifest: Option<Manifest>,
+    fetch: Option<ManifestFetch>,
+    have: Bitfield,
+    picker: Picker,
+    rng: Xoshiro256PlusPlus,
+    links: BTreeMap<LinkId, Link>,
+    downloads: BTreeMap<(u32, LinkId), Download>,
+    banned: BTreeSet<PeerId>,
+    /// Verified pieces in memory, most recently used last.
+    cache: VecDeque<(u32, Arc<[u8]>)>,
+    /// Pieces the driver is reading for us.
+    reading: BTreeSet<u32>,
+    next_rechoke: Instant,
+    complete_reported: bool,
+    downloaded: u64,
+    uploaded: u64,
+    actions: VecDeque<Action>,
+    events: VecDeque<Event>,
+    /// Links with frames in their outbox, in the order they got them.
+    ready_links: VecDeque<LinkId>,
+}
+
+impl Swarm {
+    /// A swarm that has nothing yet and fetches the artifact named by `ticket`.
+    pub fn new(cfg: SwarmConfig, ticket: &Ticket, now: Instant, seed: u64) -> Self {
+        let layout =
+            PieceLayout::for_size(ticket.size()).expect("a parsed ticket's size has a layout");
+        let pieces = layout.piece_count();
+        let mut swarm = Self::with(
+            cfg,
+            ticket.id(),
+            layout,
+            None,
+            Bitfield::new(pieces),
+            now,
+            seed,
+        );
+        // Artifacts of at most one piece need no manifest from anyone: it is the id itself.
+        let trivial = match pieces {
+            0 => Some(vec![]),
+            1 => Some(vec![*ticket.id().as_bytes()]),
+            _ => None,
+        };
+        if let Some(cvs) = trivial
+            && let Ok(m) = Manifest::from_untrusted(ticket.id(), ticket.size(), cvs)
+        {
+            swarm.set_manifest(m);
+        }
+        swarm.check_complete();
+        swarm
+    }
+
+    /// A swarm that already holds the pieces in `have` of a verified manifest (a seed when
+    /// `have` is full, a resumed download otherwise).
+    pub fn with_manifest(
+        cfg: SwarmConfig,
+        manifest: Manifest,
+        have: Bitfield,
+        now: Instant,
+        seed: u64,
+    ) -> Self {
+        let layout = *manifest.layout();
+        assert_eq!(
+            have.len(),
+            layout.piece_count(),
+            "bitfield for another layout"
+        );
+        let mut swarm = Self::with(cfg, manifest.id(), layout, Some(manifest), have, now, seed);
+        swarm.check_complete();
+        swarm
+    }
+
+    fn with(
+        cfg: SwarmConfig,
+        id: ContentId,
+        layout: PieceLayout,
+        manifest: Option<Manifest>,
+        have: Bitfield,
+        now: Instant,
+        seed: u64,
+    ) -> Self {
+        let block_size = u64::from(cfg.block_size)
+            .clamp(1, layout.piece_size())
+            .min(MAX_BLOCK_LEN as u64) as u32;
+        let next_rechoke = now + cfg.rechoke_interval;
+        Self {
+            picker: Picker::new(layout.piece_count()),
+            cfg,
+            id,
+            layout,
+            block_size,
+            manifest,
+            fetch: None,
+            have,
+            rng: Xoshiro256PlusPlus::seed_from_u64(seed),
+            links: BTreeMap::new(),
+            downloads: BTreeMap::new(),
+            banned: BTreeSet::new(),
+            cache: VecDeque::new(),
+            reading: BTreeSet::new(),
+            next_rechoke,
+            complete_reported: false,
+            downloaded: 0,
+            uploaded: 0,
+            actions: VecDeque::new(),
+            events: VecDeque::new(),
+            ready_links: VecDeque::new(),
+        }
+    }
+
+    /// The artifact's content id.
+    pub fn id(&self) -> ContentId {
+        self.id
+    }
+
+    /// Our identity.
+    pub fn peer_id(&self) -> PeerId {
+        self.cfg.peer_id
+    }
+
+    /// The verified manifest, once known.
+    pub fn manifest(&self) -> Option<&Manifest> {
+        self.manifest.as_ref()
+    }
+
+    /// The pieces held.
+    pub fn have(&self) -> &Bitfield {
+        &self.have
+    }
+
+    /// Whether every piece is held.
+    pub fn is_complete(&self) -> bool {
+        self.manifest.is_some() && self.have.is_complete()
+    }
+
+    /// Whether a peer is banned.
+    pub fn is_banned(&self, peer: &PeerId) -> bool {
+        self.banned.contains(peer)
+    }
+
+    /// A snapshot of progress and per-link counters.
+    pub fn stats(&self) -> SwarmStats {
+        SwarmStats {
+            have: self.have.count(),
+            pieces: self.have.len(),
+            have_bytes: self
+                .have
+                .iter()
+                .filter_map(|p| self.layout.piece_len(p))
+                .sum(),
+            downloaded: self.downloaded,
+            uploaded: self.uploaded,
+            has_manifest: self.manifest.is_some(),
+            links: self
+                .links
+                .iter()
+                .map(|(&link, l)| LinkStats {
+                    link,
+                    peer: l.peer,
+                    peer_pieces: l.remote_have.count(),
+                    downloaded: l.downloaded,
+                    uploaded: l.uploaded,
+                    unchoked_by_peer: l.peer_unchoked_us,
+                    unchoked_by_us: l.we_unchoked_peer,
+                })
+                .collect(),
+        }
+    }
+
+    // ----- inputs -----
+
+    /// A new link is open; we send our handshake on it.
+    pub fn handle_connected(&mut self, now: Instant, link: LinkId) {
+        self.links
+            .insert(link, Link::new(now, self.layout.piece_count()));
+        let hs = Handshake {
+            peer_id: self.cfg.peer_id,
+            swarm: Some(self.id),
+            listen_port: self.cfg.listen_port,
+        };
+        self.send(link, &Message::Handshake(hs));
+        if self.have.count() > 0 {
+            let bits = self.have.as_bytes().to_vec();
+            self.send(link, &Message::Bitfield { bits: &bits });
+        }
+    }
+
+    /// The link closed (by either side).
+    pub fn handle_disconnected(&mut self, _now: Instant, link: LinkId) {
+        self.forget(link);
+    }
+
+    /// A frame body (as split by [`wire::split_frame`]) arrived on `link`.
+    pub fn handle_frame(&mut self, now: Instant, link: LinkId, body: &[u8]) {
+        if !self.links.contains_key(&link) {
+            return;
+        }
+        match wire::decode(body) {
+            Ok(msg) => self.on_message(now, link, msg),
+            Err(DecodeError::UnknownKind(_)) => {}
+            Err(_) => self.disconnect(link, DisconnectReason::Protocol),
+        }
+    }
+
+    /// Time has passed: expire requests, handshakes and the manifest fetch; rotate slots.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let late_handshakes: Vec<LinkId> = self
+            .links
+            .iter()
+            .filter(|(_, l)| !l.ready() && l.connected_at + self.cfg.handshake_timeout <= now)
+            .map(|(&id, _)| id)
+            .collect();
+        for link in late_handshakes {
+            self.disconnect(link, DisconnectReason::HandshakeTimeout);
+        }
+        let snubbing: Vec<LinkId> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.outstanding.front().is_some_and(|o| o.deadline <= now))
+            .map(|(&id, _)| id)
+            .collect();
+        for link in snubbing {
+            // Too slow: give its pieces to other links; it may get work again later.
+            self.cancel_downloads_on(link, true);
+        }
+        if self.fetch.as_ref().is_some_and(|f| f.deadline <= now) {
+            self.fetch = None;
+        }
+        if now >= self.next_rechoke {
+            self.next_rechoke = now + self.cfg.rechoke_interval;
+            self.rechoke(now);
+        }
+        self.start_manifest_fetch(now);
+        self.fill_all(now);
+    }
+
+    /// The driver read piece `piece` for us: its verified bytes, or `None` if it is missing or
+    /// failed verification on disk (it is then fetched again).
+    pub fn handle_piece_read(&mut self, now: Instant, piece: u32, data: Option<Arc<[u8]>>) {
+        self.reading.remove(&piece);
+        match data {
+            Some(data) => {
+                self.cache_piece(piece, data);
+                self.serve_queued(piece);
+            }
+            None => {
+                self.have.remove(piece);
+                let links: Vec<LinkId> = self.links.keys().copied().collect();
+                for link in links {
+                    self.reject_queued(link, Some(piece));
+                }
+                self.fill_all(now);
+            }
+        }
+    }
+
+    /// The driver stored piece `piece` (`ok`), or failed to.
+    pub fn handle_piece_stored(&mut self, now: Instant, piece: u32, ok: bool) {
+        self.picker.set_storing(piece, false);
+        if !ok {
+            self.cache.retain(|(p, _)| *p != piece);
+            self.events.push_back(Event::StoreFailed { piece });
+            self.fill_all(now);
+            return;
+        }
+        if !self.have.insert(piece) {
+            return;
+        }
+        let ready: Vec<LinkId> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.ready())
+            .map(|(&id, _)| id)
+            .collect();
+        for link in ready {
+            self.send(link, &Message::Have { piece });
+        }
+        self.serve_queued(piece);
+        self.check_complete();
+    }
+
+    // ----- outputs -----
+
+    /// Bytes to send on a link: one or more whole frames.
+    pub fn poll_transmit(&mut self) -> Option<(LinkId, Vec<u8>)> {
+        while let Some(link) = self.ready_links.pop_front() {
+            if let Some(l) = self.links.get_mut(&link)
+                && !l.outbox.is_empty()
+            {
+                return Some((link, core::mem::take(&mut l.outbox)));
+            }
+        }
+        None
+    }
+
+    /// The next action for the driver.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The next event to report.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Swarm::handle_timeout`] should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let requests = self
+            .links
+            .values()
+            .filter_map(|l| l.outstanding.front().map(|o| o.deadline));
+        let handshakes = self
+            .links
+            .values()
+            .filter(|l| !l.ready())
+            .map(|l| l.connected_at + self.cfg.handshake_timeout);
+        let fetch = self.fetch.as_ref().map(|f| f.deadline);
+        requests
+            .chain(handshakes)
+            .chain(fetch)
+            .chain(Some(self.next_rechoke))
+            .min()
+    }
+
+    // ----- messages -----
+
+    fn on_message(&mut self, now: Instant, link: LinkId, msg: Message<'_>) {
+        let ready = self.links.get(&link).is_some_and(Link::ready);
+        match msg {
+            Message::Handshake(hs) if !ready => self.on_handshake(now, link, hs),
+            _ if !ready => self.disconnect(link, DisconnectReason::Protocol),
+            Message::Handshake(_) => self.disconnect(link, DisconnectReason::Protocol),
+            Message::Bitfield { bits } => self.on_bitfield(now, link, bits),
+            Message::Have { piece } => self.on_have(now, link, piece),
+            Message::Interested => self.on_interest(now, link, true),
+            Message::NotInterested => self.on_interest(now, link, false),
+            Message::Choke => {
+                if let Some(l) = self.links.get_mut(&link) {
+                    l.peer_unchoked_us = false;
+                }
+                // A choke discards our pending requests.
+                self.cancel_downloads_on(link, false);
+            }
+            Message::Unchoke => {
+                if let Some(l) = self.links.get_mut(&link) {
+                    l.peer_unchoked_us = true;
+                }
+                self.fill(now, link);
+            }
+            Message::Request(r) => self.on_request(link, r),
+            Message::Cancel(r) => {
+                if let Some(l) = self.links.get_mut(&link) {
+                    l.queued.retain(|q| *q != r);
+                }
+            }
+            Message::Reject(r) => self.on_reject(now, link, r),
+            Message::Block {
+                piece,
+                offset,
+                data,
+            } => self.on_block(now, link, piece, offset, data),
+            Message::ManifestRequest { first, count } => {
+                self.on_manifest_request(link, first, count)
+            }
+            Message::ManifestPart { first, hashes } => {
+                self.on_manifest_part(now, link, first, hashes)
+            }
+            // Membership gossip travels on membership links, not in a swarm.
+            Message::Gossip { .. } => {}
+        }
+    }
+
+    fn on_handshake(&mut self, now: Instant, link: LinkId, hs: Handshake) {
+        let reason = if hs.swarm != Some(self.id) {
+            Some(DisconnectReason::WrongSwarm)
+        } else if hs.peer_id == self.cfg.peer_id {
+            Some(DisconnectReason::SelfConnection)
+        } else if self.banned.contains(&hs.peer_id) {
+            Some(DisconnectReason::Banned)
+        } else if self.links.values().any(|l| l.peer == Some(hs.peer_id)) {
+            Some(DisconnectReason::Duplicate)
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            self.disconnect(link, reason);
+            return;
+        }
+        if let Some(l) = self.links.get_mut(&link) {
+            l.peer = Some(hs.peer_id);
+        }
+        self.events.push_back(Event::PeerConnected {
+            link,
+            peer: hs.peer_id,
+        });
+        self.start_manifest_fetch(now);
+    }
+
+    fn on_bitfield(&mut self, now: Instant, link: LinkId, bits: &[u8]) {
+        let Ok(remote) = Bitfield::from_bytes(self.layout.piece_count(), bits) else {
+            self.disconnect(link, DisconnectReason::Protocol);
+            return;
+        };
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        // Replace whatever we knew: remove the old counts, add the new.
+        let old = core::mem::replace(&mut l.remote_have, remote);
+        self.picker.peer_gone(&old);
+        for piece in self.links[&link].remote_have.iter() {
+            self.picker.peer_has(piece);
+        }
+        self.update_interest(link);
+        self.start_manifest_fetch(now);
+        self.fill(now, link);
+    }
+
+    fn on_have(&mut self, now: Instant, link: LinkId, piece: u32) {
+        if piece >= self.layout.piece_count() {
+            self.disconnect(link, DisconnectReason::Protocol);
+            return;
+        }
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        if l.remote_have.insert(piece) {
+            self.picker.peer_has(piece);
+            if !self.have.contains(piece) {
+                self.set_interested(link, true);
+            }
+            self.start_manifest_fetch(now);
+            self.fill(now, link);
+        }
+    }
+
+    fn on_interest(&mut self, now: Instant, link: LinkId, interested: bool) {
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        l.peer_interested = interested;
+        if interested {
+            if !l.we_unchoked_peer && self.unchoked_count() < self.cfg.upload_slots {
+                self.set_choke(now, link, false);
+            }
+        } else if l.we_unchoked_peer {
+            self.set_choke(now, link, true);
+            self.unchoke_waiting(now);
+        }
+    }
+
+    fn on_request(&mut self, link: LinkId, r: BlockRef) {
+        let Some(piece_len) = self.layout.piece_len(r.piece) else {
+            self.disconnect(link, DisconnectReason::Protocol);
+            return;
+        };
+        if u64::from(r.offset) + u64::from(r.len) > piece_len {
+            self.disconnect(link, DisconnectReason::Protocol);
+            return;
+        }
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        if !l.we_unchoked_peer
+            || !self.have.contains(r.piece)
+            || l.queued.len() >= self.cfg.max_queued_requests
+        {
+            self.send(link, &Message::Reject(r));
+            return;
+        }
+        l.queued.push_back(r);
+        if self.cached(r.piece).is_some() {
+            self.serve_queued(r.piece);
+        } else if self.reading.insert(r.piece) {
+            self.actions.push_back(Action::ReadPiece { piece: r.piece });
+        }
+    }
+
+    fn on_reject(&mut self, now: Instant, link: LinkId, r: BlockRef) {
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        let before = l.outstanding.len();
+        l.outstanding.retain(|o| o.block != r);
+        if l.outstanding.len() != before {
+            // Give the whole piece up on this link; another link may serve it.
+            self.drop_download(r.piece, link, true);
+            self.fill_all(now);
+        }
+    }
+
+    fn on_block(&mut self, now: Instant, link: LinkId, piece: u32, offset: u32, data: &[u8]) {
+        let block = BlockRef {
+            piece,
+            offset,
+            len: data.len() as u32,
+        };
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        l.downloaded += data.len() as u64;
+        self.downloaded += data.len() as u64;
+        let Some(pos) = l.outstanding.iter().position(|o| o.block == block) else {
+            // Not (or no longer) requested, e.g. it crossed our cancel: ignore.
+            return;
+        };
+        l.outstanding.remove(pos);
+        let index = (offset / self.block_size) as usize;
+        let Some(dl) = self.downloads.get_mut(&(piece, link)) else {
+            return;
+        };
+        let start = offset as usize;
+        dl.buf[start..start + data.len()].copy_from_slice(data);
+        dl.blocks[index] = BlockState::Received;
+        if dl.blocks.iter().all(|b| *b == BlockState::Received) {
+            self.finish_piece(now, piece, link);
+        }
+        self.fill(now, link);
+    }
+
+    fn on_manifest_request(&mut self, link: LinkId, first: u32, count: u32) {
+        let Some(m) = &self.manifest else {
+            // We cannot help; peers only ask those that hold pieces, which have the manifest.
+            return;
+        };
+        let end = first.checked_add(count);
+        if end.is_none_or(|end| end > m.layout().piece_count()) {
+            self.disconnect(link, DisconnectReason::Protocol);
+            return;
+        }
+        let bytes = &m.piece_cv_bytes()[first as usize * 32..(first + count) as usize * 32];
+        let frame = encode_to_vec(&Message::ManifestPart {
+            first,
+            hashes: bytes,
+        });
+        self.push_frame(link, &frame);
+    }
+
+    fn on_manifest_part(&mut self, now: Instant, link: LinkId, first: u32, hashes: &[u8]) {
+        let Some(fetch) = self.fetch.as_mut().filter(|f| f.link == link) else {
+            return;
+        };
+        if first as usize * 32 != fetch.hashes.len() {
+            self.fetch = None;
+            self.disconnect(link, DisconnectReason::Protocol);
+            return;
+        }
+        fetch.hashes.extend_from_slice(hashes);
+        fetch.deadline = now + self.cfg.request_timeout;
+        if fetch.hashes.len() < self.layout.piece_count() as usize * 32 {
+            return;
+        }
+        let Some(fetch) = self.fetch.take() else {
+            return;
+        };
+        match Manifest::from_untrusted_bytes(self.id, self.layout.size(), &fetch.hashes) {
+            Ok(m) => {
+                self.actions.push_back(Action::StoreManifest(m.clone()));
+                self.set_manifest(m);
+                self.events.push_back(Event::ManifestVerified);
+                self.fill_all(now);
+            }
+            Err(_) => self.ban(link, None),
+        }
+    }
+
+    // ----- downloading -----
+
+    fn set_manifest(&mut self, m: Manifest) {
+        self.manifest = Some(m);
+    }
+
+    /// Asks one peer that holds pieces (hence the manifest) for the whole manifest.
+    fn start_manifest_fetch(&mut self, now: Instant) {
+        if self.manifest.is_some() || self.fetch.is_some() {
+            return;
+        }
+        let Some((&link, _)) = self
+            .links
+            .iter()
+            .find(|(_, l)| l.ready() && l.remote_have.count() > 0)
+        else {
+            return;
+        };
+        let pieces = self.layout.piece_count();
+        let mut first = 0;
+        while first < pieces {
+            let count = (pieces - first).min(MAX_MANIFEST_PART as u32);
+            self.send(link, &Message::ManifestRequest { first, count });
+            first += count;
+        }
+        self.fetch = Some(ManifestFetch {
+            link,
+            hashes: Vec::with_capacity(pieces as usize * 32),
+            deadline: now + self.cfg.request_timeout,
+        });
+    }
+
+    fn fill_all(&mut self, now: Instant) {
+        let links: Vec<LinkId> = self.links.keys().copied().collect();
+        for link in links {
+            self.fill(now, link);
+        }
+    }
+
+    /// Keeps the link's request pipeline full.
+    fn fill(&mut self, now: Instant, link: LinkId) {
+        if self.manifest.is_none() {
+            return;
+        }
+        loop {
+            let Some(l) = self.links.get(&link) else {
+                return;
+            };
+            if !l.ready() || !l.peer_unchoked_us || l.outstanding.len() >= self.cfg.pipeline {
+                return;
+            }
+            if let Some(block) = self.next_block_on(link) {
+                self.request(now, link, block);
+                continue;
+            }
+            let busy_here = |p: u32| self.downloads.contains_key(&(p, link));
+            let remote = &self.links[&link].remote_have;
+            let picked = self.picker.pick(
+                &self.have,
+                remote,
+                &mut self.rng,
+                self.cfg.random_first_pieces,
+                self.cfg.endgame_duplicates,
+                busy_here,
+            );
+            match picked {
+                Some(piece) => self.start_download(piece, link),
+                None => {
+                    if self.links[&link].outstanding.is_empty() {
+                        self.update_interest(link);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The next unrequested block of a piece this link is already downloading.
+    fn next_block_on(&self, link: LinkId) -> Option<BlockRef> {
+        self.downloads
+            .iter()
+            .filter(|((_, l), _)| *l == link)
+            .find_map(|(&(piece, _), dl)| {
+                let index = dl.blocks.iter().position(|b| *b == BlockState::Missing)?;
+                let offset = index as u32 * self.block_size;
+                let len = (dl.buf.len() as u32 - offset).min(self.block_size);
+                Some(BlockRef { piece, offset, len })
+            })
+    }
+
+    fn start_download(&mut self, piece: u32, link: LinkId) {
+        let len = self.layout.piece_len(piece).unwrap_or(0) as usize;
+        let blocks = len.div_ceil(self.block_size as usize);
+        self.downloads.insert(
+            (piece, link),
+            Download {
+                buf: vec![0; len],
+                blocks: vec![BlockState::Missing; blocks],
+            },
+        );
+        self.picker.start(piece);
+    }
+
+    fn request(&mut self, now: Instant, link: LinkId, block: BlockRef) {
+        if let Some(dl) = self.downloads.get_mut(&(block.piece, link)) {
+            dl.blocks[(block.offset / self.block_size) as usize] = BlockState::Requested;
+        }
+        if let Some(l) = self.links.get_mut(&link) {
+            l.outstanding.push_back(Outstanding {
+                block,
+                deadline: now + self.cfg.request_timeout,
+            });
+        }
+        self.send(link, &Message::Request(block));
+    }
+
+    fn finish_piece(&mut self, now: Instant, piece: u32, link: LinkId) {
+        let Some(dl) = self.downloads.remove(&(piece, link)) else {
+            return;
+        };
+        self.picker.stop(piece);
+        let verified = self
+            .manifest
+            .as_ref()
+            .is_some_and(|m| m.verify_piece(piece, &dl.buf).is_ok());
+        if !verified {
+            self.ban(link, Some(piece));
+            self.fill_all(now);
+            return;
+        }
+        // End-game duplicates of this piece on other links are no longer needed.
+        let others: Vec<LinkId> = self
+            .downloads
+            .keys()
+            .filter(|(p, _)| *p == piece)
+            .map(|&(_, l)| l)
+            .collect();
+        for other in others {
+            let cancels: Vec<BlockRef> = self.links[&other]
+                .outstanding
+                .iter()
+                .filter(|o| o.block.piece == piece)
+                .map(|o| o.block)
+                .collect();
+            for block in cancels {
+                self.send(other, &Message::Cancel(block));
+            }
+            if let Some(l) = self.links.get_mut(&other) {
+                l.outstanding.retain(|o| o.block.piece != piece);
+            }
+            self.drop_download(piece, other, false);
+        }
+        let data: Arc<[u8]> = Arc::from(dl.buf);
+        self.picker.set_storing(piece, true);
+        let from = self.links.get(&link).and_then(|l| l.peer);
+        if let Some(from) = from {
+            self.events.push_back(Event::PieceVerified { piece, from });
+        }
+        self.cache_piece(piece, data.clone());
+        self.actions.push_back(Action::StorePiece { piece, data });
+        self.fill_all(now);
+    }
+
+    fn drop_download(&mut self, piece: u32, link: LinkId, cancel: bool) {
+        if self.downloads.remove(&(piece, link)).is_none() {
+            return;
+        }
+        self.picker.stop(piece);
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        let cancels: Vec<BlockRef> = l
+            .outstanding
+            .iter()
+            .filter(|o| o.block.piece == piece)
+            .map(|o| o.block)
+            .collect();
+        l.outstanding.retain(|o| o.block.piece != piece);
+        if cancel {
+            for block in cancels {
+                self.send(link, &Message::Cancel(block));
+            }
+        }
+    }
+
+    /// Abandons every piece the link is downloading; `cancel` tells the peer.
+    fn cancel_downloads_on(&mut self, link: LinkId, cancel: bool) {
+        let pieces: Vec<u32> = self
+            .downloads
+            .keys()
+            .filter(|(_, l)| *l == link)
+            .map(|&(p, _)| p)
+            .collect();
+        for piece in pieces {
+            self.drop_download(piece, link, cancel);
+        }
+        if let Some(l) = self.links.get_mut(&link) {
+            l.outstanding.clear();
+        }
+    }
+
+    fn update_interest(&mut self, link: LinkId) {
+        let wants = self
+            .links
+            .get(&link)
+            .is_some_and(|l| self.picker.wants_from(&self.have, &l.remote_have));
+        self.set_interested(link, wants);
+    }
+
+    fn set_interested(&mut self, link: LinkId, interested: bool) {
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        if l.we_are_interested != interested && l.ready() {
+            l.we_are_interested = interested;
+            let msg = if interested {
+                Message::Interested
+            } else {
+                Message::NotInterested
+            };
+            self.send(link, &msg);
+        }
+    }
+
+    fn check_complete(&mut self) {
+        if self.is_complete() && !self.complete_reported {
+            self.complete_reported = true;
+            self.events.push_back(Event::Complete);
+            let links: Vec<LinkId> = self.links.keys().copied().collect();
+            for link in links {
+                self.set_interested(link, false);
+            }
+        }
+    }
+
+    // ----- uploading -----
+
+    fn unchoked_count(&self) -> usize {
+        self.links.values().filter(|l| l.we_unchoked_peer).count()
+    }
+
+    fn set_choke(&mut self, now: Instant, link: LinkId, choke: bool) {
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        if l.we_unchoked_peer != choke {
+            return;
+        }
+        l.we_unchoked_peer = !choke;
+        l.choke_changed_at = now;
+        if choke {
+            // A choke discards the peer's queued requests; it asks again after an unchoke.
+            l.queued.clear();
+            self.send(link, &Message::Choke);
+        } else {
+            self.send(link, &Message::Unchoke);
+        }
+    }
+
+    /// Fills free upload slots with the interested peers that waited longest.
+    fn unchoke_waiting(&mut self, now: Instant) {
+        while self.unchoked_count() < self.cfg.upload_slots {
+            let Some(next) = self.longest(|l| l.peer_interested && !l.we_unchoked_peer) else {
+                return;
+            };
+            self.set_choke(now, next, false);
+        }
+    }
+
+    /// Rotates one slot: the peer unchoked longest yields to the peer waiting longest.
+    fn rechoke(&mut self, now: Instant) {
+        if self
+            .longest(|l| l.peer_interested && !l.we_unchoked_peer)
+            .is_some()
+            && self.unchoked_count() >= self.cfg.upload_slots
+            && let Some(oldest) = self.longest(|l| l.we_unchoked_peer)
+        {
+            self.set_choke(now, oldest, true);
+        }
+        self.unchoke_waiting(now);
+    }
+
+    /// The ready link matching `pred` whose choke state changed longest ago (ties: random).
+    fn longest(&mut self, pred: impl Fn(&Link) -> bool) -> Option<LinkId> {
+        let candidates: Vec<(LinkId, Instant)> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.ready() && pred(l))
+            .map(|(&id, l)| (id, l.choke_changed_at))
+            .collect();
+        let oldest = candidates.iter().map(|c| c.1).min()?;
+        let tied: Vec<LinkId> = candidates
+            .into_iter()
+            .filter(|c| c.1 == oldest)
+            .map(|c| c.0)
+            .collect();
+        let pick = (self.rng.next_u64() % tied.len() as u64) as usize;
+        Some(tied[pick])
+    }
+
+    fn cached(&self, piece: u32) -> Option<Arc<[u8]>> {
+        self.cache
+            .iter()
+            .find(|(p, _)| *p == piece)
+            .map(|(_, d)| d.clone())
+    }
+
+    fn cache_piece(&mut self, piece: u32, data: Arc<[u8]>) {
+        self.cache.retain(|(p, _)| *p != piece);
+        self.cache.push_back((piece, data));
+        while self.cache.len() > self.cfg.piece_cache.max(1) {
+            self.cache.pop_front();
+        }
+    }
+
+    /// Sends every queued request for `piece` from the cache.
+    fn serve_queued(&mut self, piece: u32) {
+        let Some(data) = self.cached(piece) else {
+            return;
+        };
+        if !self.have.contains(piece) {
+            return;
+        }
+        let links: Vec<LinkId> = self.links.keys().copied().collect();
+        for link in links {
+            let Some(l) = self.links.get_mut(&link) else {
+                continue;
+            };
+            let (serve, keep): (VecDeque<BlockRef>, VecDeque<BlockRef>) =
+                l.queued.drain(..).partition(|r| r.piece == piece);
+            l.queued = keep;
+            for r in serve {
+                let start = r.offset as usize;
+                let Some(bytes) = data.get(start..start + r.len as usize) else {
+                    continue;
+                };
+                let mut frame = Vec::with_capacity(bytes.len() + 16);
+                if wire::encode_block_header(r.piece, r.offset, bytes.len(), &mut frame).is_err() {
+                    continue;
+                }
+                frame.extend_from_slice(bytes);
+                if let Some(l) = self.links.get_mut(&link) {
+                    l.uploaded += bytes.len() as u64;
+                }
+                self.uploaded += bytes.len() as u64;
+                self.push_frame(link, &frame);
+            }
+        }
+    }
+
+    /// Rejects a link's queued requests (for one piece, or all).
+    fn reject_queued(&mut self, link: LinkId, piece: Option<u32>) {
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        let (reject, keep): (VecDeque<BlockRef>, VecDeque<BlockRef>) = l
+            .queued
+            .drain(..)
+            .partition(|r| piece.is_none_or(|p| r.piece == p));
+        l.queued = keep;
+        for r in reject {
+            self.send(link, &Message::Reject(r));
+        }
+    }
+
+    // ----- links -----
+
+    fn ban(&mut self, link: LinkId, piece: Option<u32>) {
+        if let Some(peer) = self.links.get(&link).and_then(|l| l.peer) {
+            self.banned.insert(peer);
+            self.events.push_back(Event::PeerBanned { peer, piece });
+        }
+        self.disconnect(link, DisconnectReason::Banned);
+    }
+
+    fn disconnect(&mut self, link: LinkId, reason: DisconnectReason) {
+        if self.links.contains_key(&link) {
+            self.forget(link);
+            self.actions.push_back(Action::Disconnect { link, reason });
+        }
+    }
+
+    /// Removes every trace of a link.
+    fn forget(&mut self, link: LinkId) {
+        self.cancel_downloads_on(link, false);
+        let Some(l) = self.links.remove(&link) else {
+            return;
+        };
+        self.picker.peer_gone(&l.remote_have);
+        if self.fetch.as_ref().is_some_and(|f| f.link == link) {
+            self.fetch = None;
+        }
+        // The time only orders slot rotation, so the link's own timestamp will do.
+        let now = l.choke_changed_at;
+        if l.we_unchoked_peer {
+            self.unchoke_waiting(now);
+        }
+    }
+
+    fn send(&mut self, link: LinkId, msg: &Message<'_>) {
+        let frame = encode_to_vec(msg);
+        self.push_frame(link, &frame);
+    }
+
+    fn push_frame(&mut self, link: LinkId, frame: &[u8]) {
+        if frame.is_empty() {
+            return;
+        }
+        if let Some(l) = self.links.get_mut(&link) {
+            if l.outbox.is_empty() {
+                self.ready_links.push_back(link);
+            }
+            l.outbox.extend_from_slice(frame);
+        }
+    }
+}
+
+/// Encodes a message the swarm built itself; such messages always respect the limits.
+fn encode_to_vec(msg: &Message<'_>) -> Vec<u8> {
+    let mut out = Vec::new();
+    if wire::encode(msg, &mut out).is_err() {
+        debug_assert!(false, "the swarm built an invalid message: {msg:?}");
+        out.clear();
+    }
+    out
+}
