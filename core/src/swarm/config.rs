@@ -41,7 +41,7 @@ impl SwarmConfig {
             peer_id,
             listen_port: None,
             block_size: 64 * 1024,
-            pipeline: 32,
+            pipeline: 4,
             upload_slots: 8,
             max_queued_requests: 128,
             request_timeout: Duration::from_secs(20),
