@@ -1,8 +1,13 @@
 //! Command-line arguments.
 
-use std::path::PathBuf;
+use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand};
+
+/// Default address of the control API.
+pub(crate) const DEFAULT_API: &str = "127.0.0.1:7710";
+/// Default address peers connect to.
+pub(crate) const DEFAULT_LISTEN: &str = "0.0.0.0:7711";
 
 /// Pollen: verified peer-to-peer distribution of large artifacts.
 #[derive(Debug, Parser)]
@@ -17,6 +22,14 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Print the content id of files, in the same format as `b3sum`.
     Id(IdArgs),
+    /// Run a node: store artifacts, serve them to peers, fetch them from peers.
+    Node(NodeArgs),
+    /// Import a file into the running node, seed it, and print its ticket.
+    Share(ShareArgs),
+    /// Fetch the artifact a ticket names through the running node, and write it out.
+    Get(GetArgs),
+    /// Show the running node's artifacts and peers.
+    Status(StatusArgs),
 }
 
 /// Arguments of `pollen id`.
@@ -28,4 +41,65 @@ pub(crate) struct IdArgs {
     /// Files to hash; `-` reads standard input (not with --ticket).
     #[arg(required = true, value_name = "PATH")]
     pub(crate) paths: Vec<PathBuf>,
+}
+
+/// Arguments of `pollen node`.
+#[derive(Debug, Args)]
+pub(crate) struct NodeArgs {
+    /// Directory for artifacts and node state (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) data: PathBuf,
+    /// Address to accept peer links on.
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
+    pub(crate) listen: SocketAddr,
+    /// Address of the control API (keep it on localhost: it can read and write local files).
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_API)]
+    pub(crate) api: SocketAddr,
+    /// Address put in tickets for peers to reach this node [default: the listen address, with
+    /// 127.0.0.1 if it listens on all interfaces].
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) advertise: Option<SocketAddr>,
+    /// A peer to fetch from, for every artifact (repeatable).
+    #[arg(long = "peer", value_name = "ADDR")]
+    pub(crate) peers: Vec<SocketAddr>,
+}
+
+/// Where the running node's API is.
+#[derive(Debug, Args)]
+pub(crate) struct ApiArg {
+    /// URL of the node's control API.
+    #[arg(long, value_name = "URL", default_value = concat!("http://", "127.0.0.1:7710"))]
+    pub(crate) api: String,
+}
+
+/// Arguments of `pollen share`.
+#[derive(Debug, Args)]
+pub(crate) struct ShareArgs {
+    /// The file to share.
+    pub(crate) path: PathBuf,
+    #[command(flatten)]
+    pub(crate) api: ApiArg,
+}
+
+/// Arguments of `pollen get`.
+#[derive(Debug, Args)]
+pub(crate) struct GetArgs {
+    /// The ticket (or ticket link).
+    pub(crate) ticket: String,
+    /// Where to write the artifact [default: its name from the ticket, in the current
+    /// directory].
+    #[arg(short, long, value_name = "PATH")]
+    pub(crate) output: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) api: ApiArg,
+}
+
+/// Arguments of `pollen status`.
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    /// Print the node's status as JSON (fields documented in the README).
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) api: ApiArg,
 }

@@ -1,0 +1,116 @@
+//! The JSON bodies of the node's HTTP API, shared by the node and the CLI.
+
+use serde::{Deserialize, Serialize};
+
+/// `POST /api/share`: import a local file and seed it.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ShareRequest {
+    /// Absolute path of the file on the node's machine.
+    pub(crate) path: String,
+}
+
+/// Reply to `POST /api/share`.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ShareReply {
+    /// Content id (hex).
+    pub(crate) id: String,
+    /// Size in bytes.
+    pub(crate) size: u64,
+    /// The ticket to hand to fetchers.
+    pub(crate) ticket: String,
+}
+
+/// `POST /api/get`: fetch the artifact a ticket names.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct GetRequest {
+    /// The ticket (or ticket link).
+    pub(crate) ticket: String,
+}
+
+/// Reply to `POST /api/get`.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct GetReply {
+    /// Content id (hex).
+    pub(crate) id: String,
+}
+
+/// `POST /api/export`: write a complete artifact to a path on the node's machine.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ExportRequest {
+    /// Content id (hex).
+    pub(crate) id: String,
+    /// Absolute destination path.
+    pub(crate) path: String,
+}
+
+/// An error reply: `{"error": "..."}` with a 4xx or 5xx status.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ErrorReply {
+    /// What went wrong, for a person.
+    pub(crate) error: String,
+}
+
+/// `GET /api/status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Status {
+    /// This node's peer id (hex prefix).
+    pub(crate) peer_id: String,
+    /// Address peers connect to.
+    pub(crate) listen: String,
+    /// Address put in tickets.
+    pub(crate) advertise: String,
+    /// Every artifact the node holds or fetches.
+    pub(crate) artifacts: Vec<ArtifactStatus>,
+}
+
+/// One artifact in `GET /api/status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ArtifactStatus {
+    /// Content id (hex).
+    pub(crate) id: String,
+    /// Suggested file name.
+    pub(crate) name: Option<String>,
+    /// Size in bytes.
+    pub(crate) size: u64,
+    /// Pieces in the artifact.
+    pub(crate) pieces: u32,
+    /// Verified pieces held.
+    pub(crate) have_pieces: u32,
+    /// Verified bytes held.
+    pub(crate) have_bytes: u64,
+    /// Whether every piece is held and verified.
+    pub(crate) complete: bool,
+    /// Whether the manifest has been received and verified.
+    pub(crate) has_manifest: bool,
+    /// Payload bytes received from peers since the node started.
+    pub(crate) downloaded: u64,
+    /// Payload bytes sent to peers since the node started.
+    pub(crate) uploaded: u64,
+    /// Receive rate, bytes per second, over the last seconds.
+    pub(crate) download_rate: u64,
+    /// Send rate, bytes per second, over the last seconds.
+    pub(crate) upload_rate: u64,
+    /// Connected peers.
+    pub(crate) peers: Vec<PeerStatus>,
+    /// Peers banned for sending data that failed verification.
+    pub(crate) banned: Vec<String>,
+    /// The last storage error, if any (e.g. disk full).
+    pub(crate) error: Option<String>,
+    /// The artifact's ticket.
+    pub(crate) ticket: String,
+}
+
+/// One connected peer of an artifact.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct PeerStatus {
+    /// Peer id (hex prefix).
+    pub(crate) peer_id: String,
+    /// Remote socket address.
+    pub(crate) addr: String,
+    /// Pieces the peer holds.
+    pub(crate) pieces: u32,
+    /// Payload bytes received from it.
+    pub(crate) downloaded: u64,
+    /// Payload bytes sent to it.
+    pub(crate) uploaded: u64,
+}

@@ -1,0 +1,202 @@
+//! `pollen get`: fetch an artifact through the running node, show progress, write it out, and
+//! check that what was written hashes to the content id.
+
+use std::{
+    fs::File,
+    io::{IsTerminal, Read},
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use pollen_core::{ContentId, Ticket};
+
+use crate::{
+    api_types::{ArtifactStatus, ExportRequest, GetReply, GetRequest, Status},
+    cli::GetArgs,
+    client::Client,
+};
+
+/// How often progress is polled.
+const POLL: Duration = Duration::from_millis(250);
+/// Give up when no peer has been connected and nothing arrived for this long.
+const STALL: Duration = Duration::from_secs(30);
+
+/// Runs `pollen get`: exit 0 only when the output's BLAKE3 equals the content id.
+pub(crate) async fn run(args: &GetArgs) -> Result<ExitCode> {
+    let ticket: Ticket = args.ticket.parse().context("invalid ticket")?;
+    let output = output_path(args.output.as_deref(), &ticket)?;
+    let client = Client::new(&args.api.api);
+    let reply: GetReply = client
+        .post(
+            "/api/get",
+            &GetRequest {
+                ticket: args.ticket.trim().to_string(),
+            },
+        )
+        .await?;
+    let id: ContentId = reply.id.parse().context("the node replied with a bad id")?;
+    wait_complete(&client, &ticket).await?;
+    client
+        .post::<_, ()>(
+            "/api/export",
+            &ExportRequest {
+                id: id.to_string(),
+                path: output.to_string_lossy().into_owned(),
+            },
+        )
+        .await
+        .with_context(|| format!("writing {}", output.display()))?;
+    let written = hash_file(&output).with_context(|| format!("checking {}", output.display()))?;
+    if written != id {
+        bail!(
+            "{} hashes to {written}, not {id}: do not use it",
+            output.display()
+        );
+    }
+    eprintln!("{}: verified, BLAKE3 {id}", output.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The absolute output path: `-o`, else the ticket's name, else the content id.
+fn output_path(output: Option<&Path>, ticket: &Ticket) -> Result<PathBuf> {
+    let path = match output {
+        Some(p) => p.to_path_buf(),
+        None => PathBuf::from(
+            ticket
+                .name()
+                .map(str::to_string)
+                .unwrap_or_else(|| ticket.id().to_string()),
+        ),
+    };
+    let path = std::path::absolute(&path)
+        .with_context(|| format!("{}: cannot resolve", path.display()))?;
+    if path.is_dir() {
+        bail!(
+            "{} is a directory; give a file path with -o",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// Polls the node until the artifact is complete, showing progress.
+async fn wait_complete(client: &Client, ticket: &Ticket) -> Result<()> {
+    let id = ticket.id().to_string();
+    let mut progress = Progress::new(ticket.size());
+    let mut last_change = Instant::now();
+    let mut last_bytes = None;
+    loop {
+        let status: Status = client.get("/api/status").await?;
+        let Some(a) = status.artifacts.into_iter().find(|a| a.id == id) else {
+            bail!("the node dropped the artifact");
+        };
+        if let Some(err) = &a.error {
+            progress.finish();
+            bail!("the node cannot store the artifact: {err}");
+        }
+        progress.update(&a);
+        if a.complete {
+            progress.finish();
+            return Ok(());
+        }
+        if last_bytes != Some(a.downloaded) || !a.peers.is_empty() {
+            last_bytes = Some(a.downloaded);
+            last_change = Instant::now();
+        } else if last_change.elapsed() > STALL {
+            progress.finish();
+            bail!(
+                "no peer reachable for {}s: none of the ticket's addresses (or the node's --peer addresses) answered",
+                STALL.as_secs()
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// A progress bar on a terminal, plain lines otherwise.
+enum Progress {
+    Bar(ProgressBar),
+    Lines { last: Option<Instant> },
+}
+
+impl Progress {
+    fn new(size: u64) -> Self {
+        if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new(size);
+            let style = ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+            bar.set_style(style);
+            Progress::Bar(bar)
+        } else {
+            Progress::Lines { last: None }
+        }
+    }
+
+    fn update(&mut self, a: &ArtifactStatus) {
+        match self {
+            Progress::Bar(bar) => {
+                bar.set_position(a.have_bytes);
+                bar.set_message(format!("{} peers", a.peers.len()));
+            }
+            Progress::Lines { last } => {
+                if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) && !a.complete {
+                    return;
+                }
+                *last = Some(Instant::now());
+                let pct = if a.size == 0 {
+                    100.0
+                } else {
+                    100.0 * a.have_bytes as f64 / a.size as f64
+                };
+                eprintln!(
+                    "{} / {} ({pct:.1}%), {}/s, {} peers",
+                    human_bytes(a.have_bytes),
+                    human_bytes(a.size),
+                    human_bytes(a.download_rate),
+                    a.peers.len()
+                );
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Progress::Bar(bar) = self {
+            bar.finish();
+        }
+    }
+}
+
+/// Streams a file through BLAKE3.
+fn hash_file(path: &Path) -> Result<ContentId> {
+    let mut file = File::open(path)?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hasher.finalize().into());
+        }
+        hasher.update(&buf[..n]);
+    }
+}
+
+/// Bytes in binary units, e.g. `12.3 MiB`.
+pub(crate) fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}

@@ -1,0 +1,61 @@
+//! `pollen status`: the running node's artifacts and peers.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use crate::{api_types::Status, cli::StatusArgs, client::Client, commands::get::human_bytes};
+
+/// Runs `pollen status`.
+pub(crate) async fn run(args: &StatusArgs) -> Result<ExitCode> {
+    let status: Status = Client::new(&args.api.api).get("/api/status").await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "node {}  peers on {} (advertised {})",
+        status.peer_id, status.listen, status.advertise
+    );
+    if status.artifacts.is_empty() {
+        println!("no artifacts");
+    }
+    for a in &status.artifacts {
+        let pct = if a.size == 0 {
+            100.0
+        } else {
+            100.0 * a.have_bytes as f64 / a.size as f64
+        };
+        let state = match (&a.error, a.complete) {
+            (Some(e), _) => format!("error: {e}"),
+            (None, true) => "seeding".to_string(),
+            (None, false) => "fetching".to_string(),
+        };
+        println!(
+            "\n{}  {}\n  {} of {} ({pct:.1}%), {state}\n  down {}/s  up {}/s  downloaded {}  uploaded {}  peers {}",
+            a.id,
+            a.name.as_deref().unwrap_or("-"),
+            human_bytes(a.have_bytes),
+            human_bytes(a.size),
+            human_bytes(a.download_rate),
+            human_bytes(a.upload_rate),
+            human_bytes(a.downloaded),
+            human_bytes(a.uploaded),
+            a.peers.len(),
+        );
+        for p in &a.peers {
+            println!(
+                "    {}  {:<22} {:>6} pieces  down {:>10}  up {:>10}",
+                p.peer_id,
+                p.addr,
+                p.pieces,
+                human_bytes(p.downloaded),
+                human_bytes(p.uploaded)
+            );
+        }
+        if !a.banned.is_empty() {
+            println!("  banned: {}", a.banned.join(", "));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

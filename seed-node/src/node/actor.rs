@@ -1,0 +1,678 @@
+//! The node actor: owns the swarms and links, and turns swarm outputs into IO.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::SocketAddr,
+    time::Duration,
+};
+
+use anyhow::Result;
+use pollen_core::{
+    ContentId, Hint, Instant, PeerId, Ticket,
+    swarm::{Action, DisconnectReason, Event, LinkId, Swarm, SwarmConfig},
+    wire::{self, Message},
+};
+use tokio::{
+    net::TcpStream,
+    sync::mpsc::{UnboundedReceiver, UnboundedSender},
+    time::Instant as TokioInstant,
+};
+
+use super::{
+    ApiCall, Input,
+    conn::{self, ConnHandle, ConnId},
+    disk::{self, DiskHandle, DiskOp, DiskResult},
+    tickets,
+};
+use crate::{
+    api_types::{ArtifactStatus, GetReply, PeerStatus, ShareReply, Status},
+    store::{Artifact, Store},
+};
+
+/// How long a dial may take.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Wait before dialing an address again after a failure or a closed link.
+const REDIAL_AFTER: Duration = Duration::from_secs(1);
+/// Wait before dialing an address again after it turned out to duplicate another link.
+const REDIAL_DUPLICATE: Duration = Duration::from_secs(30);
+
+/// The node's identity and addresses.
+pub(crate) struct Settings {
+    pub(crate) peer_id: PeerId,
+    pub(crate) listen: SocketAddr,
+    pub(crate) advertise: SocketAddr,
+    /// Peers to fetch every artifact from.
+    pub(crate) peers: Vec<SocketAddr>,
+}
+
+/// One artifact: its swarm, its disk worker, and where its peers are.
+struct Entry {
+    swarm: Swarm,
+    disk: DiskHandle,
+    ticket: Ticket,
+    addrs: BTreeMap<SocketAddr, AddrState>,
+    banned: Vec<PeerId>,
+    error: Option<String>,
+    rate: Rate,
+}
+
+/// What we know about an address we may dial.
+#[derive(Default)]
+struct AddrState {
+    dialing: bool,
+    conn: Option<ConnId>,
+    retry_at: Option<TokioInstant>,
+    /// Never dial again (it is us, or banned).
+    never: bool,
+}
+
+/// Recent transfer rates, from counters sampled every tick.
+#[derive(Default)]
+struct Rate {
+    last: Option<(TokioInstant, u64, u64)>,
+    down: f64,
+    up: f64,
+}
+
+/// One open link.
+struct Conn {
+    handle: ConnHandle,
+    swarm: Option<ContentId>,
+    remote: SocketAddr,
+    peer: Option<PeerId>,
+}
+
+/// The node's single owner of swarm state.
+pub(crate) struct Actor {
+    settings: Settings,
+    store: Store,
+    inputs: UnboundedSender<Input>,
+    started: TokioInstant,
+    entries: BTreeMap<ContentId, Entry>,
+    conns: HashMap<ConnId, Conn>,
+    next_conn: u64,
+    next_seed: u64,
+}
+
+impl Actor {
+    /// Loads every stored artifact and saved ticket.
+    pub(crate) fn start(
+        settings: Settings,
+        store: Store,
+        inputs: UnboundedSender<Input>,
+    ) -> Result<Self> {
+        let mut actor = Self {
+            next_seed: u64::from_le_bytes(
+                settings.peer_id.as_bytes()[..8]
+                    .try_into()
+                    .unwrap_or_default(),
+            ),
+            settings,
+            store,
+            inputs,
+            started: TokioInstant::now(),
+            entries: BTreeMap::new(),
+            conns: HashMap::new(),
+            next_conn: 0,
+        };
+        let saved: BTreeMap<ContentId, Ticket> = tickets::load_all(actor.store.dir())
+            .into_iter()
+            .map(|t| (t.id(), t))
+            .collect();
+        let scan = actor.store.scan()?;
+        for err in &scan.unusable {
+            tracing::warn!("skipping an unusable artifact: {err}");
+        }
+        for id in scan.usable {
+            match actor.store.open_artifact(id) {
+                Ok(Some(artifact)) => {
+                    let ticket = saved.get(&id).cloned();
+                    actor.add_artifact(artifact, ticket);
+                }
+                Ok(None) => {}
+                Err(err) => tracing::warn!(%id, "cannot open: {err}"),
+            }
+        }
+        for (id, ticket) in saved {
+            if !actor.entries.contains_key(&id) {
+                actor.add_download(ticket);
+            }
+        }
+        Ok(actor)
+    }
+
+    /// Processes inputs until every sender is gone.
+    pub(crate) async fn run(mut self, mut inputs: UnboundedReceiver<Input>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let deadline = self.next_deadline();
+            tokio::select! {
+                input = inputs.recv() => match input {
+                    Some(input) => self.on_input(input),
+                    None => return,
+                },
+                () = tokio::time::sleep_until(deadline) => self.on_timeouts(),
+                _ = tick.tick() => self.on_tick(),
+            }
+        }
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_micros(self.started.elapsed().as_micros() as u64)
+    }
+
+    fn next_deadline(&self) -> TokioInstant {
+        let far = self.started + Duration::from_secs(3600 * 24 * 365);
+        self.entries
+            .values()
+            .filter_map(|e| e.swarm.poll_timeout())
+            .map(|at| self.started + Duration::from_micros(at.as_micros()))
+            .min()
+            .unwrap_or(far)
+    }
+
+    fn config(&mut self) -> (SwarmConfig, u64) {
+        let mut cfg = SwarmConfig::new(self.settings.peer_id);
+        cfg.listen_port = Some(self.settings.advertise.port());
+        self.next_seed = self.next_seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        (cfg, self.next_seed)
+    }
+
+    /// Starts serving (and, if incomplete, fetching) a stored artifact.
+    fn add_artifact(&mut self, artifact: Artifact, saved: Option<Ticket>) -> ContentId {
+        let id = artifact.id();
+        let ticket = saved.unwrap_or_else(|| self.ticket_for(&artifact));
+        let (cfg, seed) = self.config();
+        let swarm = Swarm::with_manifest(
+            cfg,
+            artifact.manifest().clone(),
+            artifact.have().clone(),
+            self.now(),
+            seed,
+        );
+        let disk = disk::spawn(self.store.clone(), id, Some(artifact), self.inputs.clone());
+        self.insert(id, swarm, disk, ticket);
+        id
+    }
+
+    /// Starts fetching an artifact the store does not have yet.
+    fn add_download(&mut self, ticket: Ticket) {
+        let id = ticket.id();
+        let (cfg, seed) = self.config();
+        let swarm = Swarm::new(cfg, &ticket, self.now(), seed);
+        let disk = disk::spawn(self.store.clone(), id, None, self.inputs.clone());
+        if let Some(m) = swarm.manifest() {
+            // Tiny artifacts need no manifest from anyone; create them at once.
+            let _ = disk.send(DiskOp::Create(m.clone(), ticket.name().map(str::to_string)));
+        }
+        self.insert(id, swarm, disk, ticket);
+    }
+
+    fn insert(&mut self, id: ContentId, swarm: Swarm, disk: DiskHandle, ticket: Ticket) {
+        let mut addrs = BTreeMap::new();
+        let hinted = ticket.hints().iter().filter_map(|h| match h {
+            Hint::Node(addr) => Some(*addr),
+            Hint::Signal(_) => None,
+        });
+        for addr in hinted.chain(self.settings.peers.iter().copied()) {
+            let is_self = addr == self.settings.advertise || addr == self.settings.listen;
+            addrs.insert(
+                addr,
+                AddrState {
+                    never: is_self,
+                    ..AddrState::default()
+                },
+            );
+        }
+        self.entries.insert(
+            id,
+            Entry {
+                swarm,
+                disk,
+                ticket,
+                addrs,
+                banned: Vec::new(),
+                error: None,
+                rate: Rate::default(),
+            },
+        );
+        self.drive(id);
+        self.dial_missing();
+    }
+
+    /// The ticket this node hands out for an artifact it holds.
+    fn ticket_for(&self, artifact: &Artifact) -> Ticket {
+        let m = artifact.manifest();
+        let mut t =
+            Ticket::new(m.id(), m.layout().size()).expect("a stored artifact has a valid size");
+        if let Some(name) = artifact.name() {
+            t = t.clone().with_name(name).unwrap_or(t);
+        }
+        t.clone()
+            .with_hint(Hint::Node(self.settings.advertise))
+            .unwrap_or(t)
+    }
+
+    // ----- inputs -----
+
+    fn on_input(&mut self, input: Input) {
+        match input {
+            Input::Accepted(stream, remote) => {
+                let conn = self.new_conn();
+                let handle = conn::spawn(conn, stream, self.inputs.clone());
+                self.conns.insert(
+                    conn,
+                    Conn {
+                        handle,
+                        swarm: None,
+                        remote,
+                        peer: None,
+                    },
+                );
+            }
+            Input::Dialed {
+                swarm,
+                addr,
+                result,
+            } => self.on_dialed(swarm, addr, result),
+            Input::Frame(conn, body) => self.on_frame(conn, &body),
+            Input::Closed(conn, reason) => {
+                tracing::debug!(conn = conn.0, "link closed: {reason}");
+                self.drop_conn(conn, None);
+            }
+            Input::Disk(id, result) => self.on_disk(id, result),
+            Input::Api(call) => self.on_api(call),
+        }
+    }
+
+    fn new_conn(&mut self) -> ConnId {
+        self.next_conn += 1;
+        ConnId(self.next_conn)
+    }
+
+    fn on_dialed(&mut self, id: ContentId, addr: SocketAddr, result: std::io::Result<TcpStream>) {
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return;
+        };
+        let state = entry.addrs.entry(addr).or_default();
+        state.dialing = false;
+        match result {
+            Ok(stream) => {
+                let conn = ConnId(self.next_conn + 1);
+                self.next_conn += 1;
+                state.conn = Some(conn);
+                let handle = conn::spawn(conn, stream, self.inputs.clone());
+                let remote = addr;
+                self.conns.insert(
+                    conn,
+                    Conn {
+                        handle,
+                        swarm: Some(id),
+                        remote,
+                        peer: None,
+                    },
+                );
+                let now = self.now();
+                if let Some(entry) = self.entries.get_mut(&id) {
+                    entry.swarm.handle_connected(now, LinkId(conn.0));
+                }
+                self.drive(id);
+            }
+            Err(err) => {
+                tracing::debug!(%addr, "dial failed: {err}");
+                state.retry_at = Some(TokioInstant::now() + REDIAL_AFTER);
+            }
+        }
+    }
+
+    fn on_frame(&mut self, conn: ConnId, body: &[u8]) {
+        let now = self.now();
+        let link = LinkId(conn.0);
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let id = match c.swarm {
+            Some(id) => id,
+            None => {
+                // An accepted link: its handshake names the swarm it wants.
+                let wanted = match wire::decode(body) {
+                    Ok(Message::Handshake(hs)) => hs.swarm.map(|s| (s, hs.listen_port)),
+                    _ => None,
+                };
+                let Some((id, listen_port)) = wanted.filter(|(s, _)| self.entries.contains_key(s))
+                else {
+                    self.drop_conn(conn, None);
+                    return;
+                };
+                c.swarm = Some(id);
+                let remote = c.remote;
+                if let Some(entry) = self.entries.get_mut(&id) {
+                    // If we meant to dial this peer, the link it opened will do.
+                    if let Some(port) = listen_port {
+                        let addr = SocketAddr::new(remote.ip(), port);
+                        if let Some(state) = entry.addrs.get_mut(&addr) {
+                            state.conn.get_or_insert(conn);
+                        }
+                    }
+                    entry.swarm.handle_connected(now, link);
+                }
+                id
+            }
+        };
+        if let Some(entry) = self.entries.get_mut(&id) {
+            entry.swarm.handle_frame(now, link, body);
+        }
+        self.drive(id);
+    }
+
+    fn on_disk(&mut self, id: ContentId, result: DiskResult) {
+        let now = self.now();
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return;
+        };
+        match result {
+            DiskResult::Read(piece, data) => entry.swarm.handle_piece_read(now, piece, data),
+            DiskResult::Written(piece, Ok(())) => entry.swarm.handle_piece_stored(now, piece, true),
+            DiskResult::Written(piece, Err(err)) => {
+                tracing::error!(%id, piece, "cannot store: {err}");
+                entry.error = Some(err);
+                entry.swarm.handle_piece_stored(now, piece, false);
+                self.stop_fetching(id);
+            }
+            DiskResult::CreateFailed(err) => {
+                tracing::error!(%id, "cannot create the artifact: {err}");
+                entry.error = Some(err);
+                self.stop_fetching(id);
+            }
+        }
+        self.drive(id);
+    }
+
+    /// After a storage failure: close the artifact's links and stop dialing for it.
+    fn stop_fetching(&mut self, id: ContentId) {
+        let conns: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.swarm == Some(id))
+            .map(|(&k, _)| k)
+            .collect();
+        for conn in conns {
+            self.drop_conn(conn, None);
+        }
+        if let Some(entry) = self.entries.get_mut(&id) {
+            for state in entry.addrs.values_mut() {
+                state.never = true;
+            }
+        }
+    }
+
+    fn on_timeouts(&mut self) {
+        let now = self.now();
+        let due: Vec<ContentId> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.swarm.poll_timeout().is_some_and(|t| t <= now))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in due {
+            if let Some(entry) = self.entries.get_mut(&id) {
+                entry.swarm.handle_timeout(now);
+            }
+            self.drive(id);
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let at = TokioInstant::now();
+        for entry in self.entries.values_mut() {
+            let stats = entry.swarm.stats();
+            if let Some((t, down, up)) = entry.rate.last {
+                let secs = at.duration_since(t).as_secs_f64().max(1e-3);
+                let sample_down = (stats.downloaded - down) as f64 / secs;
+                let sample_up = (stats.uploaded - up) as f64 / secs;
+                entry.rate.down = 0.5 * entry.rate.down + 0.5 * sample_down;
+                entry.rate.up = 0.5 * entry.rate.up + 0.5 * sample_up;
+            }
+            entry.rate.last = Some((at, stats.downloaded, stats.uploaded));
+        }
+        self.dial_missing();
+    }
+
+    /// Dials the known addresses of incomplete artifacts that have no link.
+    fn dial_missing(&mut self) {
+        let now = TokioInstant::now();
+        for (&id, entry) in &mut self.entries {
+            if entry.swarm.is_complete() || entry.error.is_some() {
+                continue;
+            }
+            for (&addr, state) in &mut entry.addrs {
+                let waiting = state.retry_at.is_some_and(|t| t > now);
+                if state.never || state.dialing || state.conn.is_some() || waiting {
+                    continue;
+                }
+                state.dialing = true;
+                let inputs = self.inputs.clone();
+                tokio::spawn(async move {
+                    let result =
+                        match tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(addr)).await {
+                            Ok(r) => r,
+                            Err(_) => Err(std::io::Error::new(
+                                std::io::ErrorKind::TimedOut,
+                                "dial timed out",
+                            )),
+                        };
+                    let _ = inputs.send(Input::Dialed {
+                        swarm: id,
+                        addr,
+                        result,
+                    });
+                });
+            }
+        }
+    }
+
+    /// Carries out everything a swarm asks for after an input.
+    fn drive(&mut self, id: ContentId) {
+        loop {
+            let Some(entry) = self.entries.get_mut(&id) else {
+                return;
+            };
+            if let Some((link, bytes)) = entry.swarm.poll_transmit() {
+                if let Some(c) = self.conns.get(&ConnId(link.0)) {
+                    let _ = c.handle.tx.send(bytes);
+                }
+                continue;
+            }
+            if let Some(action) = entry.swarm.poll_action() {
+                match action {
+                    Action::ReadPiece { piece } => {
+                        let _ = entry.disk.send(DiskOp::Read(piece));
+                    }
+                    Action::StorePiece { piece, data } => {
+                        let _ = entry.disk.send(DiskOp::Write(piece, data));
+                    }
+                    Action::StoreManifest(m) => {
+                        let name = entry.ticket.name().map(str::to_string);
+                        let _ = entry.disk.send(DiskOp::Create(m, name));
+                    }
+                    Action::Disconnect { link, reason } => {
+                        self.drop_conn(ConnId(link.0), Some(reason));
+                    }
+                }
+                continue;
+            }
+            if let Some(event) = entry.swarm.poll_event() {
+                self.on_event(id, event);
+                continue;
+            }
+            return;
+        }
+    }
+
+    fn on_event(&mut self, id: ContentId, event: Event) {
+        match event {
+            Event::PeerConnected { link, peer } => {
+                if let Some(c) = self.conns.get_mut(&ConnId(link.0)) {
+                    c.peer = Some(peer);
+                }
+                tracing::debug!(%id, %peer, "peer connected");
+            }
+            Event::PeerBanned { peer, piece } => {
+                tracing::warn!(%id, %peer, ?piece, "banned a peer that sent data failing verification");
+                if let Some(e) = self.entries.get_mut(&id) {
+                    e.banned.push(peer);
+                }
+            }
+            Event::Complete => tracing::info!(%id, "complete"),
+            Event::ManifestVerified => tracing::debug!(%id, "manifest verified"),
+            Event::StoreFailed { piece } => tracing::debug!(%id, piece, "store failed"),
+            Event::PieceVerified { .. } => {}
+        }
+    }
+
+    /// Closes a link and forgets it everywhere.
+    fn drop_conn(&mut self, conn: ConnId, reason: Option<DisconnectReason>) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        c.handle.close();
+        let Some(id) = c.swarm else {
+            return;
+        };
+        let now = self.now();
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return;
+        };
+        if reason.is_none() {
+            // Closed from outside: the swarm must forget it too.
+            entry.swarm.handle_disconnected(now, LinkId(conn.0));
+        }
+        for state in entry.addrs.values_mut().filter(|s| s.conn == Some(conn)) {
+            state.conn = None;
+            let wait = match reason {
+                Some(DisconnectReason::SelfConnection | DisconnectReason::Banned) => {
+                    state.never = true;
+                    REDIAL_AFTER
+                }
+                Some(DisconnectReason::Duplicate) => REDIAL_DUPLICATE,
+                _ => REDIAL_AFTER,
+            };
+            state.retry_at = Some(TokioInstant::now() + wait);
+        }
+        if reason.is_none() {
+            self.drive(id);
+        }
+    }
+
+    // ----- API -----
+
+    fn on_api(&mut self, call: ApiCall) {
+        match call {
+            ApiCall::AddSeed(artifact, reply) => {
+                let id = self.add_artifact(artifact, None);
+                let _ = reply.send(self.share_reply(id));
+            }
+            ApiCall::TicketFor(id, reply) => {
+                let result = match self.entries.get(&id) {
+                    Some(e) if e.swarm.is_complete() => Ok(self.share_reply(id)),
+                    Some(_) => Err("this artifact is still being downloaded by the node".into()),
+                    None => Err("the node does not hold this artifact".into()),
+                };
+                let _ = reply.send(result);
+            }
+            ApiCall::Get(ticket, reply) => {
+                let id = ticket.id();
+                if !self.entries.contains_key(&id) {
+                    if let Err(err) = tickets::save(self.store.dir(), &ticket) {
+                        let _ = reply.send(Err(format!("cannot save the ticket: {err}")));
+                        return;
+                    }
+                    self.add_download(ticket);
+                }
+                let _ = reply.send(Ok(GetReply { id: id.to_string() }));
+            }
+            ApiCall::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            ApiCall::Export(id, path, reply) => match self.entries.get(&id) {
+                Some(e) if e.swarm.is_complete() => {
+                    let _ = e.disk.send(DiskOp::Export(path, reply));
+                }
+                Some(_) => {
+                    let _ = reply.send(Err("the artifact is not complete yet".into()));
+                }
+                None => {
+                    let _ = reply.send(Err("the node does not hold this artifact".into()));
+                }
+            },
+        }
+    }
+
+    fn share_reply(&self, id: ContentId) -> ShareReply {
+        let ticket = self
+            .entries
+            .get(&id)
+            .map(|e| e.ticket.to_string())
+            .unwrap_or_default();
+        let size = self
+            .entries
+            .get(&id)
+            .map(|e| e.ticket.size())
+            .unwrap_or_default();
+        ShareReply {
+            id: id.to_string(),
+            size,
+            ticket,
+        }
+    }
+
+    fn status(&self) -> Status {
+        let artifacts = self
+            .entries
+            .iter()
+            .map(|(id, e)| {
+                let stats = e.swarm.stats();
+                let peers = stats
+                    .links
+                    .iter()
+                    .filter_map(|l| {
+                        let peer = l.peer?;
+                        let conn = self.conns.get(&ConnId(l.link.0))?;
+                        Some(PeerStatus {
+                            peer_id: peer.to_string(),
+                            addr: conn.remote.to_string(),
+                            pieces: l.peer_pieces,
+                            downloaded: l.downloaded,
+                            uploaded: l.uploaded,
+                        })
+                    })
+                    .collect();
+                ArtifactStatus {
+                    id: id.to_string(),
+                    name: e.ticket.name().map(str::to_string),
+                    size: e.ticket.size(),
+                    pieces: stats.pieces,
+                    have_pieces: stats.have,
+                    have_bytes: stats.have_bytes,
+                    complete: e.swarm.is_complete(),
+                    has_manifest: stats.has_manifest,
+                    downloaded: stats.downloaded,
+                    uploaded: stats.uploaded,
+                    download_rate: e.rate.down as u64,
+                    upload_rate: e.rate.up as u64,
+                    peers,
+                    banned: e.banned.iter().map(ToString::to_string).collect(),
+                    error: e.error.clone(),
+                    ticket: e.ticket.to_string(),
+                }
+            })
+            .collect();
+        Status {
+            peer_id: self.settings.peer_id.to_string(),
+            listen: self.settings.listen.to_string(),
+            advertise: self.settings.advertise.to_string(),
+            artifacts,
+        }
+    }
+}

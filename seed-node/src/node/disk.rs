@@ -1,0 +1,193 @@
+//! One thread per artifact that owns its store handle and carries out disk work in order.
+//!
+//! The actor must not block on disk, and the order matters (a downloaded artifact is created
+//! from its manifest before its first piece is written), so each artifact gets a worker thread
+//! fed by a channel. Results go back to the actor as [`Input::Disk`].
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, mpsc},
+    thread,
+    time::{Duration, Instant},
+};
+
+use pollen_core::{ContentId, Manifest};
+use tokio::sync::{mpsc::UnboundedSender, oneshot};
+
+use super::Input;
+use crate::store::{Artifact, Store, StoreError};
+
+/// Flush written pieces to durable storage at least this often while downloading.
+const FLUSH_EVERY: Duration = Duration::from_millis(500);
+
+/// Work for a disk worker.
+pub(crate) enum DiskOp {
+    /// Create the artifact from a verified manifest (downloads only).
+    Create(Manifest, Option<String>),
+    /// Read and verify a piece.
+    Read(u32),
+    /// Write a verified piece.
+    Write(u32, Arc<[u8]>),
+    /// Write the complete artifact to a path.
+    Export(PathBuf, oneshot::Sender<Result<(), String>>),
+}
+
+/// A finished piece of disk work.
+pub(crate) enum DiskResult {
+    /// A piece was read: its bytes, or `None` if it is gone or failed verification.
+    Read(u32, Option<Arc<[u8]>>),
+    /// A piece was written (`Ok`) or not.
+    Written(u32, Result<(), String>),
+    /// Creating the artifact failed; the download cannot go on.
+    CreateFailed(String),
+}
+
+/// The actor's handle on a disk worker; dropping it flushes the artifact and waits for that.
+pub(crate) struct DiskHandle {
+    tx: Option<mpsc::Sender<DiskOp>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl DiskHandle {
+    /// Queues work; lost only if the worker died, which the actor learns from missing results.
+    pub(crate) fn send(&self, op: DiskOp) -> Result<(), ()> {
+        self.tx.as_ref().ok_or(())?.send(op).map_err(|_| ())
+    }
+}
+
+impl Drop for DiskHandle {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Starts the worker for artifact `id`; `artifact` is `None` until a download's manifest
+/// arrives.
+pub(crate) fn spawn(
+    store: Store,
+    id: ContentId,
+    artifact: Option<Artifact>,
+    results: UnboundedSender<Input>,
+) -> DiskHandle {
+    let (tx, rx) = mpsc::channel();
+    let name = format!("disk-{}", &id.to_string()[..8]);
+    let worker = Worker {
+        store,
+        id,
+        artifact,
+        results,
+        last_flush: Instant::now(),
+    };
+    let thread = match thread::Builder::new()
+        .name(name)
+        .spawn(move || worker.run(rx))
+    {
+        Ok(t) => Some(t),
+        Err(err) => {
+            tracing::error!(%id, "cannot start the disk worker: {err}");
+            None
+        }
+    };
+    DiskHandle {
+        tx: Some(tx),
+        thread,
+    }
+}
+
+struct Worker {
+    store: Store,
+    id: ContentId,
+    artifact: Option<Artifact>,
+    results: UnboundedSender<Input>,
+    last_flush: Instant,
+}
+
+impl Worker {
+    fn run(mut self, rx: mpsc::Receiver<DiskOp>) {
+        loop {
+            match rx.recv_timeout(FLUSH_EVERY) {
+                Ok(op) => self.handle(op),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            if self.last_flush.elapsed() >= FLUSH_EVERY {
+                self.flush();
+            }
+        }
+        self.flush();
+    }
+
+    fn flush(&mut self) {
+        self.last_flush = Instant::now();
+        if let Some(a) = &mut self.artifact {
+            if let Err(err) = a.flush() {
+                tracing::warn!(id = %self.id, "flushing: {err}");
+            }
+        }
+    }
+
+    fn send(&self, result: DiskResult) {
+        // The actor is gone only when the node is shutting down.
+        let _ = self.results.send(Input::Disk(self.id, result));
+    }
+
+    fn handle(&mut self, op: DiskOp) {
+        match op {
+            DiskOp::Create(manifest, name) => {
+                if self.artifact.is_some() {
+                    return;
+                }
+                match self.store.create(&manifest, name.as_deref()) {
+                    Ok(a) => self.artifact = Some(a),
+                    Err(StoreError::Exists(_)) => match self.store.open_artifact(self.id) {
+                        Ok(Some(a)) => self.artifact = Some(a),
+                        Ok(None) => self.send(DiskResult::CreateFailed("artifact vanished".into())),
+                        Err(e) => self.send(DiskResult::CreateFailed(e.to_string())),
+                    },
+                    Err(e) => self.send(DiskResult::CreateFailed(e.to_string())),
+                }
+            }
+            DiskOp::Read(piece) => {
+                let data = match &mut self.artifact {
+                    Some(a) => match a.read_piece(piece) {
+                        Ok(bytes) => Some(Arc::from(bytes)),
+                        Err(err) => {
+                            tracing::warn!(id = %self.id, piece, "reading: {err}");
+                            None
+                        }
+                    },
+                    None => None,
+                };
+                self.send(DiskResult::Read(piece, data));
+            }
+            DiskOp::Write(piece, data) => {
+                let result = match &mut self.artifact {
+                    Some(a) => a
+                        .write_piece(piece, &data)
+                        .map(|_| ())
+                        .map_err(|e| e.to_string()),
+                    None => Err("the artifact was not created".into()),
+                };
+                let complete = self.artifact.as_ref().is_some_and(Artifact::is_complete);
+                if complete {
+                    // Make the last pieces durable at once: the download is done.
+                    self.flush();
+                }
+                self.send(DiskResult::Written(piece, result));
+            }
+            DiskOp::Export(path, reply) => {
+                let result = match &mut self.artifact {
+                    Some(a) => a
+                        .flush()
+                        .and_then(|()| a.export(&path))
+                        .map_err(|e| e.to_string()),
+                    None => Err("the artifact is not held yet".into()),
+                };
+                let _ = reply.send(result);
+            }
+        }
+    }
+}
