@@ -62,6 +62,48 @@ pub(crate) struct NodeArgs {
     /// A peer to fetch from, for every artifact (repeatable).
     #[arg(long = "peer", value_name = "ADDR")]
     pub(crate) peers: Vec<SocketAddr>,
+    /// Cap on upload bandwidth to peers, in bytes per second (suffixes k, M, G: powers of 1000).
+    #[arg(long, value_name = "RATE")]
+    pub(crate) max_upload_rate: Option<Rate>,
+}
+
+/// A rate in bytes per second, parsed from e.g. `500k`, `20M`, `1G` or `1500000`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Rate(pub(crate) u64);
+
+impl std::str::FromStr for Rate {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (digits, scale) = match s.char_indices().last() {
+            Some((i, 'k' | 'K')) => (&s[..i], 1_000),
+            Some((i, 'm' | 'M')) => (&s[..i], 1_000_000),
+            Some((i, 'g' | 'G')) => (&s[..i], 1_000_000_000),
+            _ => (s, 1),
+        };
+        let n: u64 = digits
+            .parse()
+            .map_err(|_| format!("'{s}' is not a rate like 500k, 20M or 1500000"))?;
+        match n.checked_mul(scale) {
+            Some(0) | None => Err(format!("'{s}' is not a usable rate")),
+            Some(rate) => Ok(Rate(rate)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Rate;
+
+    #[test]
+    fn rates_parse_with_suffixes() {
+        assert_eq!("1500".parse(), Ok(Rate(1500)));
+        assert_eq!("20M".parse(), Ok(Rate(20_000_000)));
+        assert_eq!("5k".parse(), Ok(Rate(5_000)));
+        assert!("0".parse::<Rate>().is_err());
+        assert!("fast".parse::<Rate>().is_err());
+        assert!("99999999999999999999G".parse::<Rate>().is_err());
+    }
 }
 
 /// Where the running node's API is.

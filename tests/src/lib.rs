@@ -1,1 +1,238 @@
-//! pollen-tests: end-to-end tests that drive the real `pollen` binary; see `tests/`.
+//! pollen-tests: end-to-end tests that drive real `pollen` processes on loopback.
+//!
+//! This library is their harness: it starts nodes on ports the OS picks, reads the addresses
+//! they bound from their first line of output, and drives them with the `pollen` CLI. The
+//! `pollen` binary must be built first; `cargo test --workspace` does that.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::{Arc, Mutex, mpsc},
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// The `pollen` binary next to this test executable (`target/<profile>/pollen`).
+pub fn pollen_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>");
+    let bin = dir.join("pollen");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it first (cargo build -p pollen, or cargo test --workspace)",
+        bin.display()
+    );
+    bin
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A running `pollen node` process with its own data directory; killed when dropped.
+pub struct Node {
+    child: Child,
+    /// Data directory.
+    pub data: PathBuf,
+    /// Address peers connect to.
+    pub listen: String,
+    /// URL of the API.
+    pub api: String,
+    log: Arc<Mutex<String>>,
+}
+
+/// Options for starting a node.
+#[derive(Debug, Clone, Default)]
+pub struct NodeOpts {
+    /// `--peer` addresses.
+    pub peers: Vec<String>,
+    /// `--max-upload-rate`, bytes per second.
+    pub max_upload_rate: Option<u64>,
+    /// Reuse this listen address (to restart a node where it was).
+    pub listen: Option<String>,
+}
+
+impl Node {
+    /// Starts a node on `data` and waits until it serves its API.
+    pub fn start(data: &Path, opts: &NodeOpts) -> Node {
+        let mut cmd = Command::new(pollen_bin());
+        cmd.arg("node")
+            .arg("--data")
+            .arg(data)
+            .args(["--listen", opts.listen.as_deref().unwrap_or("127.0.0.1:0")])
+            .args(["--api", "127.0.0.1:0"]);
+        for p in &opts.peers {
+            cmd.args(["--peer", p]);
+        }
+        if let Some(rate) = opts.max_upload_rate {
+            cmd.args(["--max-upload-rate", &rate.to_string()]);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn pollen node");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = log.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("API on http://") {
+                    let _ = tx.send(line.clone());
+                }
+                if let Ok(mut log) = sink.lock() {
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            }
+        });
+        let Ok(banner) = rx.recv_timeout(Duration::from_secs(20)) else {
+            let _ = child.kill();
+            panic!(
+                "node did not start: {}",
+                log.lock().map(|l| l.clone()).unwrap_or_default()
+            );
+        };
+        let field = |after: &str| {
+            banner
+                .split(after)
+                .nth(1)
+                .and_then(|s| s.split([' ', ',']).next())
+                .map(str::to_string)
+                .unwrap_or_else(|| panic!("unexpected banner: {banner}"))
+        };
+        Node {
+            child,
+            data: data.to_path_buf(),
+            listen: field("peers on "),
+            api: format!("http://{}", field("API on http://")),
+            log,
+        }
+    }
+
+    /// Runs `pollen ARGS... --api <this node>` to completion.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(pollen_bin())
+            .args(args)
+            .args(["--api", &self.api])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run pollen")
+    }
+
+    /// Starts `pollen ARGS... --api <this node>` in the background.
+    pub fn cli_spawn(&self, args: &[&str]) -> Child {
+        Command::new(pollen_bin())
+            .args(args)
+            .args(["--api", &self.api])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn pollen")
+    }
+
+    /// Shares a file and returns its ticket (the last line of output).
+    pub fn share(&self, path: &Path) -> String {
+        let out = self.cli(&["share", path.to_str().expect("utf-8 path")]);
+        assert!(
+            out.status.success(),
+            "share failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .expect("a ticket line")
+            .to_string()
+    }
+
+    /// `pollen status --json`.
+    pub fn status(&self) -> Value {
+        let out = self.cli(&["status", "--json"]);
+        assert!(
+            out.status.success(),
+            "status failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("status JSON")
+    }
+
+    /// The status of one artifact, if the node has it.
+    pub fn artifact(&self, id: &str) -> Option<Value> {
+        self.status()["artifacts"]
+            .as_array()?
+            .iter()
+            .find(|a| a["id"] == id)
+            .cloned()
+    }
+
+    /// Polls until `pred` holds for the artifact's status, or panics after `limit`.
+    pub fn wait_for(&self, id: &str, limit: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let start = Instant::now();
+        loop {
+            if let Some(a) = self.artifact(id).filter(&pred) {
+                return a;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "timed out; node log:\n{}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Everything the node printed.
+    pub fn log(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits for a `pollen get` to finish; panics with its output if it fails.
+pub fn finish_get(child: Child) {
+    let out = child.wait_with_output().expect("wait for pollen get");
+    assert!(
+        out.status.success(),
+        "pollen get failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The BLAKE3 of a file, in hex.
+pub fn b3(path: &Path) -> String {
+    let data = std::fs::read(path).expect("read output");
+    blake3::hash(&data).to_hex().to_string()
+}

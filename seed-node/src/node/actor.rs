@@ -43,6 +43,8 @@ pub(crate) struct Settings {
     pub(crate) advertise: SocketAddr,
     /// Peers to fetch every artifact from.
     pub(crate) peers: Vec<SocketAddr>,
+    /// Cap on upload bandwidth, shared by all links.
+    pub(crate) limiter: conn::SharedLimiter,
 }
 
 /// One artifact: its swarm, its disk worker, and where its peers are.
@@ -126,6 +128,9 @@ impl Actor {
         for id in scan.usable {
             match actor.store.open_artifact(id) {
                 Ok(Some(artifact)) => {
+                    if let Some(reason) = artifact.reset_reason() {
+                        tracing::warn!(%id, "held pieces were reset and will be fetched again: {reason}");
+                    }
                     let ticket = saved.get(&id).cloned();
                     actor.add_artifact(artifact, ticket);
                 }
@@ -260,7 +265,12 @@ impl Actor {
         match input {
             Input::Accepted(stream, remote) => {
                 let conn = self.new_conn();
-                let handle = conn::spawn(conn, stream, self.inputs.clone());
+                let handle = conn::spawn(
+                    conn,
+                    stream,
+                    self.inputs.clone(),
+                    self.settings.limiter.clone(),
+                );
                 self.conns.insert(
                     conn,
                     Conn {
@@ -302,7 +312,12 @@ impl Actor {
                 let conn = ConnId(self.next_conn + 1);
                 self.next_conn += 1;
                 state.conn = Some(conn);
-                let handle = conn::spawn(conn, stream, self.inputs.clone());
+                let handle = conn::spawn(
+                    conn,
+                    stream,
+                    self.inputs.clone(),
+                    self.settings.limiter.clone(),
+                );
                 let remote = addr;
                 self.conns.insert(
                     conn,
@@ -570,7 +585,7 @@ impl Actor {
     fn on_api(&mut self, call: ApiCall) {
         match call {
             ApiCall::AddSeed(artifact, reply) => {
-                let id = self.add_artifact(artifact, None);
+                let id = self.add_artifact(*artifact, None);
                 let _ = reply.send(self.share_reply(id));
             }
             ApiCall::TicketFor(id, reply) => {

@@ -70,7 +70,7 @@ async fn share(State(state): State<AppState>, Json(req): Json<ShareRequest>) -> 
         .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     match imported {
         Ok(artifact) => Ok(Json(
-            ask(&state, |tx| ApiCall::AddSeed(artifact, tx)).await?,
+            ask(&state, |tx| ApiCall::AddSeed(Box::new(artifact), tx)).await?,
         )),
         // The node already has it open: hand out its ticket if it is complete.
         Err(StoreError::InUse(id)) => ask(&state, |tx| ApiCall::TicketFor(id, tx))

@@ -29,13 +29,57 @@ impl ConnHandle {
     }
 }
 
+/// A node-wide cap on upload bandwidth, shared by every link's writer.
+#[derive(Debug)]
+pub(crate) struct Limiter {
+    /// Bytes per second.
+    rate: f64,
+    /// When the bytes already granted will have been sent at `rate`.
+    busy_until: std::time::Instant,
+}
+
+impl Limiter {
+    /// A cap of `rate` bytes per second.
+    pub(crate) fn new(rate: u64) -> Self {
+        Self {
+            rate: rate.max(1) as f64,
+            busy_until: std::time::Instant::now(),
+        }
+    }
+
+    /// Grants `len` bytes; returns how long to wait before sending them.
+    fn reserve(&mut self, len: usize) -> std::time::Duration {
+        let now = std::time::Instant::now();
+        let start = self.busy_until.max(now);
+        self.busy_until = start + std::time::Duration::from_secs_f64(len as f64 / self.rate);
+        start - now
+    }
+}
+
+/// Shared handle on a [`Limiter`], if the node has one.
+pub(crate) type SharedLimiter = Option<std::sync::Arc<std::sync::Mutex<Limiter>>>;
+
 /// Starts the tasks of a connected stream.
-pub(crate) fn spawn(conn: ConnId, stream: TcpStream, inputs: UnboundedSender<Input>) -> ConnHandle {
+pub(crate) fn spawn(
+    conn: ConnId,
+    stream: TcpStream,
+    inputs: UnboundedSender<Input>,
+    limiter: SharedLimiter,
+) -> ConnHandle {
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
     let (tx, mut rx) = unbounded_channel::<Vec<u8>>();
     tokio::spawn(async move {
         while let Some(buf) = rx.recv().await {
+            if let Some(limiter) = &limiter {
+                let wait = limiter
+                    .lock()
+                    .map(|mut l| l.reserve(buf.len()))
+                    .unwrap_or_default();
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+            }
             if wr.write_all(&buf).await.is_err() {
                 break;
             }

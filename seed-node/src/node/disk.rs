@@ -3,12 +3,15 @@
 //! The actor must not block on disk, and the order matters (a downloaded artifact is created
 //! from its manifest before its first piece is written), so each artifact gets a worker thread
 //! fed by a channel. Results go back to the actor as [`Input::Disk`].
+//!
+//! Writes are group-committed: the worker writes every piece waiting in its queue, syncs the
+//! data and the held-pieces file once, and only then reports the pieces stored. So the swarm
+//! (and every peer it tells) only ever counts pieces that survive a crash.
 
 use std::{
     path::PathBuf,
     sync::{Arc, mpsc},
     thread,
-    time::{Duration, Instant},
 };
 
 use pollen_core::{ContentId, Manifest};
@@ -17,8 +20,8 @@ use tokio::sync::{mpsc::UnboundedSender, oneshot};
 use super::Input;
 use crate::store::{Artifact, Store, StoreError};
 
-/// Flush written pieces to durable storage at least this often while downloading.
-const FLUSH_EVERY: Duration = Duration::from_millis(500);
+/// Most bytes written before they are synced and reported, when pieces keep arriving.
+const MAX_BATCH: usize = 64 << 20;
 
 /// Work for a disk worker.
 pub(crate) enum DiskOp {
@@ -79,7 +82,7 @@ pub(crate) fn spawn(
         id,
         artifact,
         results,
-        last_flush: Instant::now(),
+        pending: Vec::new(),
     };
     let thread = match thread::Builder::new()
         .name(name)
@@ -102,30 +105,42 @@ struct Worker {
     id: ContentId,
     artifact: Option<Artifact>,
     results: UnboundedSender<Input>,
-    last_flush: Instant,
+    /// Pieces written but not yet synced, with their write result.
+    pending: Vec<(u32, usize, Result<(), String>)>,
 }
 
 impl Worker {
     fn run(mut self, rx: mpsc::Receiver<DiskOp>) {
-        loop {
-            match rx.recv_timeout(FLUSH_EVERY) {
-                Ok(op) => self.handle(op),
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        while let Ok(op) = rx.recv() {
+            self.handle(op);
+            // Take whatever else is already queued into the same commit.
+            while self.pending_bytes() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(op) => self.handle(op),
+                    Err(_) => break,
+                }
             }
-            if self.last_flush.elapsed() >= FLUSH_EVERY {
-                self.flush();
-            }
+            self.commit();
         }
-        self.flush();
+        self.commit();
     }
 
-    fn flush(&mut self) {
-        self.last_flush = Instant::now();
-        if let Some(a) = &mut self.artifact {
-            if let Err(err) = a.flush() {
-                tracing::warn!(id = %self.id, "flushing: {err}");
-            }
+    fn pending_bytes(&self) -> usize {
+        self.pending.iter().map(|(_, len, _)| len).sum()
+    }
+
+    /// Syncs the pieces written since the last commit, then reports them.
+    fn commit(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let flushed = match &mut self.artifact {
+            Some(a) => a.flush().map_err(|e| e.to_string()),
+            None => Err("the artifact was not created".into()),
+        };
+        for (piece, _, written) in std::mem::take(&mut self.pending) {
+            let result = written.and_then(|()| flushed.clone());
+            self.send(DiskResult::Written(piece, result));
         }
     }
 
@@ -171,12 +186,7 @@ impl Worker {
                         .map_err(|e| e.to_string()),
                     None => Err("the artifact was not created".into()),
                 };
-                let complete = self.artifact.as_ref().is_some_and(Artifact::is_complete);
-                if complete {
-                    // Make the last pieces durable at once: the download is done.
-                    self.flush();
-                }
-                self.send(DiskResult::Written(piece, result));
+                self.pending.push((piece, data.len(), result));
             }
             DiskOp::Export(path, reply) => {
                 let result = match &mut self.artifact {

@@ -47,7 +47,7 @@ pub(crate) enum Input {
 /// Requests from the HTTP API, each with its reply channel.
 pub(crate) enum ApiCall {
     /// Seed a freshly imported artifact.
-    AddSeed(Artifact, oneshot::Sender<ShareReply>),
+    AddSeed(Box<Artifact>, oneshot::Sender<ShareReply>),
     /// The ticket of an artifact the node already holds completely.
     TicketFor(ContentId, oneshot::Sender<Result<ShareReply, String>>),
     /// Fetch an artifact.
@@ -84,6 +84,9 @@ pub(crate) async fn run(args: NodeArgs) -> Result<()> {
         listen,
         advertise,
         peers: args.peers,
+        limiter: args
+            .max_upload_rate
+            .map(|r| std::sync::Arc::new(std::sync::Mutex::new(conn::Limiter::new(r.0)))),
     };
 
     let (tx, rx) = mpsc::unbounded_channel();

@@ -142,11 +142,13 @@ impl Artifact {
     }
 
     /// The pieces recorded as held on disk: what a restart after a crash right now would find.
+    #[cfg_attr(not(test), expect(dead_code, reason = "not used by the node yet"))]
     pub(crate) fn durable(&self) -> &Bitfield {
         &self.durable
     }
 
     /// Whether every piece is held.
+    #[cfg_attr(not(test), expect(dead_code, reason = "not used by the node yet"))]
     pub(crate) fn is_complete(&self) -> bool {
         self.have.is_complete()
     }
@@ -157,6 +159,7 @@ impl Artifact {
     }
 
     /// The path of the data file.
+    #[cfg_attr(not(test), expect(dead_code, reason = "not used by the node yet"))]
     pub(crate) fn data_path(&self) -> &Path {
         &self.data_path
     }

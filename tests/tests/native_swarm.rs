@@ -1,0 +1,250 @@
+//! Real `pollen node` processes on loopback, each with its own data directory and ports.
+
+use std::{fs, time::Duration};
+
+use pollen_tests::{Node, NodeOpts, b3, finish_get, pseudo_random};
+
+const MIB: usize = 1024 * 1024;
+const LIMIT: Duration = Duration::from_secs(300);
+
+#[test]
+fn one_seed_and_five_nodes_fetch_64_mib_and_the_seed_uploads_well_under_five_copies() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = pseudo_random(64 * MIB, 1);
+    let file = tmp.path().join("artifact.bin");
+    fs::write(&file, &data).expect("write artifact");
+    let id = blake3::hash(&data).to_hex().to_string();
+    // Cap every uplink so peers have time to trade pieces instead of all pulling the seed.
+    let rate = Some(40_000_000);
+    let seed = Node::start(
+        &tmp.path().join("seed"),
+        &NodeOpts {
+            max_upload_rate: rate,
+            ..NodeOpts::default()
+        },
+    );
+    let ticket = seed.share(&file);
+    let mut nodes: Vec<Node> = Vec::new();
+    for i in 0..5 {
+        let mut peers = vec![seed.listen.clone()];
+        peers.extend(nodes.iter().map(|n| n.listen.clone()));
+        let opts = NodeOpts {
+            peers,
+            max_upload_rate: rate,
+            listen: None,
+        };
+        nodes.push(Node::start(&tmp.path().join(format!("node{i}")), &opts));
+    }
+    let outputs: Vec<_> = (0..5)
+        .map(|i| tmp.path().join(format!("out{i}.bin")))
+        .collect();
+    let gets: Vec<_> = nodes
+        .iter()
+        .zip(&outputs)
+        .map(|(n, out)| n.cli_spawn(&["get", &ticket, "-o", out.to_str().expect("utf-8")]))
+        .collect();
+    for get in gets {
+        finish_get(get);
+    }
+    for out in &outputs {
+        assert_eq!(b3(out), id, "{}", out.display());
+    }
+    let uploaded = seed.artifact(&id).expect("seed holds it")["uploaded"]
+        .as_u64()
+        .expect("uploaded counter");
+    let copies = uploaded as f64 / data.len() as f64;
+    eprintln!("seed uploaded {copies:.2} copies");
+    assert!(
+        copies < 3.0,
+        "the seed uploaded {copies:.2} copies; peers should share the load"
+    );
+}
+
+#[test]
+fn when_one_of_two_seeds_dies_mid_transfer_every_download_completes() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = pseudo_random(32 * MIB, 2);
+    let file = tmp.path().join("artifact.bin");
+    fs::write(&file, &data).expect("write artifact");
+    let id = blake3::hash(&data).to_hex().to_string();
+    let rate = Some(8_000_000);
+    let a = Node::start(
+        &tmp.path().join("a"),
+        &NodeOpts {
+            max_upload_rate: rate,
+            ..NodeOpts::default()
+        },
+    );
+    let ticket = a.share(&file);
+    // The second seed fetches it first, at full speed.
+    let b = Node::start(
+        &tmp.path().join("b"),
+        &NodeOpts {
+            peers: vec![a.listen.clone()],
+            ..NodeOpts::default()
+        },
+    );
+    finish_get(b.cli_spawn(&[
+        "get",
+        &ticket,
+        "-o",
+        tmp.path().join("b.bin").to_str().expect("utf-8"),
+    ]));
+    // Now cap it too, by restarting it where it was.
+    let b_listen = b.listen.clone();
+    let b_data = b.data.clone();
+    drop(b);
+    let b = Node::start(
+        &b_data,
+        &NodeOpts {
+            max_upload_rate: rate,
+            listen: Some(b_listen),
+            ..NodeOpts::default()
+        },
+    );
+    let seeds = vec![a.listen.clone(), b.listen.clone()];
+    let nodes: Vec<Node> = (0..3)
+        .map(|i| {
+            Node::start(
+                &tmp.path().join(format!("n{i}")),
+                &NodeOpts {
+                    peers: seeds.clone(),
+                    max_upload_rate: rate,
+                    listen: None,
+                },
+            )
+        })
+        .collect();
+    let outputs: Vec<_> = (0..3)
+        .map(|i| tmp.path().join(format!("out{i}.bin")))
+        .collect();
+    let gets: Vec<_> = nodes
+        .iter()
+        .zip(&outputs)
+        .map(|(n, out)| n.cli_spawn(&["get", &ticket, "-o", out.to_str().expect("utf-8")]))
+        .collect();
+    // Kill seed A once the first node is a quarter done.
+    nodes[0].wait_for(&id, LIMIT, |s| {
+        s["have_bytes"].as_u64() >= Some(data.len() as u64 / 4)
+    });
+    assert!(
+        nodes
+            .iter()
+            .all(|n| n.artifact(&id).is_some_and(|s| s["complete"] == false)),
+        "killed too late"
+    );
+    a.kill();
+    for get in gets {
+        finish_get(get);
+    }
+    for out in &outputs {
+        assert_eq!(b3(out), id);
+    }
+}
+
+#[test]
+fn a_downloader_killed_mid_transfer_resumes_without_refetching_what_it_had() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = pseudo_random(32 * MIB, 3);
+    let file = tmp.path().join("artifact.bin");
+    fs::write(&file, &data).expect("write artifact");
+    let id = blake3::hash(&data).to_hex().to_string();
+    let size = data.len() as u64;
+    let seed = Node::start(
+        &tmp.path().join("seed"),
+        &NodeOpts {
+            max_upload_rate: Some(8_000_000),
+            ..NodeOpts::default()
+        },
+    );
+    let ticket = seed.share(&file);
+    let opts = NodeOpts {
+        peers: vec![seed.listen.clone()],
+        ..NodeOpts::default()
+    };
+    let dir = tmp.path().join("downloader");
+    let out = tmp.path().join("out.bin");
+    let node = Node::start(&dir, &opts);
+    let get = node.cli_spawn(&["get", &ticket, "-o", out.to_str().expect("utf-8")]);
+    let before = node.wait_for(&id, LIMIT, |s| {
+        s["have_bytes"].as_u64() >= Some(size * 2 / 5)
+    });
+    node.kill();
+    let _ = get.wait_with_output();
+    assert!(!out.exists(), "nothing half-written at the output path");
+
+    let node = Node::start(&dir, &opts);
+    // On restart the node reports only what is durably verified, and resumes by itself.
+    let resumed = node.artifact(&id).expect("the download is remembered");
+    let had = resumed["have_bytes"].as_u64().expect("have_bytes");
+    let at_kill = before["have_bytes"].as_u64().expect("have_bytes");
+    assert!(had <= size && resumed["complete"] == false);
+    // A piece counts as held only once it is durable, so nothing reported before the kill is
+    // lost: no verified piece is fetched again.
+    assert!(
+        had >= at_kill,
+        "had {had} after restart, {at_kill} before the kill"
+    );
+    finish_get(node.cli_spawn(&["get", &ticket, "-o", out.to_str().expect("utf-8")]));
+    assert_eq!(b3(&out), id);
+    let fetched = node.artifact(&id).expect("held")["downloaded"]
+        .as_u64()
+        .expect("downloaded");
+    // What it fetched after the restart: what was missing plus at most the in-flight window
+    // (one link, 4 requests of 64 KiB).
+    let window = 4 * 64 * 1024;
+    assert!(
+        fetched <= size - had + window,
+        "fetched {fetched} after restart; missing was {}",
+        size - had
+    );
+}
+
+#[test]
+fn bad_input_gives_clear_errors_and_nonzero_exits() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let node = Node::start(&tmp.path().join("n"), &NodeOpts::default());
+    // A malformed ticket.
+    let out = node.cli(&["get", "pollenNOTATICKET"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("invalid ticket"),
+        "{out:?}"
+    );
+    // Sharing a missing file.
+    let out = node.cli(&["share", "/nonexistent/file"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/nonexistent/file"),
+        "{out:?}"
+    );
+    // A second node on the same data directory, or on a port in use.
+    let out = std::process::Command::new(pollen_tests::pollen_bin())
+        .args(["node", "--data"])
+        .arg(&node.data)
+        .args(["--listen", "127.0.0.1:0", "--api", "127.0.0.1:0"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success(), "two nodes on one data directory");
+    let out = std::process::Command::new(pollen_tests::pollen_bin())
+        .args(["node", "--data"])
+        .arg(tmp.path().join("other"))
+        .args(["--listen", &node.listen, "--api", "127.0.0.1:0"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot listen for peers"),
+        "{out:?}"
+    );
+    // A node that is not running.
+    let out = std::process::Command::new(pollen_tests::pollen_bin())
+        .args(["status", "--api", "http://127.0.0.1:9"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no Pollen node is running"),
+        "{out:?}"
+    );
+}
