@@ -132,6 +132,9 @@ pub(crate) struct GetArgs {
     /// directory].
     #[arg(short, long, value_name = "PATH")]
     pub(crate) output: Option<PathBuf>,
+    /// Give up when no peer is connected and nothing arrives for this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub(crate) stall_timeout: u64,
     #[command(flatten)]
     pub(crate) api: ApiArg,
 }

@@ -237,6 +237,39 @@ fn bad_input_gives_clear_errors_and_nonzero_exits() {
         String::from_utf8_lossy(&out.stderr).contains("cannot listen for peers"),
         "{out:?}"
     );
+    // A ticket whose only peer is unreachable: a clear message once the wait runs out.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead_addr = dead.local_addr().expect("addr");
+    drop(dead);
+    let file = tmp.path().join("f");
+    fs::write(&file, b"some bytes").expect("write");
+    let id_out = std::process::Command::new(pollen_tests::pollen_bin())
+        .args(["id", "--ticket"])
+        .arg(&file)
+        .output()
+        .expect("run");
+    let ticket: String = String::from_utf8_lossy(&id_out.stdout).trim().to_string();
+    let node2 = Node::start(
+        &tmp.path().join("n2"),
+        &NodeOpts {
+            peers: vec![dead_addr.to_string()],
+            ..NodeOpts::default()
+        },
+    );
+    let out = node2.cli(&[
+        "get",
+        &ticket,
+        "--stall-timeout",
+        "2",
+        "-o",
+        tmp.path().join("x").to_str().expect("utf-8"),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no peer reachable"),
+        "{out:?}"
+    );
+    assert!(!tmp.path().join("x").exists());
     // A node that is not running.
     let out = std::process::Command::new(pollen_tests::pollen_bin())
         .args(["status", "--api", "http://127.0.0.1:9"])

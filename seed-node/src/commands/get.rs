@@ -21,8 +21,6 @@ use crate::{
 
 /// How often progress is polled.
 const POLL: Duration = Duration::from_millis(250);
-/// Give up when no peer has been connected and nothing arrived for this long.
-const STALL: Duration = Duration::from_secs(30);
 
 /// Runs `pollen get`: exit 0 only when the output's BLAKE3 equals the content id.
 pub(crate) async fn run(args: &GetArgs) -> Result<ExitCode> {
@@ -38,7 +36,7 @@ pub(crate) async fn run(args: &GetArgs) -> Result<ExitCode> {
         )
         .await?;
     let id: ContentId = reply.id.parse().context("the node replied with a bad id")?;
-    wait_complete(&client, &ticket).await?;
+    wait_complete(&client, &ticket, Duration::from_secs(args.stall_timeout)).await?;
     client
         .post::<_, ()>(
             "/api/export",
@@ -83,7 +81,7 @@ fn output_path(output: Option<&Path>, ticket: &Ticket) -> Result<PathBuf> {
 }
 
 /// Polls the node until the artifact is complete, showing progress.
-async fn wait_complete(client: &Client, ticket: &Ticket) -> Result<()> {
+async fn wait_complete(client: &Client, ticket: &Ticket, stall: Duration) -> Result<()> {
     let id = ticket.id().to_string();
     let mut progress = Progress::new(ticket.size());
     let mut last_change = Instant::now();
@@ -105,11 +103,11 @@ async fn wait_complete(client: &Client, ticket: &Ticket) -> Result<()> {
         if last_bytes != Some(a.downloaded) || !a.peers.is_empty() {
             last_bytes = Some(a.downloaded);
             last_change = Instant::now();
-        } else if last_change.elapsed() > STALL {
+        } else if last_change.elapsed() > stall {
             progress.finish();
             bail!(
                 "no peer reachable for {}s: none of the ticket's addresses (or the node's --peer addresses) answered",
-                STALL.as_secs()
+                stall.as_secs()
             );
         }
         tokio::time::sleep(POLL).await;
