@@ -8,10 +8,10 @@
 use std::{
     cmp::Reverse,
     collections::{BTreeMap, BinaryHeap},
-    sync::Arc,
     time::Duration,
 };
 
+use bytes::Bytes;
 use pollen_core::{
     Bitfield, Instant, Manifest, PeerId, Ticket,
     swarm::{Action, Event, LinkId, Swarm, SwarmConfig},
@@ -46,7 +46,7 @@ pub struct Capacity {
 /// One simulated node.
 struct Node {
     swarm: Swarm,
-    store: BTreeMap<u32, Arc<[u8]>>,
+    store: BTreeMap<u32, Bytes>,
     capacity: Capacity,
     behavior: Behavior,
     up_free_at: Instant,
@@ -88,7 +88,7 @@ pub struct Net {
     trace: blake3::Hasher,
     trace_len: u64,
     /// The artifact's true bytes, when real payloads are simulated.
-    truth: Option<Arc<[u8]>>,
+    truth: Option<Bytes>,
     /// Pieces that reached storage without matching the truth (must stay empty).
     bad_stores: Vec<(NodeId, u32)>,
 }
@@ -119,12 +119,15 @@ impl Net {
     ) -> (NodeId, Ticket) {
         let manifest = Manifest::of(data).expect("artifact within limits");
         let ticket = Ticket::new(manifest.id(), data.len() as u64).expect("valid size");
-        let truth: Arc<[u8]> = Arc::from(data);
+        let truth = Bytes::copy_from_slice(data);
         let layout = *manifest.layout();
         let store = (0..layout.piece_count())
             .map(|p| {
                 let r = layout.piece_range(p).expect("in range");
-                (p, Arc::from(&truth[r.start as usize..r.end as usize]))
+                (
+                    p,
+                    Bytes::copy_from_slice(&truth[r.start as usize..r.end as usize]),
+                )
             })
             .collect();
         self.truth = Some(truth);
@@ -154,7 +157,7 @@ impl Net {
     fn push(
         &mut self,
         swarm: Swarm,
-        store: BTreeMap<u32, Arc<[u8]>>,
+        store: BTreeMap<u32, Bytes>,
         capacity: Capacity,
         behavior: Behavior,
     ) -> NodeId {

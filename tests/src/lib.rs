@@ -18,11 +18,14 @@ use serde_json::Value;
 /// The `pollen` binary next to this test executable (`target/<profile>/pollen`).
 pub fn pollen_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/<test>");
-    let bin = dir.join("pollen");
+    // Tests live in target/<profile>/deps/, benchmark binaries in target/<profile>/.
+    let candidates = [exe.parent(), exe.parent().and_then(Path::parent)];
+    let bin = candidates
+        .into_iter()
+        .flatten()
+        .map(|dir| dir.join("pollen"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("target/debug/pollen"));
     assert!(
         bin.is_file(),
         "{} is missing: build it first (cargo build -p pollen, or cargo test --workspace)",
@@ -176,9 +179,28 @@ impl Node {
         serde_json::from_slice(&out.stdout).expect("status JSON")
     }
 
+    /// `GET /api/status` over a plain socket: cheaper than running the CLI, for tight polls.
+    pub fn status_http(&self) -> Value {
+        use std::io::{Read, Write};
+        let addr = self.api.trim_start_matches("http://");
+        let mut sock = std::net::TcpStream::connect(addr).expect("connect to the API");
+        write!(
+            sock,
+            "GET /api/status HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send request");
+        let mut reply = Vec::new();
+        sock.read_to_end(&mut reply).expect("read reply");
+        let start = reply
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("an HTTP reply");
+        serde_json::from_slice(&reply[start + 4..]).expect("status JSON")
+    }
+
     /// The status of one artifact, if the node has it.
     pub fn artifact(&self, id: &str) -> Option<Value> {
-        self.status()["artifacts"]
+        self.status_http()["artifacts"]
             .as_array()?
             .iter()
             .find(|a| a["id"] == id)
@@ -197,7 +219,7 @@ impl Node {
                 "timed out; node log:\n{}",
                 self.log()
             );
-            thread::sleep(Duration::from_millis(50));
+            thread::sleep(Duration::from_millis(10));
         }
     }
 

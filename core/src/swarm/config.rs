@@ -1,6 +1,8 @@
 //! Tunables of the swarm, and the outputs it asks its driver to carry out.
 
-use alloc::{sync::Arc, vec::Vec};
+use alloc::vec::Vec;
+
+use bytes::Bytes;
 use core::time::Duration;
 
 use crate::{Manifest, PeerId};
@@ -71,7 +73,7 @@ pub enum Action {
         /// The piece.
         piece: u32,
         /// Its bytes, already verified.
-        data: Arc<[u8]>,
+        data: Bytes,
     },
     /// Persist the manifest, which has been verified against the content id.
     StoreManifest(Manifest),

@@ -16,10 +16,11 @@ mod picker;
 
 use alloc::{
     collections::{BTreeMap, BTreeSet, VecDeque},
-    sync::Arc,
     vec,
     vec::Vec,
 };
+
+use bytes::Bytes;
 
 use rand_core::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -72,7 +73,7 @@ pub struct Swarm {
     downloads: BTreeMap<(u32, LinkId), Download>,
     banned: BTreeSet<PeerId>,
     /// Verified pieces in memory, most recently used last.
-    cache: VecDeque<(u32, Arc<[u8]>)>,
+    cache: VecDeque<(u32, Bytes)>,
     /// Pieces the driver is reading for us.
     reading: BTreeSet<u32>,
     next_rechoke: Instant,
@@ -301,7 +302,7 @@ impl Swarm {
 
     /// The driver read piece `piece` for us: its verified bytes, or `None` if it is missing or
     /// failed verification on disk (it is then fetched again).
-    pub fn handle_piece_read(&mut self, now: Instant, piece: u32, data: Option<Arc<[u8]>>) {
+    pub fn handle_piece_read(&mut self, now: Instant, piece: u32, data: Option<Bytes>) {
         self.reading.remove(&piece);
         match data {
             Some(data) => {
@@ -780,7 +781,7 @@ impl Swarm {
             }
             self.drop_download(piece, other, false);
         }
-        let data: Arc<[u8]> = Arc::from(dl.buf);
+        let data = Bytes::from(dl.buf);
         self.picker.set_storing(piece, true);
         let from = self.links.get(&link).and_then(|l| l.peer);
         if let Some(from) = from {
@@ -928,14 +929,14 @@ impl Swarm {
         Some(tied[pick])
     }
 
-    fn cached(&self, piece: u32) -> Option<Arc<[u8]>> {
+    fn cached(&self, piece: u32) -> Option<Bytes> {
         self.cache
             .iter()
             .find(|(p, _)| *p == piece)
             .map(|(_, d)| d.clone())
     }
 
-    fn cache_piece(&mut self, piece: u32, data: Arc<[u8]>) {
+    fn cache_piece(&mut self, piece: u32, data: Bytes) {
         self.cache.retain(|(p, _)| *p != piece);
         self.cache.push_back((piece, data));
         while self.cache.len() > self.cfg.piece_cache.max(1) {
@@ -964,16 +965,20 @@ impl Swarm {
                 let Some(bytes) = data.get(start..start + r.len as usize) else {
                     continue;
                 };
-                let mut frame = Vec::with_capacity(bytes.len() + 16);
-                if wire::encode_block_header(r.piece, r.offset, bytes.len(), &mut frame).is_err() {
+                // Encode straight into the outbox: the block's bytes are copied once.
+                let Some(out) = self.outbox(link) else {
+                    break;
+                };
+                let mark = out.len();
+                if wire::encode_block_header(r.piece, r.offset, bytes.len(), out).is_err() {
+                    out.truncate(mark);
                     continue;
                 }
-                frame.extend_from_slice(bytes);
+                out.extend_from_slice(bytes);
                 if let Some(l) = self.links.get_mut(&link) {
                     l.uploaded += bytes.len() as u64;
                 }
                 self.uploaded += bytes.len() as u64;
-                self.push_frame(link, &frame);
             }
         }
     }
@@ -1033,15 +1038,18 @@ impl Swarm {
     }
 
     fn push_frame(&mut self, link: LinkId, frame: &[u8]) {
-        if frame.is_empty() {
-            return;
+        if let Some(out) = self.outbox(link) {
+            out.extend_from_slice(frame);
         }
-        if let Some(l) = self.links.get_mut(&link) {
-            if l.outbox.is_empty() {
-                self.ready_links.push_back(link);
-            }
-            l.outbox.extend_from_slice(frame);
+    }
+
+    /// The link's outbox, queued for [`Swarm::poll_transmit`].
+    fn outbox(&mut self, link: LinkId) -> Option<&mut Vec<u8>> {
+        let l = self.links.get_mut(&link)?;
+        if l.outbox.is_empty() {
+            self.ready_links.push_back(link);
         }
+        Some(&mut l.outbox)
     }
 }
 

@@ -1,7 +1,7 @@
 //! TCP links: a reader task that splits frames and a writer task that sends what the actor
 //! queues. Frames travel to the actor as whole bodies; the actor never touches a socket.
 
-use pollen_core::wire::{self, MAX_FRAME_LEN};
+use pollen_core::wire::{self, LEN_PREFIX};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -97,37 +97,34 @@ pub(crate) fn spawn(
 }
 
 /// Reads frames until the stream ends or breaks the framing; returns why it stopped.
+///
+/// Each frame's body is read straight into its own buffer, which travels to the actor as is.
 async fn read_frames(
     conn: ConnId,
     rd: &mut tokio::net::tcp::OwnedReadHalf,
     inputs: &UnboundedSender<Input>,
 ) -> String {
-    let mut buf = vec![0u8; 2 * MAX_FRAME_LEN];
-    let (mut start, mut end) = (0usize, 0usize);
+    // Small frames come through the buffer; a block body mostly bypasses it.
+    let mut rd = tokio::io::BufReader::with_capacity(16 * 1024, rd);
     loop {
-        // Hand over every whole frame in the buffer.
-        loop {
-            match wire::split_frame(&buf[start..end]) {
-                Ok(Some((body, used))) => {
-                    if inputs.send(Input::Frame(conn, body.to_vec())).is_err() {
-                        return "node stopping".into();
-                    }
-                    start += used;
-                }
-                Ok(None) => break,
-                Err(err) => return format!("bad framing: {err}"),
-            }
+        let mut prefix = [0u8; LEN_PREFIX];
+        if let Err(err) = rd.read_exact(&mut prefix).await {
+            return match err.kind() {
+                std::io::ErrorKind::UnexpectedEof => "closed by peer".into(),
+                _ => format!("read error: {err}"),
+            };
         }
-        // Keep the partial frame at the front so a whole frame always fits.
-        if start > 0 {
-            buf.copy_within(start..end, 0);
-            end -= start;
-            start = 0;
+        let body_len = match wire::split_frame(&prefix) {
+            Err(err) => return format!("bad framing: {err}"),
+            // A prefix alone is never a whole frame, unless the body is empty.
+            Ok(_) => u32::from_le_bytes(prefix) as usize,
+        };
+        let mut body = vec![0u8; body_len];
+        if let Err(err) = rd.read_exact(&mut body).await {
+            return format!("read error: {err}");
         }
-        match rd.read(&mut buf[end..]).await {
-            Ok(0) => return "closed by peer".into(),
-            Ok(n) => end += n,
-            Err(err) => return format!("read error: {err}"),
+        if inputs.send(Input::Frame(conn, body)).is_err() {
+            return "node stopping".into();
         }
     }
 }

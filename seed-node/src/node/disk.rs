@@ -8,12 +8,9 @@
 //! data and the held-pieces file once, and only then reports the pieces stored. So the swarm
 //! (and every peer it tells) only ever counts pieces that survive a crash.
 
-use std::{
-    path::PathBuf,
-    sync::{Arc, mpsc},
-    thread,
-};
+use std::{path::PathBuf, sync::mpsc, thread};
 
+use bytes::Bytes;
 use pollen_core::{ContentId, Manifest};
 use tokio::sync::{mpsc::UnboundedSender, oneshot};
 
@@ -30,7 +27,7 @@ pub(crate) enum DiskOp {
     /// Read and verify a piece.
     Read(u32),
     /// Write a verified piece.
-    Write(u32, Arc<[u8]>),
+    Write(u32, Bytes),
     /// Write the complete artifact to a path.
     Export(PathBuf, oneshot::Sender<Result<(), String>>),
 }
@@ -38,7 +35,7 @@ pub(crate) enum DiskOp {
 /// A finished piece of disk work.
 pub(crate) enum DiskResult {
     /// A piece was read: its bytes, or `None` if it is gone or failed verification.
-    Read(u32, Option<Arc<[u8]>>),
+    Read(u32, Option<Bytes>),
     /// A piece was written (`Ok`) or not.
     Written(u32, Result<(), String>),
     /// Creating the artifact failed; the download cannot go on.
@@ -168,7 +165,7 @@ impl Worker {
             DiskOp::Read(piece) => {
                 let data = match &mut self.artifact {
                     Some(a) => match a.read_piece(piece) {
-                        Ok(bytes) => Some(Arc::from(bytes)),
+                        Ok(bytes) => Some(Bytes::from(bytes)),
                         Err(err) => {
                             tracing::warn!(id = %self.id, piece, "reading: {err}");
                             None
@@ -181,7 +178,7 @@ impl Worker {
             DiskOp::Write(piece, data) => {
                 let result = match &mut self.artifact {
                     Some(a) => a
-                        .write_piece(piece, &data)
+                        .write_verified_piece(piece, &data)
                         .map(|_| ())
                         .map_err(|e| e.to_string()),
                     None => Err("the artifact was not created".into()),

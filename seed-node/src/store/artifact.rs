@@ -206,11 +206,42 @@ impl Artifact {
     /// at once (see [`Artifact::have`]) and becomes durable at the next flush. That flush
     /// happens here once [`FLUSH_BYTES`] are unflushed, or when the artifact becomes complete.
     /// On an error, [`Artifact::have`] tells whether the piece is held.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "the node writes pieces the swarm verified")
+    )]
     pub(crate) fn write_piece(&mut self, index: u32, bytes: &[u8]) -> Result<bool, StoreError> {
         let id = self.id();
         self.manifest
             .verify_piece(index, bytes)
             .map_err(|source| StoreError::Piece { id, source })?;
+        self.write_verified_piece(index, bytes)
+    }
+
+    /// Like [`Artifact::write_piece`], for bytes the caller has just verified against this
+    /// artifact's manifest (the swarm does, before it asks for a store): only the length is
+    /// checked again, which saves hashing every piece twice.
+    pub(crate) fn write_verified_piece(
+        &mut self,
+        index: u32,
+        bytes: &[u8],
+    ) -> Result<bool, StoreError> {
+        let id = self.id();
+        let expected = self.manifest.layout().piece_len(index);
+        if expected != Some(bytes.len() as u64) {
+            let source = match expected {
+                None => PieceError::OutOfRange {
+                    index,
+                    count: self.manifest.layout().piece_count(),
+                },
+                Some(expected) => PieceError::Length {
+                    index,
+                    expected,
+                    got: bytes.len(),
+                },
+            };
+            return Err(StoreError::Piece { id, source });
+        }
         if self.have.contains(index) {
             return Ok(false);
         }
