@@ -28,7 +28,7 @@ fn main() -> ExitCode {
 
 /// Runs the commands that need the async runtime.
 fn run_async(command: cli::Command) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {

@@ -16,8 +16,14 @@ pub struct SwarmConfig {
     pub listen_port: Option<u16>,
     /// Block size requested from peers (clamped to the piece size and the wire's limit).
     pub block_size: u32,
+    /// Fewest block requests kept outstanding on a link (also the start, before its rate is
+    /// known).
+    pub min_pipeline: usize,
     /// Most block requests outstanding on one link.
-    pub pipeline: usize,
+    pub max_pipeline: usize,
+    /// How much data to keep requested from a link, in time at its measured rate: enough to
+    /// cover the round trip, short enough that requests chosen now are not stale when served.
+    pub pipeline_time: Duration,
     /// Most peers we upload to at once.
     pub upload_slots: usize,
     /// Most requests we queue for one peer; more are rejected.
@@ -42,8 +48,10 @@ impl SwarmConfig {
         Self {
             peer_id,
             listen_port: None,
-            block_size: 64 * 1024,
-            pipeline: 4,
+            block_size: 128 * 1024,
+            min_pipeline: 2,
+            max_pipeline: 64,
+            pipeline_time: Duration::from_millis(100),
             upload_slots: 8,
             max_queued_requests: 128,
             request_timeout: Duration::from_secs(20),

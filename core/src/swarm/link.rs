@@ -40,6 +40,39 @@ pub(crate) struct Link {
     pub(crate) downloaded: u64,
     /// Payload bytes sent.
     pub(crate) uploaded: u64,
+    /// Download rate from the peer, bytes per second, smoothed.
+    pub(crate) rate: RateMeter,
+}
+
+/// A smoothed rate, from byte counts sampled over windows of at least [`RateMeter::WINDOW`].
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RateMeter {
+    window_start: Option<Instant>,
+    window_bytes: u64,
+    /// Bytes per second; zero until the first window closes.
+    pub(crate) per_sec: u64,
+}
+
+impl RateMeter {
+    /// Shortest window a sample is taken over.
+    const WINDOW: core::time::Duration = core::time::Duration::from_millis(50);
+
+    /// Counts `bytes` received at `now`.
+    pub(crate) fn record(&mut self, now: Instant, bytes: u64) {
+        let start = *self.window_start.get_or_insert(now);
+        self.window_bytes += bytes;
+        let elapsed = now.saturating_since(start);
+        if elapsed >= Self::WINDOW {
+            let sample = (self.window_bytes as u128 * 1_000_000 / elapsed.as_micros()) as u64;
+            self.per_sec = if self.per_sec == 0 {
+                sample
+            } else {
+                (self.per_sec + sample) / 2
+            };
+            self.window_start = Some(now);
+            self.window_bytes = 0;
+        }
+    }
 }
 
 impl Link {
@@ -58,6 +91,7 @@ impl Link {
             outbox: Vec::new(),
             downloaded: 0,
             uploaded: 0,
+            rate: RateMeter::default(),
         }
     }
 

@@ -564,6 +564,7 @@ impl Swarm {
             return;
         };
         l.downloaded += data.len() as u64;
+        l.rate.record(now, data.len() as u64);
         self.downloaded += data.len() as u64;
         let Some(pos) = l.outstanding.iter().position(|o| o.block == block) else {
             // Not (or no longer) requested, e.g. it crossed our cancel: ignore.
@@ -677,7 +678,7 @@ impl Swarm {
             let Some(l) = self.links.get(&link) else {
                 return;
             };
-            if !l.ready() || !l.peer_unchoked_us || l.outstanding.len() >= self.cfg.pipeline {
+            if !l.ready() || !l.peer_unchoked_us || l.outstanding.len() >= self.pipeline(l) {
                 return;
             }
             if let Some(block) = self.next_block_on(link) {
@@ -704,6 +705,13 @@ impl Swarm {
                 }
             }
         }
+    }
+
+    /// How many requests to keep outstanding on a link: its rate times the pipeline time.
+    fn pipeline(&self, l: &Link) -> usize {
+        let bytes = l.rate.per_sec as u128 * self.cfg.pipeline_time.as_micros() / 1_000_000;
+        let blocks = (bytes / u128::from(self.block_size)) as usize;
+        blocks.clamp(self.cfg.min_pipeline.max(1), self.cfg.max_pipeline.max(1))
     }
 
     /// The next unrequested block of a piece this link is already downloading.

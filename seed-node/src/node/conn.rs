@@ -119,9 +119,11 @@ async fn read_frames(
             // A prefix alone is never a whole frame, unless the body is empty.
             Ok(_) => u32::from_le_bytes(prefix) as usize,
         };
-        let mut body = vec![0u8; body_len];
-        if let Err(err) = rd.read_exact(&mut body).await {
-            return format!("read error: {err}");
+        let mut body = Vec::with_capacity(body_len);
+        match (&mut rd).take(body_len as u64).read_to_end(&mut body).await {
+            Ok(n) if n == body_len => {}
+            Ok(_) => return "closed by peer mid-frame".into(),
+            Err(err) => return format!("read error: {err}"),
         }
         if inputs.send(Input::Frame(conn, body)).is_err() {
             return "node stopping".into();
