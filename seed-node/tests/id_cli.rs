@@ -8,6 +8,7 @@ use std::{
 };
 
 use pollen_core::{ContentId, Ticket};
+use pollen_tests::pseudo_random;
 
 /// Runs `pollen id ARGS...`.
 fn pollen_id(args: &[&OsStr]) -> Output {
@@ -20,19 +21,6 @@ fn pollen_id(args: &[&OsStr]) -> Output {
 
 fn stdout(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).expect("utf-8 output")
-}
-
-/// Deterministic pseudo-random bytes.
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 32) as u8
-        })
-        .collect()
 }
 
 /// Files at the sizes where the piece structure changes.

@@ -3,20 +3,9 @@
 use std::time::Duration;
 
 use pollen_sim::net::{Behavior, Capacity, Net};
+use pollen_tests::pseudo_random;
 
 const MB: u64 = 1_000_000;
-
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect()
-}
 
 fn capacity(up_mb: u64) -> Capacity {
     Capacity {

@@ -1,19 +1,29 @@
 //! Real `pollen node` processes on loopback, each with its own data directory and ports.
 
-use std::{fs, time::Duration};
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use pollen_tests::{Node, NodeOpts, b3, finish_get, pseudo_random};
 
 const MIB: usize = 1024 * 1024;
 const LIMIT: Duration = Duration::from_secs(300);
 
+/// Writes a pseudo-random artifact of `mib` MiB into `dir`; returns its path, bytes and id.
+fn artifact(dir: &Path, mib: usize, seed: u64) -> (PathBuf, Vec<u8>, String) {
+    let data = pseudo_random(mib * MIB, seed);
+    let file = dir.join("artifact.bin");
+    fs::write(&file, &data).expect("write artifact");
+    let id = blake3::hash(&data).to_hex().to_string();
+    (file, data, id)
+}
+
 #[test]
 fn one_seed_and_five_nodes_fetch_64_mib_and_the_seed_uploads_well_under_five_copies() {
     let tmp = tempfile::tempdir().expect("temp dir");
-    let data = pseudo_random(64 * MIB, 1);
-    let file = tmp.path().join("artifact.bin");
-    fs::write(&file, &data).expect("write artifact");
-    let id = blake3::hash(&data).to_hex().to_string();
+    let (file, data, id) = artifact(tmp.path(), 64, 1);
     // Cap every uplink so peers have time to trade pieces instead of all pulling the seed.
     let rate = Some(40_000_000);
     let seed = Node::start(
@@ -63,10 +73,7 @@ fn one_seed_and_five_nodes_fetch_64_mib_and_the_seed_uploads_well_under_five_cop
 #[test]
 fn when_one_of_two_seeds_dies_mid_transfer_every_download_completes() {
     let tmp = tempfile::tempdir().expect("temp dir");
-    let data = pseudo_random(32 * MIB, 2);
-    let file = tmp.path().join("artifact.bin");
-    fs::write(&file, &data).expect("write artifact");
-    let id = blake3::hash(&data).to_hex().to_string();
+    let (file, data, id) = artifact(tmp.path(), 32, 2);
     let rate = Some(8_000_000);
     let a = Node::start(
         &tmp.path().join("a"),
@@ -145,10 +152,7 @@ fn when_one_of_two_seeds_dies_mid_transfer_every_download_completes() {
 #[test]
 fn a_downloader_killed_mid_transfer_resumes_without_refetching_what_it_had() {
     let tmp = tempfile::tempdir().expect("temp dir");
-    let data = pseudo_random(32 * MIB, 3);
-    let file = tmp.path().join("artifact.bin");
-    fs::write(&file, &data).expect("write artifact");
-    let id = blake3::hash(&data).to_hex().to_string();
+    let (file, data, id) = artifact(tmp.path(), 32, 3);
     let size = data.len() as u64;
     let seed = Node::start(
         &tmp.path().join("seed"),

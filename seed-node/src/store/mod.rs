@@ -55,9 +55,9 @@
 //!    should also call `flush` on a timer. A crash loses at most the unflushed pieces, and
 //!    those are fetched again.
 //!
-//! What peers are told ([`Artifact::have`]) includes pieces that are written but not yet
-//! flushed. Those pieces were verified and sit in the page cache, so serving them is sound. If
-//! the process dies, peers learn the new, smaller set at the next handshake.
+//! [`Artifact::have`] includes pieces that are written but not yet flushed. The node does not
+//! tell peers about a piece until it has flushed it (its disk worker group-commits), so what
+//! peers and `pollen status` see is always durable.
 //!
 //! If `fdatasync` fails, the kernel may already have dropped the dirty pages and marked them
 //! clean, and a retry could then succeed without the data ever reaching the disk ("fsyncgate").
