@@ -4,6 +4,7 @@ mod api_types;
 mod cli;
 mod client;
 mod commands;
+mod error_chain;
 mod node;
 mod store;
 

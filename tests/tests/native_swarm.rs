@@ -285,3 +285,63 @@ fn bad_input_gives_clear_errors_and_nonzero_exits() {
         "{out:?}"
     );
 }
+
+/// A tmpfs of a few MiB, unmounted when dropped.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    /// Mounts a `size`-byte tmpfs at `dir`; `None` where this process may not mount (not root).
+    fn mount(dir: &Path, size: u64) -> Option<Self> {
+        fs::create_dir_all(dir).expect("mount point");
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| SmallDisk(dir.to_path_buf()))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_stops_the_download_with_a_clear_message_and_nothing_is_reported_complete() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let Some(_disk) = SmallDisk::mount(&tmp.path().join("small"), 4 * MIB as u64) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must be able to mount a tmpfs (run as root)"
+        );
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    };
+    let (file, _, id) = artifact(tmp.path(), 16, 4);
+    let seed = Node::start(&tmp.path().join("seed"), &NodeOpts::default());
+    let ticket = seed.share(&file);
+    let node = Node::start(
+        &tmp.path().join("small").join("data"),
+        &NodeOpts {
+            peers: vec![seed.listen.clone()],
+            ..NodeOpts::default()
+        },
+    );
+    let out_path = tmp.path().join("out.bin");
+    let out = node.cli(&["get", &ticket, "-o", out_path.to_str().expect("utf-8")]);
+    assert!(!out.status.success(), "the download cannot fit");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot store") && stderr.contains("No space left"),
+        "{stderr}"
+    );
+    assert!(!out_path.exists(), "nothing written at the output path");
+    let status = node.artifact(&id).expect("the node still lists it");
+    assert_eq!(status["complete"], false);
+    assert!(status["have_bytes"].as_u64() < Some(4 * MIB as u64));
+}

@@ -15,6 +15,7 @@ use pollen_core::{ContentId, Ticket};
 use tokio::sync::{mpsc::UnboundedSender, oneshot};
 
 use super::{ApiCall, Input};
+use crate::error_chain::chain;
 use crate::{
     api_types::{
         ErrorReply, ExportRequest, GetReply, GetRequest, ShareReply, ShareRequest, Status,
@@ -78,9 +79,9 @@ async fn share(State(state): State<AppState>, Json(req): Json<ShareRequest>) -> 
             .map(Json)
             .map_err(|e| error(StatusCode::CONFLICT, e)),
         Err(err @ StoreError::Io { .. }) => {
-            Err(error(StatusCode::INTERNAL_SERVER_ERROR, format!("{err}")))
+            Err(error(StatusCode::INTERNAL_SERVER_ERROR, chain(&err)))
         }
-        Err(err) => Err(error(StatusCode::BAD_REQUEST, format!("{err}"))),
+        Err(err) => Err(error(StatusCode::BAD_REQUEST, chain(&err))),
     }
 }
 

@@ -15,6 +15,7 @@ use pollen_core::{ContentId, Manifest};
 use tokio::sync::{mpsc::UnboundedSender, oneshot};
 
 use super::Input;
+use crate::error_chain::chain;
 use crate::store::{Artifact, Store, StoreError};
 
 /// Most bytes written before they are synced and reported, when pieces keep arriving.
@@ -132,7 +133,7 @@ impl Worker {
             return;
         }
         let flushed = match &mut self.artifact {
-            Some(a) => a.flush().map_err(|e| e.to_string()),
+            Some(a) => a.flush().map_err(|e| chain(&e)),
             None => Err("the artifact was not created".into()),
         };
         for (piece, _, written) in std::mem::take(&mut self.pending) {
@@ -157,9 +158,9 @@ impl Worker {
                     Err(StoreError::Exists(_)) => match self.store.open_artifact(self.id) {
                         Ok(Some(a)) => self.artifact = Some(a),
                         Ok(None) => self.send(DiskResult::CreateFailed("artifact vanished".into())),
-                        Err(e) => self.send(DiskResult::CreateFailed(e.to_string())),
+                        Err(e) => self.send(DiskResult::CreateFailed(chain(&e))),
                     },
-                    Err(e) => self.send(DiskResult::CreateFailed(e.to_string())),
+                    Err(e) => self.send(DiskResult::CreateFailed(chain(&e))),
                 }
             }
             DiskOp::Read(piece) => {
@@ -180,7 +181,7 @@ impl Worker {
                     Some(a) => a
                         .write_verified_piece(piece, &data)
                         .map(|_| ())
-                        .map_err(|e| e.to_string()),
+                        .map_err(|e| chain(&e)),
                     None => Err("the artifact was not created".into()),
                 };
                 self.pending.push((piece, data.len(), result));
@@ -190,7 +191,7 @@ impl Worker {
                     Some(a) => a
                         .flush()
                         .and_then(|()| a.export(&path))
-                        .map_err(|e| e.to_string()),
+                        .map_err(|e| chain(&e)),
                     None => Err("the artifact is not held yet".into()),
                 };
                 let _ = reply.send(result);
