@@ -39,8 +39,21 @@ fn no_progress() -> impl FnMut(u64) {
     |_| {}
 }
 
+/// Opens a store, waiting out a lock that only a forking sibling test still holds.
+///
+/// Another test here spawns child processes. Between fork and exec a child shares every open
+/// file description of this process, this test's lock file included, so a lock can outlive
+/// its `File` for a moment. The node never forks; only these tests need the wait.
 fn open(dir: &Path) -> Store {
-    Store::open(dir).expect("open store")
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match Store::open(dir) {
+            Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            result => return result.expect("open store"),
+        }
+    }
 }
 
 fn entries(dir: &Path) -> Vec<String> {
