@@ -14,7 +14,7 @@ use std::{
 
 use pollen_tests::{Node, NodeOpts, pseudo_random};
 
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
 /// Copies `src` to `dst` over a loopback TCP connection; returns the elapsed time.
 fn tcp_copy(src: &Path, dst: &Path) -> Duration {
@@ -76,6 +76,19 @@ fn pollen_fetch(dir: &Path, src: &Path, round: usize) -> Duration {
     elapsed
 }
 
+/// Removes the previous round's outputs and waits for their writeback, so one measurement
+/// does not pay for the last one's dirty pages.
+fn settle(dir: &Path) {
+    for entry in std::fs::read_dir(dir).expect("list").flatten() {
+        let name = entry.file_name();
+        if name != "artifact.bin" {
+            let path = entry.path();
+            let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+        }
+    }
+    let _ = std::process::Command::new("sync").status();
+}
+
 fn ticket_id(seed: &Node) -> String {
     seed.status()["artifacts"][0]["id"]
         .as_str()
@@ -95,7 +108,9 @@ fn main() {
     let mut tcp = Duration::MAX;
     let mut pollen = Duration::MAX;
     for round in 0..ROUNDS {
+        settle(tmp.path());
         tcp = tcp.min(tcp_copy(&src, &tmp.path().join("tcp.out")));
+        settle(tmp.path());
         pollen = pollen.min(pollen_fetch(tmp.path(), &src, round));
     }
     let rate = |d: Duration| bytes / d.as_secs_f64() / 1e6;
