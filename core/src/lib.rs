@@ -29,6 +29,7 @@ pub use content_id::{ContentId, ParseIdError};
 pub use layout::{LayoutError, PieceLayout};
 pub use manifest::{
     BuildError, ChainingValue, Manifest, ManifestBuilder, ManifestError, PieceError,
+    PieceExpectation,
 };
 pub use peer_id::PeerId;
 pub use ticket::{Hint, Ticket, TicketError};

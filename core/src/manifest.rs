@@ -152,24 +152,63 @@ impl Manifest {
 
     /// Checks that `data` is exactly piece `index` of the artifact.
     pub fn verify_piece(&self, index: u32, data: &[u8]) -> Result<(), PieceError> {
+        self.expectation(index)?.verify(data)
+    }
+
+    /// What piece `index` must hash to: enough to verify it elsewhere (another thread, say)
+    /// without the whole manifest.
+    pub fn expectation(&self, index: u32) -> Result<PieceExpectation, PieceError> {
         let count = self.layout.piece_count();
-        let expected = self
+        let range = self
             .layout
-            .piece_len(index)
+            .piece_range(index)
             .ok_or(PieceError::OutOfRange { index, count })?;
-        if data.len() as u64 != expected {
+        Ok(PieceExpectation {
+            index,
+            offset: range.start,
+            len: range.end - range.start,
+            expected: self.piece_cvs[index as usize],
+            root: count == 1,
+        })
+    }
+}
+
+/// What one piece must hash to; see [`Manifest::expectation`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PieceExpectation {
+    index: u32,
+    offset: u64,
+    len: u64,
+    expected: ChainingValue,
+    /// The artifact has one piece, which is then hashed as the root.
+    root: bool,
+}
+
+impl PieceExpectation {
+    /// The piece's index.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// Checks that `data` is exactly this piece.
+    pub fn verify(&self, data: &[u8]) -> Result<(), PieceError> {
+        let index = self.index;
+        if data.len() as u64 != self.len {
             return Err(PieceError::Length {
                 index,
-                expected,
+                expected: self.len,
                 got: data.len(),
             });
         }
-        let actual = if count == 1 {
+        let actual = if self.root {
             *blake3::hash(data).as_bytes()
         } else {
-            piece_cv(&self.layout, index, data)
+            let mut hasher = blake3::Hasher::new();
+            hasher.set_input_offset(self.offset);
+            hasher.update(data);
+            hasher.finalize_non_root()
         };
-        if actual == self.piece_cvs[index as usize] {
+        if actual == self.expected {
             Ok(())
         } else {
             Err(PieceError::Mismatch { index })
@@ -186,14 +225,6 @@ impl core::fmt::Debug for Manifest {
             .field("pieces", &self.piece_cvs.len())
             .finish()
     }
-}
-
-/// The chaining value of piece `index` of a multi-piece artifact.
-fn piece_cv(layout: &PieceLayout, index: u32, data: &[u8]) -> ChainingValue {
-    let mut hasher = blake3::Hasher::new();
-    hasher.set_input_offset(u64::from(index) * layout.piece_size());
-    hasher.update(data);
-    hasher.finalize_non_root()
 }
 
 /// Rebuilds the content id from piece values; `cvs.len()` must equal the piece count.

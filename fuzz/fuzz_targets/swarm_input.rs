@@ -58,8 +58,12 @@ fuzz_target!(|input: &[u8]| {
             }
             while swarm.poll_transmit().is_some() {}
             while let Some(action) = swarm.poll_action() {
-                if let Action::StorePiece { piece, data } = action {
-                    assert!(manifest.verify_piece(piece, &data).is_ok());
+                match action {
+                    Action::CheckPiece(check) => swarm.handle_piece_checked(now, check.run()),
+                    Action::StorePiece { piece, data } => {
+                        assert!(manifest.verify_piece(piece, &data).is_ok());
+                    }
+                    _ => {}
                 }
             }
             while swarm.poll_event().is_some() {}

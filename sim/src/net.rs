@@ -307,6 +307,10 @@ impl Net {
                     .swarm
                     .handle_piece_stored(self.now, piece, true);
             }
+            Action::CheckPiece(check) => {
+                let checked = check.run();
+                self.nodes[id].swarm.handle_piece_checked(self.now, checked);
+            }
             Action::StoreManifest(_) => {}
             Action::Disconnect { link, .. } => {
                 if let Some((peer, peer_link)) = self.nodes[id].links.remove(&link) {

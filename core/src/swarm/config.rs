@@ -69,13 +69,16 @@ impl SwarmConfig {
 pub struct LinkId(pub u64);
 
 /// Something the driver must do for the swarm.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Action {
     /// Read piece `piece` from storage, verify it, and call [`super::Swarm::handle_piece_read`].
     ReadPiece {
         /// The piece.
         piece: u32,
     },
+    /// Run the check (on any thread) and give the result to
+    /// [`super::Swarm::handle_piece_checked`].
+    CheckPiece(super::PieceCheck),
     /// Persist a verified piece, then call [`super::Swarm::handle_piece_stored`].
     StorePiece {
         /// The piece.

@@ -10,6 +10,7 @@
 //! is assembled from the blocks of one link, so a piece that fails verification is blamed on
 //! exactly one peer, which is banned.
 
+mod check;
 mod config;
 mod link;
 mod picker;
@@ -25,6 +26,7 @@ use bytes::Bytes;
 use rand_core::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
+pub use check::{CheckedPiece, PieceCheck};
 pub use config::{Action, DisconnectReason, Event, LinkId, LinkStats, SwarmConfig, SwarmStats};
 use link::{Link, Outstanding};
 use picker::Picker;
@@ -753,21 +755,21 @@ impl Swarm {
         self.send(link, &Message::Request(block));
     }
 
+    /// All blocks of a piece arrived: hand it to the driver to verify.
     fn finish_piece(&mut self, now: Instant, piece: u32, link: LinkId) {
         let Some(dl) = self.downloads.remove(&(piece, link)) else {
             return;
         };
         self.picker.stop(piece);
-        let verified = self
+        let Some(expectation) = self
             .manifest
             .as_ref()
-            .is_some_and(|m| m.verify_piece(piece, &dl.buf).is_ok());
-        if !verified {
-            self.ban(link, Some(piece));
-            self.fill_all(now);
+            .and_then(|m| m.expectation(piece).ok())
+        else {
             return;
-        }
-        // End-game duplicates of this piece on other links are no longer needed.
+        };
+        // End-game duplicates of this piece on other links are no longer needed; should the
+        // check fail, the piece is simply wanted again.
         let others: Vec<LinkId> = self
             .downloads
             .keys()
@@ -789,15 +791,48 @@ impl Swarm {
             }
             self.drop_download(piece, other, false);
         }
-        let data = Bytes::from(dl.buf);
+        // Until the check returns, the piece is neither wanted nor held.
         self.picker.set_storing(piece, true);
-        let from = self.links.get(&link).and_then(|l| l.peer);
-        if let Some(from) = from {
+        let peer = self.links.get(&link).and_then(|l| l.peer);
+        self.actions.push_back(Action::CheckPiece(PieceCheck {
+            link,
+            peer,
+            expectation,
+            data: Bytes::from(dl.buf),
+        }));
+        self.fill_all(now);
+    }
+
+    /// The driver ran a [`PieceCheck`]: store the piece, or ban the peer that sent it.
+    pub fn handle_piece_checked(&mut self, now: Instant, checked: CheckedPiece) {
+        let CheckedPiece {
+            link,
+            peer,
+            piece,
+            data,
+            ok,
+        } = checked;
+        if !ok {
+            self.picker.set_storing(piece, false);
+            if let Some(peer) = peer {
+                self.banned.insert(peer);
+                self.events.push_back(Event::PeerBanned {
+                    peer,
+                    piece: Some(piece),
+                });
+            }
+            // The link may be gone already; if not, close it.
+            if self.links.get(&link).is_some_and(|l| l.peer == peer) {
+                self.disconnect(link, DisconnectReason::Banned);
+            }
+            self.fill_all(now);
+            return;
+        }
+        if let Some(from) = peer {
             self.events.push_back(Event::PieceVerified { piece, from });
         }
         self.cache_piece(piece, data.clone());
         self.actions.push_back(Action::StorePiece { piece, data });
-        self.fill_all(now);
     }
 
     fn drop_download(&mut self, piece: u32, link: LinkId, cancel: bool) {

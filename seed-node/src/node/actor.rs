@@ -388,6 +388,7 @@ impl Actor {
         };
         match result {
             DiskResult::Read(piece, data) => entry.swarm.handle_piece_read(now, piece, data),
+            DiskResult::Checked(checked) => entry.swarm.handle_piece_checked(now, checked),
             DiskResult::Written(piece, Ok(())) => entry.swarm.handle_piece_stored(now, piece, true),
             DiskResult::Written(piece, Err(err)) => {
                 tracing::error!(%id, piece, "cannot store: {err}");
@@ -503,6 +504,9 @@ impl Actor {
                 match action {
                     Action::ReadPiece { piece } => {
                         let _ = entry.disk.send(DiskOp::Read(piece));
+                    }
+                    Action::CheckPiece(check) => {
+                        let _ = entry.disk.send(DiskOp::Check(check));
                     }
                     Action::StorePiece { piece, data } => {
                         let _ = entry.disk.send(DiskOp::Write(piece, data));

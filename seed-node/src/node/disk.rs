@@ -11,7 +11,10 @@
 use std::{path::PathBuf, sync::mpsc, thread};
 
 use bytes::Bytes;
-use pollen_core::{ContentId, Manifest};
+use pollen_core::{
+    ContentId, Manifest,
+    swarm::{CheckedPiece, PieceCheck},
+};
 use tokio::sync::{mpsc::UnboundedSender, oneshot};
 
 use super::Input;
@@ -27,6 +30,8 @@ pub(crate) enum DiskOp {
     Create(Manifest, Option<String>),
     /// Read and verify a piece.
     Read(u32),
+    /// Verify a downloaded piece (off the actor's thread).
+    Check(PieceCheck),
     /// Write a verified piece.
     Write(u32, Bytes),
     /// Write the complete artifact to a path.
@@ -37,6 +42,8 @@ pub(crate) enum DiskOp {
 pub(crate) enum DiskResult {
     /// A piece was read: its bytes, or `None` if it is gone or failed verification.
     Read(u32, Option<Bytes>),
+    /// A downloaded piece was verified.
+    Checked(CheckedPiece),
     /// A piece was written (`Ok`) or not.
     Written(u32, Result<(), String>),
     /// Creating the artifact failed; the download cannot go on.
@@ -176,6 +183,7 @@ impl Worker {
                 };
                 self.send(DiskResult::Read(piece, data));
             }
+            DiskOp::Check(check) => self.send(DiskResult::Checked(check.run())),
             DiskOp::Write(piece, data) => {
                 let result = match &mut self.artifact {
                     Some(a) => a

@@ -1,0 +1,62 @@
+//! Piece verification the driver may run on any thread.
+//!
+//! Hashing a piece is the swarm's heaviest work. Instead of doing it inside `handle_frame`,
+//! the swarm hands the driver a [`PieceCheck`]; the driver calls [`PieceCheck::run`] wherever it
+//! likes (a worker thread, say) and returns the [`CheckedPiece`] to
+//! [`super::Swarm::handle_piece_checked`]. Only `run` can make a `CheckedPiece`, so a driver can
+//! move the work but cannot skip it.
+
+use bytes::Bytes;
+
+use super::LinkId;
+use crate::{PeerId, PieceExpectation};
+
+/// A downloaded piece waiting to be verified.
+#[derive(Debug, Clone)]
+pub struct PieceCheck {
+    pub(super) link: LinkId,
+    pub(super) peer: Option<PeerId>,
+    pub(super) expectation: PieceExpectation,
+    pub(super) data: Bytes,
+}
+
+impl PieceCheck {
+    /// The piece.
+    pub fn piece(&self) -> u32 {
+        self.expectation.index()
+    }
+
+    /// Hashes the piece against its manifest entry.
+    pub fn run(self) -> CheckedPiece {
+        let ok = self.expectation.verify(&self.data).is_ok();
+        CheckedPiece {
+            link: self.link,
+            peer: self.peer,
+            piece: self.expectation.index(),
+            data: self.data,
+            ok,
+        }
+    }
+}
+
+/// The outcome of a [`PieceCheck`]; only [`PieceCheck::run`] makes one.
+#[derive(Debug, Clone)]
+pub struct CheckedPiece {
+    pub(super) link: LinkId,
+    pub(super) peer: Option<PeerId>,
+    pub(super) piece: u32,
+    pub(super) data: Bytes,
+    pub(super) ok: bool,
+}
+
+impl CheckedPiece {
+    /// The piece.
+    pub fn piece(&self) -> u32 {
+        self.piece
+    }
+
+    /// Whether the bytes matched.
+    pub fn ok(&self) -> bool {
+        self.ok
+    }
+}
