@@ -19,6 +19,7 @@ mod hex;
 pub mod layout;
 mod manifest;
 mod peer_id;
+mod piece_data;
 pub mod swarm;
 pub mod ticket;
 mod time;
@@ -32,5 +33,6 @@ pub use manifest::{
     PieceExpectation,
 };
 pub use peer_id::PeerId;
+pub use piece_data::PieceData;
 pub use ticket::{Hint, Ticket, TicketError};
 pub use time::Instant;

@@ -192,20 +192,33 @@ impl PieceExpectation {
 
     /// Checks that `data` is exactly this piece.
     pub fn verify(&self, data: &[u8]) -> Result<(), PieceError> {
+        self.verify_parts([data])
+    }
+
+    /// Checks that `parts`, joined in order, are exactly this piece (without joining them).
+    pub fn verify_parts<'a>(
+        &self,
+        parts: impl IntoIterator<Item = &'a [u8]> + Clone,
+    ) -> Result<(), PieceError> {
         let index = self.index;
-        if data.len() as u64 != self.len {
+        let got: usize = parts.clone().into_iter().map(<[u8]>::len).sum();
+        if got as u64 != self.len {
             return Err(PieceError::Length {
                 index,
                 expected: self.len,
-                got: data.len(),
+                got,
             });
         }
-        let actual = if self.root {
-            *blake3::hash(data).as_bytes()
-        } else {
-            let mut hasher = blake3::Hasher::new();
+        let mut hasher = blake3::Hasher::new();
+        if !self.root {
             hasher.set_input_offset(self.offset);
-            hasher.update(data);
+        }
+        for part in parts {
+            hasher.update(part);
+        }
+        let actual = if self.root {
+            *hasher.finalize().as_bytes()
+        } else {
             hasher.finalize_non_root()
         };
         if actual == self.expected {

@@ -149,10 +149,12 @@ fn run(mut swarm: Swarm, inputs: &[Input], manifest: &Manifest, data: &[u8]) {
             Input::Frame(l, f) => {
                 let body = encode(f, id, me);
                 if !body.is_empty() {
-                    swarm.handle_frame(now, LinkId(u64::from(*l)), &body);
+                    swarm.handle_frame(now, LinkId(u64::from(*l)), body.into());
                 }
             }
-            Input::Garbage(l, g) => swarm.handle_frame(now, LinkId(u64::from(*l)), g),
+            Input::Garbage(l, g) => {
+                swarm.handle_frame(now, LinkId(u64::from(*l)), g.clone().into())
+            }
             Input::Tick(ms) => {
                 now = now + std::time::Duration::from_millis(u64::from(*ms) * 10);
                 swarm.handle_timeout(now);
@@ -175,7 +177,7 @@ fn run(mut swarm: Swarm, inputs: &[Input], manifest: &Manifest, data: &[u8]) {
             if let Action::StorePiece { piece, data: bytes } = action {
                 // The invariant that matters: only verified bytes ever reach storage.
                 assert_eq!(
-                    manifest.verify_piece(piece, &bytes),
+                    manifest.verify_piece(piece, &bytes.to_bytes()),
                     Ok(()),
                     "stored an unverified piece"
                 );

@@ -54,14 +54,14 @@ fuzz_target!(|input: &[u8]| {
                     swarm.handle_piece_read(now, piece, bytes);
                 }
                 4 => swarm.handle_piece_stored(now, u32::from(*len) % (pieces + 1), *len % 2 == 0),
-                _ => swarm.handle_frame(now, link, payload),
+                _ => swarm.handle_frame(now, link, bytes::Bytes::copy_from_slice(payload)),
             }
             while swarm.poll_transmit().is_some() {}
             while let Some(action) = swarm.poll_action() {
                 match action {
                     Action::CheckPiece(check) => swarm.handle_piece_checked(now, check.run()),
                     Action::StorePiece { piece, data } => {
-                        assert!(manifest.verify_piece(piece, &data).is_ok());
+                        assert!(manifest.verify_piece(piece, &data.to_bytes()).is_ok());
                     }
                     _ => {}
                 }

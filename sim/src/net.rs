@@ -223,7 +223,7 @@ impl Net {
             }
             self.now = at;
             match ev {
-                Ev::Deliver { to, link, bytes } => self.deliver(to, link, &bytes),
+                Ev::Deliver { to, link, bytes } => self.deliver(to, link, bytes),
                 Ev::Disconnected { node, link } => {
                     if self.nodes[node].links.remove(&link).is_some() {
                         self.nodes[node].swarm.handle_disconnected(at, link);
@@ -244,14 +244,16 @@ impl Net {
         }
     }
 
-    fn deliver(&mut self, to: NodeId, link: LinkId, bytes: &[u8]) {
+    fn deliver(&mut self, to: NodeId, link: LinkId, bytes: Vec<u8>) {
         if !self.nodes[to].links.contains_key(&link) {
             return;
         }
-        let mut rest = bytes;
-        while let Ok(Some((body, used))) = wire::split_frame(rest) {
+        let bytes = Bytes::from(bytes);
+        let mut at = 0;
+        while let Ok(Some((body, used))) = wire::split_frame(&bytes[at..]) {
+            let body = bytes.slice_ref(body);
             self.nodes[to].swarm.handle_frame(self.now, link, body);
-            rest = &rest[used..];
+            at += used;
         }
         self.drain(to);
     }
@@ -260,8 +262,9 @@ impl Net {
     fn drain(&mut self, id: NodeId) {
         loop {
             let mut progressed = false;
-            while let Some((link, mut bytes)) = self.nodes[id].swarm.poll_transmit() {
+            while let Some((link, segments)) = self.nodes[id].swarm.poll_transmit() {
                 progressed = true;
+                let mut bytes: Vec<u8> = segments.concat();
                 match self.nodes[id].behavior {
                     Behavior::Honest => {}
                     Behavior::CorruptBlocks => corrupt_blocks(&mut bytes),
@@ -299,6 +302,7 @@ impl Net {
                     .handle_piece_read(self.now, piece, data);
             }
             Action::StorePiece { piece, data } => {
+                let data = data.to_bytes();
                 if !self.matches_truth(piece, &data) {
                     self.bad_stores.push((id, piece));
                 }

@@ -6,10 +6,8 @@
 //! [`super::Swarm::handle_piece_checked`]. Only `run` can make a `CheckedPiece`, so a driver can
 //! move the work but cannot skip it.
 
-use bytes::Bytes;
-
 use super::LinkId;
-use crate::{PeerId, PieceExpectation};
+use crate::{PeerId, PieceData, PieceExpectation};
 
 /// A downloaded piece waiting to be verified.
 #[derive(Debug, Clone)]
@@ -17,7 +15,7 @@ pub struct PieceCheck {
     pub(super) link: LinkId,
     pub(super) peer: Option<PeerId>,
     pub(super) expectation: PieceExpectation,
-    pub(super) data: Bytes,
+    pub(super) data: PieceData,
 }
 
 impl PieceCheck {
@@ -28,7 +26,8 @@ impl PieceCheck {
 
     /// Hashes the piece against its manifest entry.
     pub fn run(self) -> CheckedPiece {
-        let ok = self.expectation.verify(&self.data).is_ok();
+        let parts = self.data.segments().iter().map(|s| &s[..]);
+        let ok = self.expectation.verify_parts(parts).is_ok();
         CheckedPiece {
             link: self.link,
             peer: self.peer,
@@ -45,7 +44,7 @@ pub struct CheckedPiece {
     pub(super) link: LinkId,
     pub(super) peer: Option<PeerId>,
     pub(super) piece: u32,
-    pub(super) data: Bytes,
+    pub(super) data: PieceData,
     pub(super) ok: bool,
 }
 

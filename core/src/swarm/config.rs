@@ -1,8 +1,6 @@
 //! Tunables of the swarm, and the outputs it asks its driver to carry out.
 
 use alloc::vec::Vec;
-
-use bytes::Bytes;
 use core::time::Duration;
 
 use crate::{Manifest, PeerId};
@@ -84,7 +82,7 @@ pub enum Action {
         /// The piece.
         piece: u32,
         /// Its bytes, already verified.
-        data: Bytes,
+        data: crate::PieceData,
     },
     /// Persist the manifest, which has been verified against the content id.
     StoreManifest(Manifest),

@@ -2,7 +2,47 @@
 
 use alloc::{collections::VecDeque, vec::Vec};
 
+use bytes::Bytes;
+
 use crate::{Bitfield, Instant, PeerId, wire::BlockRef};
+
+/// Bytes waiting to be sent on a link, in order: small frames are appended to a buffer, block
+/// data is queued as shared slices of the piece it comes from, never copied.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    segments: Vec<Bytes>,
+    tail: Vec<u8>,
+}
+
+impl Outbox {
+    /// Appends encoded bytes.
+    pub(crate) fn push_bytes(&mut self, bytes: &[u8]) {
+        self.tail.extend_from_slice(bytes);
+    }
+
+    /// Appends shared bytes without copying them.
+    pub(crate) fn push_shared(&mut self, bytes: Bytes) {
+        if !self.tail.is_empty() {
+            self.segments
+                .push(Bytes::from(core::mem::take(&mut self.tail)));
+        }
+        self.segments.push(bytes);
+    }
+
+    /// Whether nothing is waiting.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.segments.is_empty() && self.tail.is_empty()
+    }
+
+    /// Takes everything waiting, in order.
+    pub(crate) fn take(&mut self) -> Vec<Bytes> {
+        if !self.tail.is_empty() {
+            self.segments
+                .push(Bytes::from(core::mem::take(&mut self.tail)));
+        }
+        core::mem::take(&mut self.segments)
+    }
+}
 
 /// A block we asked for and its deadline.
 #[derive(Debug, Clone, Copy)]
@@ -35,7 +75,7 @@ pub(crate) struct Link {
     /// Requests from the peer waiting for a piece to be read.
     pub(crate) queued: VecDeque<BlockRef>,
     /// Encoded frames waiting for the driver.
-    pub(crate) outbox: Vec<u8>,
+    pub(crate) outbox: Outbox,
     /// Payload bytes received.
     pub(crate) downloaded: u64,
     /// Payload bytes sent.
@@ -88,7 +128,7 @@ impl Link {
             choke_changed_at: now,
             outstanding: VecDeque::new(),
             queued: VecDeque::new(),
-            outbox: Vec::new(),
+            outbox: Outbox::default(),
             downloaded: 0,
             uploaded: 0,
             rate: RateMeter::default(),

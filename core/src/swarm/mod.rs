@@ -32,23 +32,24 @@ use link::{Link, Outstanding};
 use picker::Picker;
 
 use crate::{
-    Bitfield, ContentId, Instant, Manifest, PeerId, PieceLayout, Ticket,
+    Bitfield, ContentId, Instant, Manifest, PeerId, PieceData, PieceLayout, Ticket,
     wire::{self, BlockRef, DecodeError, Handshake, MAX_BLOCK_LEN, MAX_MANIFEST_PART, Message},
 };
 
 /// A piece being assembled from one link's blocks.
 #[derive(Debug)]
 struct Download {
-    buf: Vec<u8>,
-    /// Per block: not requested, requested, or received.
+    /// Length of the piece.
+    len: u32,
+    /// Per block: not requested, requested, or its bytes (a zero-copy slice of its frame).
     blocks: Vec<BlockState>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum BlockState {
     Missing,
     Requested,
-    Received,
+    Received(Bytes),
 }
 
 /// The manifest being fetched from one link.
@@ -75,7 +76,7 @@ pub struct Swarm {
     downloads: BTreeMap<(u32, LinkId), Download>,
     banned: BTreeSet<PeerId>,
     /// Verified pieces in memory, most recently used last.
-    cache: VecDeque<(u32, Bytes)>,
+    cache: VecDeque<(u32, PieceData)>,
     /// Pieces the driver is reading for us.
     reading: BTreeSet<u32>,
     next_rechoke: Instant,
@@ -258,13 +259,14 @@ impl Swarm {
         self.forget(link);
     }
 
-    /// A frame body (as split by [`wire::split_frame`]) arrived on `link`.
-    pub fn handle_frame(&mut self, now: Instant, link: LinkId, body: &[u8]) {
+    /// A frame body (as split by [`wire::split_frame`]) arrived on `link`. Block data is kept
+    /// as a slice of `body`, not copied.
+    pub fn handle_frame(&mut self, now: Instant, link: LinkId, body: Bytes) {
         if !self.links.contains_key(&link) {
             return;
         }
-        match wire::decode(body) {
-            Ok(msg) => self.on_message(now, link, msg),
+        match wire::decode(&body) {
+            Ok(msg) => self.on_message(now, link, msg, &body),
             Err(DecodeError::UnknownKind(_)) => {}
             Err(_) => self.disconnect(link, DisconnectReason::Protocol),
         }
@@ -308,7 +310,7 @@ impl Swarm {
         self.reading.remove(&piece);
         match data {
             Some(data) => {
-                self.cache_piece(piece, data);
+                self.cache_piece(piece, data.into());
                 self.serve_queued(piece);
             }
             None => {
@@ -349,13 +351,14 @@ impl Swarm {
 
     // ----- outputs -----
 
-    /// Bytes to send on a link: one or more whole frames.
-    pub fn poll_transmit(&mut self) -> Option<(LinkId, Vec<u8>)> {
+    /// Bytes to send on a link: one or more whole frames, as segments to send in order (block
+    /// data is shared with the piece it comes from, not copied).
+    pub fn poll_transmit(&mut self) -> Option<(LinkId, Vec<Bytes>)> {
         while let Some(link) = self.ready_links.pop_front() {
             if let Some(l) = self.links.get_mut(&link)
                 && !l.outbox.is_empty()
             {
-                return Some((link, core::mem::take(&mut l.outbox)));
+                return Some((link, l.outbox.take()));
             }
         }
         None
@@ -392,7 +395,7 @@ impl Swarm {
 
     // ----- messages -----
 
-    fn on_message(&mut self, now: Instant, link: LinkId, msg: Message<'_>) {
+    fn on_message(&mut self, now: Instant, link: LinkId, msg: Message<'_>, body: &Bytes) {
         let ready = self.links.get(&link).is_some_and(Link::ready);
         match msg {
             Message::Handshake(hs) if !ready => self.on_handshake(now, link, hs),
@@ -426,7 +429,7 @@ impl Swarm {
                 piece,
                 offset,
                 data,
-            } => self.on_block(now, link, piece, offset, data),
+            } => self.on_block(now, link, piece, offset, body.slice_ref(data)),
             Message::ManifestRequest { first, count } => {
                 self.on_manifest_request(link, first, count)
             }
@@ -556,7 +559,7 @@ impl Swarm {
         }
     }
 
-    fn on_block(&mut self, now: Instant, link: LinkId, piece: u32, offset: u32, data: &[u8]) {
+    fn on_block(&mut self, now: Instant, link: LinkId, piece: u32, offset: u32, data: Bytes) {
         let block = BlockRef {
             piece,
             offset,
@@ -577,10 +580,12 @@ impl Swarm {
         let Some(dl) = self.downloads.get_mut(&(piece, link)) else {
             return;
         };
-        let start = offset as usize;
-        dl.buf[start..start + data.len()].copy_from_slice(data);
-        dl.blocks[index] = BlockState::Received;
-        if dl.blocks.iter().all(|b| *b == BlockState::Received) {
+        dl.blocks[index] = BlockState::Received(data);
+        if dl
+            .blocks
+            .iter()
+            .all(|b| matches!(b, BlockState::Received(_)))
+        {
             self.finish_piece(now, piece, link);
         }
         self.fill(now, link);
@@ -724,18 +729,19 @@ impl Swarm {
             .find_map(|(&(piece, _), dl)| {
                 let index = dl.blocks.iter().position(|b| *b == BlockState::Missing)?;
                 let offset = index as u32 * self.block_size;
-                let len = (dl.buf.len() as u32 - offset).min(self.block_size);
+                let len = (dl.len - offset).min(self.block_size);
                 Some(BlockRef { piece, offset, len })
             })
     }
 
     fn start_download(&mut self, piece: u32, link: LinkId) {
-        let len = self.layout.piece_len(piece).unwrap_or(0) as usize;
-        let blocks = len.div_ceil(self.block_size as usize);
+        // A piece is at most 16 MiB, so its length fits in u32.
+        let len = self.layout.piece_len(piece).unwrap_or(0) as u32;
+        let blocks = len.div_ceil(self.block_size) as usize;
         self.downloads.insert(
             (piece, link),
             Download {
-                buf: vec![0; len],
+                len,
                 blocks: vec![BlockState::Missing; blocks],
             },
         );
@@ -798,7 +804,15 @@ impl Swarm {
             link,
             peer,
             expectation,
-            data: Bytes::from(dl.buf),
+            data: PieceData::from_segments(
+                dl.blocks
+                    .into_iter()
+                    .filter_map(|b| match b {
+                        BlockState::Received(bytes) => Some(bytes),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
         }));
         self.fill_all(now);
     }
@@ -972,14 +986,14 @@ impl Swarm {
         Some(tied[pick])
     }
 
-    fn cached(&self, piece: u32) -> Option<Bytes> {
+    fn cached(&self, piece: u32) -> Option<PieceData> {
         self.cache
             .iter()
             .find(|(p, _)| *p == piece)
             .map(|(_, d)| d.clone())
     }
 
-    fn cache_piece(&mut self, piece: u32, data: Bytes) {
+    fn cache_piece(&mut self, piece: u32, data: PieceData) {
         self.cache.retain(|(p, _)| *p != piece);
         self.cache.push_back((piece, data));
         while self.cache.len() > self.cfg.piece_cache.max(1) {
@@ -1004,24 +1018,27 @@ impl Swarm {
                 l.queued.drain(..).partition(|r| r.piece == piece);
             l.queued = keep;
             for r in serve {
-                let start = r.offset as usize;
-                let Some(bytes) = data.get(start..start + r.len as usize) else {
+                let Some(parts) = data.slice(r.offset as usize, r.len as usize) else {
                     continue;
                 };
-                // Encode straight into the outbox: the block's bytes are copied once.
+                let mut header = Vec::with_capacity(24);
+                if wire::encode_block_header(r.piece, r.offset, r.len as usize, &mut header)
+                    .is_err()
+                {
+                    continue;
+                }
+                // The block's bytes go out as slices of the cached piece: no copy.
                 let Some(out) = self.outbox(link) else {
                     break;
                 };
-                let mark = out.len();
-                if wire::encode_block_header(r.piece, r.offset, bytes.len(), out).is_err() {
-                    out.truncate(mark);
-                    continue;
+                out.push_bytes(&header);
+                for part in parts {
+                    out.push_shared(part);
                 }
-                out.extend_from_slice(bytes);
                 if let Some(l) = self.links.get_mut(&link) {
-                    l.uploaded += bytes.len() as u64;
+                    l.uploaded += u64::from(r.len);
                 }
-                self.uploaded += bytes.len() as u64;
+                self.uploaded += u64::from(r.len);
             }
         }
     }
@@ -1082,12 +1099,12 @@ impl Swarm {
 
     fn push_frame(&mut self, link: LinkId, frame: &[u8]) {
         if let Some(out) = self.outbox(link) {
-            out.extend_from_slice(frame);
+            out.push_bytes(frame);
         }
     }
 
     /// The link's outbox, queued for [`Swarm::poll_transmit`].
-    fn outbox(&mut self, link: LinkId) -> Option<&mut Vec<u8>> {
+    fn outbox(&mut self, link: LinkId) -> Option<&mut link::Outbox> {
         let l = self.links.get_mut(&link)?;
         if l.outbox.is_empty() {
             self.ready_links.push_back(link);

@@ -286,7 +286,7 @@ impl Actor {
                 addr,
                 result,
             } => self.on_dialed(swarm, addr, result),
-            Input::Frame(conn, body) => self.on_frame(conn, &body),
+            Input::Frame(conn, body) => self.on_frame(conn, body),
             Input::Closed(conn, reason) => {
                 tracing::debug!(conn = conn.0, "link closed: {reason}");
                 self.drop_conn(conn, None);
@@ -341,7 +341,7 @@ impl Actor {
         }
     }
 
-    fn on_frame(&mut self, conn: ConnId, body: &[u8]) {
+    fn on_frame(&mut self, conn: ConnId, body: bytes::Bytes) {
         let now = self.now();
         let link = LinkId(conn.0);
         let Some(c) = self.conns.get_mut(&conn) else {
@@ -351,7 +351,7 @@ impl Actor {
             Some(id) => id,
             None => {
                 // An accepted link: its handshake names the swarm it wants.
-                let wanted = match wire::decode(body) {
+                let wanted = match wire::decode(&body) {
                     Ok(Message::Handshake(hs)) => hs.swarm.map(|s| (s, hs.listen_port)),
                     _ => None,
                 };

@@ -1,6 +1,7 @@
 //! TCP links: a reader task that splits frames and a writer task that sends what the actor
 //! queues. Frames travel to the actor as whole bodies; the actor never touches a socket.
 
+use bytes::Bytes;
 use pollen_core::wire::{self, LEN_PREFIX};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -17,8 +18,8 @@ pub(crate) struct ConnId(pub(crate) u64);
 
 /// The actor's handle on a running link.
 pub(crate) struct ConnHandle {
-    /// Queue of bytes to send.
-    pub(crate) tx: UnboundedSender<Vec<u8>>,
+    /// Queue of bytes to send, as segments in order.
+    pub(crate) tx: UnboundedSender<Vec<Bytes>>,
     reader: AbortHandle,
 }
 
@@ -68,19 +69,20 @@ pub(crate) fn spawn(
 ) -> ConnHandle {
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
-    let (tx, mut rx) = unbounded_channel::<Vec<u8>>();
+    let (tx, mut rx) = unbounded_channel::<Vec<Bytes>>();
     tokio::spawn(async move {
-        while let Some(buf) = rx.recv().await {
+        while let Some(segments) = rx.recv().await {
             if let Some(limiter) = &limiter {
+                let len = segments.iter().map(Bytes::len).sum();
                 let wait = limiter
                     .lock()
-                    .map(|mut l| l.reserve(buf.len()))
+                    .map(|mut l| l.reserve(len))
                     .unwrap_or_default();
                 if !wait.is_zero() {
                     tokio::time::sleep(wait).await;
                 }
             }
-            if wr.write_all(&buf).await.is_err() {
+            if write_segments(&mut wr, segments).await.is_err() {
                 break;
             }
         }
@@ -94,6 +96,39 @@ pub(crate) fn spawn(
         tx,
         reader: reader.abort_handle(),
     }
+}
+
+/// Writes every segment, in order, with vectored writes (block data is never joined).
+async fn write_segments(
+    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    mut segments: Vec<Bytes>,
+) -> std::io::Result<()> {
+    use bytes::Buf;
+    let mut first = 0;
+    while first < segments.len() {
+        let slices: Vec<std::io::IoSlice<'_>> = segments[first..]
+            .iter()
+            .take(64)
+            .map(|s| std::io::IoSlice::new(s))
+            .collect();
+        let mut written = wr.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 {
+            let seg = &mut segments[first];
+            let n = written.min(seg.len());
+            seg.advance(n);
+            written -= n;
+            if seg.is_empty() {
+                first += 1;
+            }
+        }
+        while first < segments.len() && segments[first].is_empty() {
+            first += 1;
+        }
+    }
+    Ok(())
 }
 
 /// Reads frames until the stream ends or breaks the framing; returns why it stopped.
@@ -125,7 +160,7 @@ async fn read_frames(
             Ok(_) => return "closed by peer mid-frame".into(),
             Err(err) => return format!("read error: {err}"),
         }
-        if inputs.send(Input::Frame(conn, body)).is_err() {
+        if inputs.send(Input::Frame(conn, body.into())).is_err() {
             return "node stopping".into();
         }
     }

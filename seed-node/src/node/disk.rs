@@ -12,7 +12,7 @@ use std::{path::PathBuf, sync::mpsc, thread};
 
 use bytes::Bytes;
 use pollen_core::{
-    ContentId, Manifest,
+    ContentId, Manifest, PieceData,
     swarm::{CheckedPiece, PieceCheck},
 };
 use tokio::sync::{mpsc::UnboundedSender, oneshot};
@@ -33,7 +33,7 @@ pub(crate) enum DiskOp {
     /// Verify a downloaded piece (off the actor's thread).
     Check(PieceCheck),
     /// Write a verified piece.
-    Write(u32, Bytes),
+    Write(u32, PieceData),
     /// Write the complete artifact to a path.
     Export(PathBuf, oneshot::Sender<Result<(), String>>),
 }
@@ -187,7 +187,7 @@ impl Worker {
             DiskOp::Write(piece, data) => {
                 let result = match &mut self.artifact {
                     Some(a) => a
-                        .write_verified_piece(piece, &data)
+                        .write_verified_piece(piece, data.segments())
                         .map(|_| ())
                         .map_err(|e| chain(&e)),
                     None => Err("the artifact was not created".into()),

@@ -35,7 +35,7 @@ pub(crate) enum Input {
         result: std::io::Result<TcpStream>,
     },
     /// A frame body arrived on a link.
-    Frame(ConnId, Vec<u8>),
+    Frame(ConnId, bytes::Bytes),
     /// A link closed, and why.
     Closed(ConnId, String),
     /// A disk worker finished something.

@@ -215,20 +215,23 @@ impl Artifact {
         self.manifest
             .verify_piece(index, bytes)
             .map_err(|source| StoreError::Piece { id, source })?;
-        self.write_verified_piece(index, bytes)
+        self.write_verified_piece(index, &[bytes])
     }
 
     /// Like [`Artifact::write_piece`], for bytes the caller has just verified against this
     /// artifact's manifest (the swarm does, before it asks for a store): only the length is
     /// checked again, which saves hashing every piece twice.
-    pub(crate) fn write_verified_piece(
+    ///
+    /// The bytes come in `parts`, written one after the other (blocks as they arrived).
+    pub(crate) fn write_verified_piece<B: AsRef<[u8]>>(
         &mut self,
         index: u32,
-        bytes: &[u8],
+        parts: &[B],
     ) -> Result<bool, StoreError> {
         let id = self.id();
+        let len: usize = parts.iter().map(|p| p.as_ref().len()).sum();
         let expected = self.manifest.layout().piece_len(index);
-        if expected != Some(bytes.len() as u64) {
+        if expected != Some(len as u64) {
             let source = match expected {
                 None => PieceError::OutOfRange {
                     index,
@@ -237,7 +240,7 @@ impl Artifact {
                 Some(expected) => PieceError::Length {
                     index,
                     expected,
-                    got: bytes.len(),
+                    got: len,
                 },
             };
             return Err(StoreError::Piece { id, source });
@@ -245,12 +248,16 @@ impl Artifact {
         if self.have.contains(index) {
             return Ok(false);
         }
-        let offset = u64::from(index) * self.manifest.layout().piece_size();
-        self.data
-            .write_all_at(bytes, offset)
-            .map_err(io_err("writing", &self.data_path))?;
+        let mut offset = u64::from(index) * self.manifest.layout().piece_size();
+        for part in parts {
+            let part = part.as_ref();
+            self.data
+                .write_all_at(part, offset)
+                .map_err(io_err("writing", &self.data_path))?;
+            offset += part.len() as u64;
+        }
         self.have.insert(index);
-        self.unflushed_bytes += bytes.len() as u64;
+        self.unflushed_bytes += len as u64;
         if self.unflushed_bytes >= self.flush_bytes || self.have.is_complete() {
             self.flush()?;
         }
