@@ -38,6 +38,9 @@ pub struct SwarmConfig {
     pub piece_cache: usize,
     /// Most links downloading the same piece during end-game.
     pub endgame_duplicates: u8,
+    /// Most bytes of downloaded pieces waiting to be checked and stored; beyond this no new
+    /// piece is started, so a disk slower than the network does not make memory grow.
+    pub max_pending_bytes: u64,
 }
 
 impl SwarmConfig {
@@ -58,6 +61,7 @@ impl SwarmConfig {
             random_first_pieces: 4,
             piece_cache: 16,
             endgame_duplicates: 2,
+            max_pending_bytes: 64 << 20,
         }
     }
 }

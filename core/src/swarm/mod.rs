@@ -80,6 +80,8 @@ pub struct Swarm {
     /// Pieces the driver is reading for us.
     reading: BTreeSet<u32>,
     next_rechoke: Instant,
+    /// Bytes of pieces handed to checking and storage, not yet stored.
+    pending_bytes: u64,
     complete_reported: bool,
     downloaded: u64,
     uploaded: u64,
@@ -168,6 +170,7 @@ impl Swarm {
             cache: VecDeque::new(),
             reading: BTreeSet::new(),
             next_rechoke,
+            pending_bytes: 0,
             complete_reported: false,
             downloaded: 0,
             uploaded: 0,
@@ -326,7 +329,7 @@ impl Swarm {
 
     /// The driver stored piece `piece` (`ok`), or failed to.
     pub fn handle_piece_stored(&mut self, now: Instant, piece: u32, ok: bool) {
-        self.picker.set_storing(piece, false);
+        self.release_pending(piece);
         if !ok {
             self.cache.retain(|(p, _)| *p != piece);
             self.events.push_back(Event::StoreFailed { piece });
@@ -347,6 +350,16 @@ impl Swarm {
         }
         self.serve_queued(piece);
         self.check_complete();
+        // Room for another piece may have opened up.
+        self.fill_all(now);
+    }
+
+    /// The piece is no longer waiting for checking or storage.
+    fn release_pending(&mut self, piece: u32) {
+        if self.picker.set_storing(piece, false) {
+            let len = self.layout.piece_len(piece).unwrap_or(0);
+            self.pending_bytes = self.pending_bytes.saturating_sub(len);
+        }
     }
 
     // ----- outputs -----
@@ -692,6 +705,10 @@ impl Swarm {
                 self.request(now, link, block);
                 continue;
             }
+            if self.pending_bytes >= self.cfg.max_pending_bytes {
+                // Storage is behind: finish what is in progress, start nothing new.
+                return;
+            }
             let busy_here = |p: u32| self.downloads.contains_key(&(p, link));
             let remote = &self.links[&link].remote_have;
             let picked = self.picker.pick(
@@ -798,7 +815,9 @@ impl Swarm {
             self.drop_download(piece, other, false);
         }
         // Until the check returns, the piece is neither wanted nor held.
-        self.picker.set_storing(piece, true);
+        if self.picker.set_storing(piece, true) {
+            self.pending_bytes += u64::from(dl.len);
+        }
         let peer = self.links.get(&link).and_then(|l| l.peer);
         self.actions.push_back(Action::CheckPiece(PieceCheck {
             link,
@@ -827,7 +846,7 @@ impl Swarm {
             ok,
         } = checked;
         if !ok {
-            self.picker.set_storing(piece, false);
+            self.release_pending(piece);
             if let Some(peer) = peer {
                 self.banned.insert(peer);
                 self.events.push_back(Event::PeerBanned {

@@ -49,11 +49,13 @@ impl Picker {
         self.downloading[piece as usize]
     }
 
-    pub(crate) fn set_storing(&mut self, piece: u32, storing: bool) {
+    /// Marks a piece as handed to checking and storage (or no longer); returns whether that
+    /// changed anything.
+    pub(crate) fn set_storing(&mut self, piece: u32, storing: bool) -> bool {
         if storing {
-            self.storing.insert(piece);
+            self.storing.insert(piece)
         } else {
-            self.storing.remove(piece);
+            self.storing.remove(piece)
         }
     }
 
