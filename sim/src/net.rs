@@ -32,6 +32,8 @@ pub enum Behavior {
     CorruptBlocks,
     /// Never sends the blocks it is asked for (everything else it sends).
     WithholdBlocks,
+    /// Never answers manifest requests (everything else it sends).
+    WithholdManifest,
 }
 
 /// Capacities of a node, in bytes per second.
@@ -268,7 +270,10 @@ impl Net {
                 match self.nodes[id].behavior {
                     Behavior::Honest => {}
                     Behavior::CorruptBlocks => corrupt_blocks(&mut bytes),
-                    Behavior::WithholdBlocks => bytes = without_blocks(&bytes),
+                    Behavior::WithholdBlocks => bytes = without_kind(&bytes, Kind::Block),
+                    Behavior::WithholdManifest => {
+                        bytes = without_kind(&bytes, Kind::ManifestPart);
+                    }
                 }
                 self.transmit(id, link, bytes);
             }
@@ -462,12 +467,12 @@ fn corrupt_blocks(bytes: &mut [u8]) {
     }
 }
 
-/// The frames of `bytes` (a run of whole frames) other than blocks.
-fn without_blocks(bytes: &[u8]) -> Vec<u8> {
+/// The frames of `bytes` (a run of whole frames) other than those of `kind`.
+fn without_kind(bytes: &[u8], kind: Kind) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut rest = bytes;
     while let Ok(Some((body, used))) = wire::split_frame(rest) {
-        if body.get(1) != Some(&(Kind::Block as u8)) {
+        if body.get(1) != Some(&(kind as u8)) {
             out.extend_from_slice(&rest[..used]);
         }
         rest = &rest[used..];

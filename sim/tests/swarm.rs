@@ -141,3 +141,17 @@ fn tiny_and_empty_artifacts_need_no_manifest_exchange() {
         }
     }
 }
+
+#[test]
+fn a_peer_that_never_sends_the_manifest_is_given_up_for_another() {
+    let data = pseudo_random(256 * 1024, 6);
+    let mut net = Net::new(8, Duration::from_millis(5));
+    // The withholding seed connects first, so it is asked first.
+    let (mute, ticket) = net.add_seed(&data, capacity(5), Behavior::WithholdManifest);
+    let (honest, _) = net.add_seed(&data, capacity(5), Behavior::Honest);
+    let peer = net.add_peer(&ticket, capacity(5), Behavior::Honest);
+    net.connect(mute, peer);
+    net.connect(honest, peer);
+    net.run(Duration::from_secs(600));
+    assert_eq!(net.assembled(peer).as_deref(), Some(&data[..]));
+}

@@ -114,6 +114,8 @@ pub enum DisconnectReason {
     Banned,
     /// The peer did not complete its handshake in time.
     HandshakeTimeout,
+    /// The peer let our requests time out again and again.
+    Unresponsive,
 }
 
 /// Something that happened, for the driver to report.

@@ -82,6 +82,12 @@ pub(crate) struct Link {
     pub(crate) uploaded: u64,
     /// Download rate from the peer, bytes per second, smoothed.
     pub(crate) rate: RateMeter,
+    /// Request timeouts in a row without a block in between.
+    pub(crate) snubs: u8,
+    /// Piece hashes we sent the peer (it needs the manifest once).
+    pub(crate) manifest_served: u64,
+    /// Whether our manifest fetch from this peer timed out (we ask another).
+    pub(crate) fetch_failed: bool,
 }
 
 /// A smoothed rate, from byte counts sampled over windows of at least [`RateMeter::WINDOW`].
@@ -132,6 +138,9 @@ impl Link {
             downloaded: 0,
             uploaded: 0,
             rate: RateMeter::default(),
+            snubs: 0,
+            manifest_served: 0,
+            fetch_failed: false,
         }
     }
 

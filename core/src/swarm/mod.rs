@@ -60,6 +60,9 @@ struct ManifestFetch {
     deadline: Instant,
 }
 
+/// Request timeouts in a row after which a link is dropped.
+const MAX_SNUBS: u8 = 3;
+
 /// One artifact's swarm.
 #[derive(Debug)]
 pub struct Swarm {
@@ -80,6 +83,8 @@ pub struct Swarm {
     /// Pieces the driver is reading for us.
     reading: BTreeSet<u32>,
     next_rechoke: Instant,
+    /// The latest time an input brought (for work done where no time is passed in).
+    now: Instant,
     /// Bytes of pieces handed to checking and storage, not yet stored.
     pending_bytes: u64,
     complete_reported: bool,
@@ -170,6 +175,7 @@ impl Swarm {
             cache: VecDeque::new(),
             reading: BTreeSet::new(),
             next_rechoke,
+            now,
             pending_bytes: 0,
             complete_reported: false,
             downloaded: 0,
@@ -243,6 +249,7 @@ impl Swarm {
 
     /// A new link is open; we send our handshake on it.
     pub fn handle_connected(&mut self, now: Instant, link: LinkId) {
+        self.now = now;
         self.links
             .insert(link, Link::new(now, self.layout.piece_count()));
         let hs = Handshake {
@@ -258,13 +265,15 @@ impl Swarm {
     }
 
     /// The link closed (by either side).
-    pub fn handle_disconnected(&mut self, _now: Instant, link: LinkId) {
+    pub fn handle_disconnected(&mut self, now: Instant, link: LinkId) {
+        self.now = now;
         self.forget(link);
     }
 
     /// A frame body (as split by [`wire::split_frame`]) arrived on `link`. Block data is kept
     /// as a slice of `body`, not copied.
     pub fn handle_frame(&mut self, now: Instant, link: LinkId, body: Bytes) {
+        self.now = now;
         if !self.links.contains_key(&link) {
             return;
         }
@@ -277,6 +286,7 @@ impl Swarm {
 
     /// Time has passed: expire requests, handshakes and the manifest fetch; rotate slots.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
         let late_handshakes: Vec<LinkId> = self
             .links
             .iter()
@@ -293,11 +303,22 @@ impl Swarm {
             .map(|(&id, _)| id)
             .collect();
         for link in snubbing {
-            // Too slow: give its pieces to other links; it may get work again later.
+            // Too slow: give its pieces to other links; it may get work again later, unless it
+            // keeps letting requests time out.
             self.cancel_downloads_on(link, true);
+            let snubs = self.links.get_mut(&link).map(|l| {
+                l.snubs = l.snubs.saturating_add(1);
+                l.snubs
+            });
+            if snubs >= Some(MAX_SNUBS) {
+                self.disconnect(link, DisconnectReason::Unresponsive);
+            }
         }
-        if self.fetch.as_ref().is_some_and(|f| f.deadline <= now) {
-            self.fetch = None;
+        if let Some(fetch) = self.fetch.take_if(|f| f.deadline <= now) {
+            // Ask someone else next time.
+            if let Some(l) = self.links.get_mut(&fetch.link) {
+                l.fetch_failed = true;
+            }
         }
         if now >= self.next_rechoke {
             self.next_rechoke = now + self.cfg.rechoke_interval;
@@ -324,6 +345,17 @@ impl Swarm {
                 }
                 self.fill_all(now);
             }
+        }
+    }
+
+    /// Reading piece `piece` failed for a reason that may pass (an I/O error, not corruption):
+    /// refuse the requests waiting for it, but keep holding it.
+    pub fn handle_piece_read_failed(&mut self, now: Instant, piece: u32) {
+        self.now = now;
+        self.reading.remove(&piece);
+        let links: Vec<LinkId> = self.links.keys().copied().collect();
+        for link in links {
+            self.reject_queued(link, Some(piece));
         }
     }
 
@@ -566,8 +598,13 @@ impl Swarm {
         let before = l.outstanding.len();
         l.outstanding.retain(|o| o.block != r);
         if l.outstanding.len() != before {
-            // Give the whole piece up on this link; another link may serve it.
+            // The peer cannot serve this piece after all: stop counting it there, so we do not
+            // ask again at once; a later Have from it counts again. Another link may serve it.
+            if l.remote_have.remove(r.piece) {
+                self.picker.peer_lost(r.piece);
+            }
             self.drop_download(r.piece, link, true);
+            self.update_interest(link);
             self.fill_all(now);
         }
     }
@@ -582,6 +619,7 @@ impl Swarm {
             return;
         };
         l.downloaded += data.len() as u64;
+        l.snubs = 0;
         l.rate.record(now, data.len() as u64);
         self.downloaded += data.len() as u64;
         let Some(pos) = l.outstanding.iter().position(|o| o.block == block) else {
@@ -609,6 +647,19 @@ impl Swarm {
             // We cannot help; peers only ask those that hold pieces, which have the manifest.
             return;
         };
+        let pieces = u64::from(m.layout().piece_count());
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        l.manifest_served += u64::from(count);
+        if l.manifest_served > 2 * pieces + MAX_MANIFEST_PART as u64 {
+            // A peer needs the manifest once (twice, if a fetch timed out); more is abuse.
+            self.disconnect(link, DisconnectReason::Protocol);
+            return;
+        }
+        let Some(m) = &self.manifest else {
+            return;
+        };
         let end = first.checked_add(count);
         if end.is_none_or(|end| end > m.layout().piece_count()) {
             self.disconnect(link, DisconnectReason::Protocol);
@@ -626,9 +677,8 @@ impl Swarm {
         let Some(fetch) = self.fetch.as_mut().filter(|f| f.link == link) else {
             return;
         };
-        if first as usize * 32 != fetch.hashes.len() {
-            self.fetch = None;
-            self.disconnect(link, DisconnectReason::Protocol);
+        if u64::from(first) * 32 != fetch.hashes.len() as u64 {
+            // A late part of an earlier round, or out of order: ignore it.
             return;
         }
         fetch.hashes.extend_from_slice(hashes);
@@ -664,7 +714,7 @@ impl Swarm {
         let Some((&link, _)) = self
             .links
             .iter()
-            .find(|(_, l)| l.ready() && l.remote_have.count() > 0)
+            .find(|(_, l)| l.ready() && l.remote_have.count() > 0 && !l.fetch_failed)
         else {
             return;
         };
@@ -1104,8 +1154,7 @@ impl Swarm {
         if self.fetch.as_ref().is_some_and(|f| f.link == link) {
             self.fetch = None;
         }
-        // The time only orders slot rotation, so the link's own timestamp will do.
-        let now = l.choke_changed_at;
+        let now = self.now;
         if l.we_unchoked_peer {
             self.unchoke_waiting(now);
         }

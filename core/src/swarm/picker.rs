@@ -31,6 +31,13 @@ impl Picker {
         self.availability[piece as usize] += 1;
     }
 
+    /// One peer no longer holds `piece` (it rejected our request for it).
+    pub(crate) fn peer_lost(&mut self, piece: u32) {
+        if let Some(a) = self.availability.get_mut(piece as usize) {
+            *a = a.saturating_sub(1);
+        }
+    }
+
     pub(crate) fn peer_gone(&mut self, remote: &Bitfield) {
         for piece in remote.iter() {
             self.availability[piece as usize] -= 1;

@@ -35,6 +35,10 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 const REDIAL_AFTER: Duration = Duration::from_secs(1);
 /// Wait before dialing an address again after it turned out to duplicate another link.
 const REDIAL_DUPLICATE: Duration = Duration::from_secs(30);
+/// How long an accepted link may take to name its swarm.
+const ROUTE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most accepted links that have not named their swarm yet.
+const MAX_UNROUTED: usize = 256;
 
 /// The node's identity and addresses.
 pub(crate) struct Settings {
@@ -51,6 +55,8 @@ pub(crate) struct Settings {
 struct Entry {
     swarm: Swarm,
     disk: DiskHandle,
+    /// Which disk worker `disk` is; results of others are ignored.
+    generation: u64,
     ticket: Ticket,
     addrs: BTreeMap<SocketAddr, AddrState>,
     banned: Vec<PeerId>,
@@ -64,8 +70,19 @@ struct AddrState {
     dialing: bool,
     conn: Option<ConnId>,
     retry_at: Option<TokioInstant>,
+    /// Dials in a row that failed or led nowhere; the wait before the next one doubles.
+    failures: u32,
     /// Never dial again (it is us, or banned).
     never: bool,
+}
+
+impl AddrState {
+    /// Schedules the next dial after one more failure: 1 s, 2 s, 4 s, ... up to a minute.
+    fn back_off(&mut self) {
+        self.failures = self.failures.saturating_add(1);
+        let wait = REDIAL_AFTER * 2u32.saturating_pow(self.failures.min(6) - 1);
+        self.retry_at = Some(TokioInstant::now() + wait.min(Duration::from_secs(60)));
+    }
 }
 
 /// Recent transfer rates, from counters sampled every tick.
@@ -82,6 +99,10 @@ struct Conn {
     swarm: Option<ContentId>,
     remote: SocketAddr,
     peer: Option<PeerId>,
+    /// When the link opened (an accepted link must name its swarm soon).
+    opened: TokioInstant,
+    /// The address we dialed, if we did.
+    dialed: Option<SocketAddr>,
 }
 
 /// The node's single owner of swarm state.
@@ -94,6 +115,8 @@ pub(crate) struct Actor {
     conns: HashMap<ConnId, Conn>,
     next_conn: u64,
     next_seed: u64,
+    /// The generation the next disk worker gets.
+    next_generation: u64,
 }
 
 impl Actor {
@@ -116,6 +139,7 @@ impl Actor {
             entries: BTreeMap::new(),
             conns: HashMap::new(),
             next_conn: 0,
+            next_generation: 0,
         };
         let saved: BTreeMap<ContentId, Ticket> = tickets::load_all(actor.store.dir())
             .into_iter()
@@ -196,7 +220,13 @@ impl Actor {
             self.now(),
             seed,
         );
-        let disk = disk::spawn(self.store.clone(), id, Some(artifact), self.inputs.clone());
+        let disk = disk::spawn(
+            self.store.clone(),
+            id,
+            self.next_generation,
+            Some(artifact),
+            self.inputs.clone(),
+        );
         self.insert(id, swarm, disk, ticket);
         id
     }
@@ -206,7 +236,13 @@ impl Actor {
         let id = ticket.id();
         let (cfg, seed) = self.config();
         let swarm = Swarm::new(cfg, &ticket, self.now(), seed);
-        let disk = disk::spawn(self.store.clone(), id, None, self.inputs.clone());
+        let disk = disk::spawn(
+            self.store.clone(),
+            id,
+            self.next_generation,
+            None,
+            self.inputs.clone(),
+        );
         if let Some(m) = swarm.manifest() {
             // Tiny artifacts need no manifest from anyone; create them at once.
             let _ = disk.send(DiskOp::Create(m.clone(), ticket.name().map(str::to_string)));
@@ -215,6 +251,8 @@ impl Actor {
     }
 
     fn insert(&mut self, id: ContentId, swarm: Swarm, disk: DiskHandle, ticket: Ticket) {
+        let generation = self.next_generation;
+        self.next_generation += 1;
         let mut addrs = BTreeMap::new();
         let hinted = ticket.hints().iter().filter_map(|h| match h {
             Hint::Node(addr) => Some(*addr),
@@ -235,6 +273,7 @@ impl Actor {
             Entry {
                 swarm,
                 disk,
+                generation,
                 ticket,
                 addrs,
                 banned: Vec::new(),
@@ -264,6 +303,11 @@ impl Actor {
     fn on_input(&mut self, input: Input) {
         match input {
             Input::Accepted(stream, remote) => {
+                let unrouted = self.conns.values().filter(|c| c.swarm.is_none()).count();
+                if unrouted >= MAX_UNROUTED {
+                    tracing::warn!(%remote, "too many links without a handshake; refusing one");
+                    return;
+                }
                 let conn = self.new_conn();
                 let handle = conn::spawn(
                     conn,
@@ -278,6 +322,8 @@ impl Actor {
                         swarm: None,
                         remote,
                         peer: None,
+                        opened: TokioInstant::now(),
+                        dialed: None,
                     },
                 );
             }
@@ -291,7 +337,16 @@ impl Actor {
                 tracing::debug!(conn = conn.0, "link closed: {reason}");
                 self.drop_conn(conn, None);
             }
-            Input::Disk(id, result) => self.on_disk(id, result),
+            Input::Disk(id, generation, result) => {
+                // Results of a worker an entry no longer uses are stale.
+                if self
+                    .entries
+                    .get(&id)
+                    .is_some_and(|e| e.generation == generation)
+                {
+                    self.on_disk(id, result);
+                }
+            }
             Input::Api(call) => self.on_api(call),
         }
     }
@@ -308,6 +363,8 @@ impl Actor {
         let state = entry.addrs.entry(addr).or_default();
         state.dialing = false;
         match result {
+            // A link to this peer opened meanwhile (it dialed us): keep that one.
+            Ok(_) if state.conn.is_some() => {}
             Ok(stream) => {
                 let conn = ConnId(self.next_conn + 1);
                 self.next_conn += 1;
@@ -326,6 +383,8 @@ impl Actor {
                         swarm: Some(id),
                         remote,
                         peer: None,
+                        opened: TokioInstant::now(),
+                        dialed: Some(addr),
                     },
                 );
                 let now = self.now();
@@ -336,7 +395,7 @@ impl Actor {
             }
             Err(err) => {
                 tracing::debug!(%addr, "dial failed: {err}");
-                state.retry_at = Some(TokioInstant::now() + REDIAL_AFTER);
+                state.back_off();
             }
         }
     }
@@ -388,6 +447,7 @@ impl Actor {
         };
         match result {
             DiskResult::Read(piece, data) => entry.swarm.handle_piece_read(now, piece, data),
+            DiskResult::ReadFailed(piece) => entry.swarm.handle_piece_read_failed(now, piece),
             DiskResult::Checked(checked) => entry.swarm.handle_piece_checked(now, checked),
             DiskResult::Written(piece, Ok(())) => entry.swarm.handle_piece_stored(now, piece, true),
             DiskResult::Written(piece, Err(err)) => {
@@ -452,6 +512,15 @@ impl Actor {
             }
             entry.rate.last = Some((at, stats.downloaded, stats.uploaded));
         }
+        let stale: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.swarm.is_none() && at.duration_since(c.opened) > ROUTE_TIMEOUT)
+            .map(|(&k, _)| k)
+            .collect();
+        for conn in stale {
+            self.drop_conn(conn, None);
+        }
         self.dial_missing();
     }
 
@@ -495,8 +564,17 @@ impl Actor {
                 return;
             };
             if let Some((link, bytes)) = entry.swarm.poll_transmit() {
-                if let Some(c) = self.conns.get(&ConnId(link.0)) {
-                    let _ = c.handle.tx.send(bytes);
+                let conn = ConnId(link.0);
+                let stuck = self
+                    .conns
+                    .get(&conn)
+                    .is_some_and(|c| c.handle.send(bytes).is_err());
+                if stuck {
+                    tracing::debug!(
+                        conn = conn.0,
+                        "peer is not reading what we send; dropping it"
+                    );
+                    self.drop_conn(conn, None);
                 }
                 continue;
             }
@@ -532,8 +610,15 @@ impl Actor {
     fn on_event(&mut self, id: ContentId, event: Event) {
         match event {
             Event::PeerConnected { link, peer } => {
+                let mut dialed = None;
                 if let Some(c) = self.conns.get_mut(&ConnId(link.0)) {
                     c.peer = Some(peer);
+                    dialed = c.dialed;
+                }
+                if let Some(state) =
+                    dialed.and_then(|a| self.entries.get_mut(&id)?.addrs.get_mut(&a))
+                {
+                    state.failures = 0;
                 }
                 tracing::debug!(%id, %peer, "peer connected");
             }
@@ -569,15 +654,15 @@ impl Actor {
         }
         for state in entry.addrs.values_mut().filter(|s| s.conn == Some(conn)) {
             state.conn = None;
-            let wait = match reason {
+            match reason {
                 Some(DisconnectReason::SelfConnection | DisconnectReason::Banned) => {
                     state.never = true;
-                    REDIAL_AFTER
                 }
-                Some(DisconnectReason::Duplicate) => REDIAL_DUPLICATE,
-                _ => REDIAL_AFTER,
-            };
-            state.retry_at = Some(TokioInstant::now() + wait);
+                Some(DisconnectReason::Duplicate) => {
+                    state.retry_at = Some(TokioInstant::now() + REDIAL_DUPLICATE);
+                }
+                _ => state.back_off(),
+            }
         }
         if reason.is_none() {
             self.drive(id);
@@ -589,6 +674,17 @@ impl Actor {
     fn on_api(&mut self, call: ApiCall) {
         match call {
             ApiCall::AddSeed(artifact, reply) => {
+                // A download of the same artifact may be running: close its links first, so
+                // none is left talking to a swarm that no longer knows it.
+                let old: Vec<ConnId> = self
+                    .conns
+                    .iter()
+                    .filter(|(_, c)| c.swarm == Some(artifact.id()))
+                    .map(|(&k, _)| k)
+                    .collect();
+                for conn in old {
+                    self.drop_conn(conn, None);
+                }
                 let id = self.add_artifact(*artifact, None);
                 let _ = reply.send(self.share_reply(id));
             }

@@ -1,6 +1,14 @@
 //! TCP links: a reader task that splits frames and a writer task that sends what the actor
 //! queues. Frames travel to the actor as whole bodies; the actor never touches a socket.
 
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
 use bytes::Bytes;
 use pollen_core::wire::{self, LEN_PREFIX};
 use tokio::{
@@ -16,17 +24,42 @@ use super::Input;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct ConnId(pub(crate) u64);
 
+/// Most bytes queued for a peer and not yet written; a peer that reads slower than this lets
+/// us get ahead is dropped (see [`ConnHandle::send`]).
+pub(crate) const MAX_UNSENT: usize = 64 << 20;
+/// How long one write may block before the link is given up.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a closed link's writer may go on sending what was queued.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
 /// The actor's handle on a running link.
 pub(crate) struct ConnHandle {
-    /// Queue of bytes to send, as segments in order.
-    pub(crate) tx: UnboundedSender<Vec<Bytes>>,
+    tx: UnboundedSender<Vec<Bytes>>,
+    /// Bytes handed to the writer and not yet written.
+    unsent: Arc<AtomicUsize>,
     reader: AbortHandle,
+    writer: AbortHandle,
 }
 
 impl ConnHandle {
-    /// Stops reading at once; the writer sends what is queued, then closes.
+    /// Queues bytes for the peer; fails if the peer is not reading them (more than
+    /// [`MAX_UNSENT`] waiting) or the writer has stopped. The caller then drops the link.
+    pub(crate) fn send(&self, segments: Vec<Bytes>) -> Result<(), ()> {
+        let len: usize = segments.iter().map(Bytes::len).sum();
+        if self.unsent.fetch_add(len, Ordering::Relaxed) + len > MAX_UNSENT {
+            return Err(());
+        }
+        self.tx.send(segments).map_err(|_| ())
+    }
+
+    /// Stops reading at once; the writer may send what is queued for a moment, then stops.
     pub(crate) fn close(self) {
         self.reader.abort();
+        let writer = self.writer;
+        tokio::spawn(async move {
+            tokio::time::sleep(CLOSE_GRACE).await;
+            writer.abort();
+        });
     }
 }
 
@@ -70,7 +103,9 @@ pub(crate) fn spawn(
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
     let (tx, mut rx) = unbounded_channel::<Vec<Bytes>>();
-    tokio::spawn(async move {
+    let unsent = Arc::new(AtomicUsize::new(0));
+    let written = unsent.clone();
+    let writer = tokio::spawn(async move {
         while let Some(segments) = rx.recv().await {
             if let Some(limiter) = &limiter {
                 let len = segments.iter().map(Bytes::len).sum();
@@ -82,8 +117,12 @@ pub(crate) fn spawn(
                     tokio::time::sleep(wait).await;
                 }
             }
-            if write_segments(&mut wr, segments).await.is_err() {
-                break;
+            let len = segments.iter().map(Bytes::len).sum();
+            match tokio::time::timeout(WRITE_TIMEOUT, write_segments(&mut wr, segments)).await {
+                Ok(Ok(())) => {
+                    written.fetch_sub(len, Ordering::Relaxed);
+                }
+                _ => break,
             }
         }
         let _ = wr.shutdown().await;
@@ -94,7 +133,9 @@ pub(crate) fn spawn(
     });
     ConnHandle {
         tx,
+        unsent,
         reader: reader.abort_handle(),
+        writer: writer.abort_handle(),
     }
 }
 

@@ -42,6 +42,8 @@ pub(crate) enum DiskOp {
 pub(crate) enum DiskResult {
     /// A piece was read: its bytes, or `None` if it is gone or failed verification.
     Read(u32, Option<Bytes>),
+    /// Reading a piece failed for a reason that may pass (an I/O error); it is still held.
+    ReadFailed(u32),
     /// A downloaded piece was verified.
     Checked(CheckedPiece),
     /// A piece was written (`Ok`) or not.
@@ -77,6 +79,7 @@ impl Drop for DiskHandle {
 pub(crate) fn spawn(
     store: Store,
     id: ContentId,
+    generation: u64,
     artifact: Option<Artifact>,
     results: UnboundedSender<Input>,
 ) -> DiskHandle {
@@ -87,6 +90,7 @@ pub(crate) fn spawn(
         id,
         artifact,
         results,
+        generation,
         pending: Vec::new(),
     };
     let thread = match thread::Builder::new()
@@ -110,6 +114,8 @@ struct Worker {
     id: ContentId,
     artifact: Option<Artifact>,
     results: UnboundedSender<Input>,
+    /// Which worker of this artifact this is (a re-shared artifact gets a new one).
+    generation: u64,
     /// Pieces written but not yet synced, with their write result.
     pending: Vec<(u32, usize, Result<(), String>)>,
 }
@@ -144,14 +150,28 @@ impl Worker {
             None => Err("the artifact was not created".into()),
         };
         for (piece, _, written) in std::mem::take(&mut self.pending) {
-            let result = written.and_then(|()| flushed.clone());
+            // A failed sync (even an automatic one inside a write) drops pieces from the
+            // store: report only what is really durable.
+            let durable = self
+                .artifact
+                .as_ref()
+                .is_some_and(|a| a.durable().contains(piece));
+            let result = written.and_then(|()| flushed.clone()).and_then(|()| {
+                if durable {
+                    Ok(())
+                } else {
+                    Err("the piece was not made durable".into())
+                }
+            });
             self.send(DiskResult::Written(piece, result));
         }
     }
 
     fn send(&self, result: DiskResult) {
         // The actor is gone only when the node is shutting down.
-        let _ = self.results.send(Input::Disk(self.id, result));
+        let _ = self
+            .results
+            .send(Input::Disk(self.id, self.generation, result));
     }
 
     fn handle(&mut self, op: DiskOp) {
@@ -171,17 +191,23 @@ impl Worker {
                 }
             }
             DiskOp::Read(piece) => {
-                let data = match &mut self.artifact {
+                let result = match &mut self.artifact {
                     Some(a) => match a.read_piece(piece) {
-                        Ok(bytes) => Some(Bytes::from(bytes)),
+                        Ok(bytes) => DiskResult::Read(piece, Some(Bytes::from(bytes))),
+                        Err(err @ (StoreError::Corrupt { .. } | StoreError::NotHeld { .. })) => {
+                            let err = chain(&err);
+                            tracing::warn!(id = %self.id, piece, "piece lost, fetching it again: {err}");
+                            DiskResult::Read(piece, None)
+                        }
                         Err(err) => {
+                            let err = chain(&err);
                             tracing::warn!(id = %self.id, piece, "reading: {err}");
-                            None
+                            DiskResult::ReadFailed(piece)
                         }
                     },
-                    None => None,
+                    None => DiskResult::Read(piece, None),
                 };
-                self.send(DiskResult::Read(piece, data));
+                self.send(result);
             }
             DiskOp::Check(check) => self.send(DiskResult::Checked(check.run())),
             DiskOp::Write(piece, data) => {
@@ -195,13 +221,18 @@ impl Worker {
                 self.pending.push((piece, data.len(), result));
             }
             DiskOp::Export(path, reply) => {
-                let result = match &mut self.artifact {
-                    Some(a) => a
-                        .flush()
-                        .and_then(|()| a.export(&path))
-                        .map_err(|e| chain(&e)),
-                    None => Err("the artifact is not held yet".into()),
+                self.commit();
+                let Some(a) = &mut self.artifact else {
+                    let _ = reply.send(Err("the artifact is not held yet".into()));
+                    return;
                 };
+                let before = a.have().clone();
+                let result = a.export(&path).map_err(|e| chain(&e));
+                // Pieces the export found corrupt were dropped: fetch them again.
+                let lost: Vec<u32> = before.iter().filter(|&p| !a.have().contains(p)).collect();
+                for piece in lost {
+                    self.send(DiskResult::Read(piece, None));
+                }
                 let _ = reply.send(result);
             }
         }

@@ -38,8 +38,8 @@ pub(crate) enum Input {
     Frame(ConnId, bytes::Bytes),
     /// A link closed, and why.
     Closed(ConnId, String),
-    /// A disk worker finished something.
-    Disk(ContentId, DiskResult),
+    /// A disk worker (of an artifact, in a generation) finished something.
+    Disk(ContentId, u64, DiskResult),
     /// A request from the HTTP API.
     Api(ApiCall),
 }

@@ -142,7 +142,6 @@ impl Artifact {
     }
 
     /// The pieces recorded as held on disk: what a restart after a crash right now would find.
-    #[cfg_attr(not(test), expect(dead_code, reason = "not used by the node yet"))]
     pub(crate) fn durable(&self) -> &Bitfield {
         &self.durable
     }

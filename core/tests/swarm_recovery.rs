@@ -1,0 +1,50 @@
+//! The swarm recovers from peers that cannot serve what they announced.
+
+mod common;
+
+use std::collections::VecDeque;
+
+use common::{DATA, exchange};
+use pollen_core::{
+    Bitfield, Instant, Manifest, PeerId, Ticket,
+    swarm::{LinkId, Swarm, SwarmConfig},
+};
+
+#[test]
+fn a_piece_the_seed_lost_is_not_requested_from_it_again_and_again() {
+    let data = DATA.with(Clone::clone);
+    let manifest = Manifest::of(&data).expect("small");
+    let pieces = manifest.layout().piece_count();
+    let ticket = Ticket::new(manifest.id(), data.len() as u64).expect("valid");
+    let now = Instant::ZERO;
+    let mut seed = Swarm::with_manifest(
+        SwarmConfig::new(PeerId::from_bytes([1; 32])),
+        manifest,
+        Bitfield::full(pieces),
+        now,
+        1,
+    );
+    let mut down = Swarm::new(
+        SwarmConfig::new(PeerId::from_bytes([2; 32])),
+        &ticket,
+        now,
+        2,
+    );
+    seed.handle_connected(now, LinkId(1));
+    down.handle_connected(now, LinkId(1));
+    // The seed's storage lost piece 3: it rejects requests for it. Without another source the
+    // downloader must stop asking (exchange panics on a request loop) and get the rest.
+    let mut stored = VecDeque::new();
+    loop {
+        exchange(&mut seed, &mut down, now, &mut stored, |piece| piece != 3);
+        if stored.is_empty() {
+            break;
+        }
+        while let Some(p) = stored.pop_front() {
+            down.handle_piece_stored(now, p, true);
+        }
+    }
+    let have = down.have();
+    assert!(!have.contains(3) && !down.is_complete());
+    assert_eq!(have.count(), pieces - 1, "every other piece arrived");
+}
