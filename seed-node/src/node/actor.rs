@@ -579,23 +579,30 @@ impl Actor {
                 continue;
             }
             if let Some(action) = entry.swarm.poll_action() {
-                match action {
-                    Action::ReadPiece { piece } => {
-                        let _ = entry.disk.send(DiskOp::Read(piece));
-                    }
-                    Action::CheckPiece(check) => {
-                        let _ = entry.disk.send(DiskOp::Check(check));
-                    }
+                let sent = match action {
+                    Action::ReadPiece { piece } => entry.disk.send(DiskOp::Read(piece)),
+                    Action::CheckPiece(check) => entry.disk.send(DiskOp::Check(check)),
                     Action::StorePiece { piece, data } => {
-                        let _ = entry.disk.send(DiskOp::Write(piece, data));
+                        entry.disk.send(DiskOp::Write(piece, data))
                     }
                     Action::StoreManifest(m) => {
                         let name = entry.ticket.name().map(str::to_string);
-                        let _ = entry.disk.send(DiskOp::Create(m, name));
+                        entry.disk.send(DiskOp::Create(m, name))
                     }
                     Action::Disconnect { link, reason } => {
                         self.drop_conn(ConnId(link.0), Some(reason));
+                        Ok(())
                     }
+                };
+                if sent.is_err() {
+                    // The disk worker is gone: nothing sent to it will ever complete.
+                    tracing::error!(%id, "the disk worker stopped; no longer fetching");
+                    if let Some(entry) = self.entries.get_mut(&id) {
+                        entry
+                            .error
+                            .get_or_insert_with(|| "the disk worker stopped".into());
+                    }
+                    self.stop_fetching(id);
                 }
                 continue;
             }

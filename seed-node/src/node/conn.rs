@@ -101,6 +101,11 @@ pub(crate) fn spawn(
     limiter: SharedLimiter,
 ) -> ConnHandle {
     let _ = stream.set_nodelay(true);
+    // A peer that vanished without closing is noticed within about a minute.
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(30))
+        .with_interval(Duration::from_secs(10));
+    let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
     let (mut rd, mut wr) = stream.into_split();
     let (tx, mut rx) = unbounded_channel::<Vec<Bytes>>();
     let unsent = Arc::new(AtomicUsize::new(0));
