@@ -4,31 +4,15 @@ mod common;
 
 use std::collections::VecDeque;
 
-use common::{DATA, PIECE, exchange};
-use pollen_core::{
-    Bitfield, Instant, Manifest, PeerId, Ticket,
-    swarm::{LinkId, Swarm, SwarmConfig},
-};
+use common::{PIECE, exchange, pair};
+use pollen_core::{Instant, PeerId, swarm::SwarmConfig};
 
 #[test]
 fn slow_storage_stops_new_pieces_until_stores_complete() {
-    let data = DATA.with(Clone::clone);
-    let manifest = Manifest::of(&data).expect("small");
-    let pieces = manifest.layout().piece_count();
-    let ticket = Ticket::new(manifest.id(), data.len() as u64).expect("valid");
     let now = Instant::ZERO;
-    let mut seed = Swarm::with_manifest(
-        SwarmConfig::new(PeerId::from_bytes([1; 32])),
-        manifest,
-        Bitfield::full(pieces),
-        now,
-        1,
-    );
     let mut cfg = SwarmConfig::new(PeerId::from_bytes([2; 32]));
     cfg.max_pending_bytes = 4 * PIECE as u64;
-    let mut down = Swarm::new(cfg.clone(), &ticket, now, 2);
-    seed.handle_connected(now, LinkId(1));
-    down.handle_connected(now, LinkId(1));
+    let (mut seed, mut down, pieces) = pair(cfg.clone(), now);
 
     let mut stored = VecDeque::new();
     exchange(&mut seed, &mut down, now, &mut stored, |_| true);

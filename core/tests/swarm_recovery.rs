@@ -4,34 +4,14 @@ mod common;
 
 use std::collections::VecDeque;
 
-use common::{DATA, exchange};
-use pollen_core::{
-    Bitfield, Instant, Manifest, PeerId, Ticket,
-    swarm::{LinkId, Swarm, SwarmConfig},
-};
+use common::{exchange, pair};
+use pollen_core::{Instant, PeerId, swarm::SwarmConfig};
 
 #[test]
 fn a_piece_the_seed_lost_is_not_requested_from_it_again_and_again() {
-    let data = DATA.with(Clone::clone);
-    let manifest = Manifest::of(&data).expect("small");
-    let pieces = manifest.layout().piece_count();
-    let ticket = Ticket::new(manifest.id(), data.len() as u64).expect("valid");
     let now = Instant::ZERO;
-    let mut seed = Swarm::with_manifest(
-        SwarmConfig::new(PeerId::from_bytes([1; 32])),
-        manifest,
-        Bitfield::full(pieces),
-        now,
-        1,
-    );
-    let mut down = Swarm::new(
-        SwarmConfig::new(PeerId::from_bytes([2; 32])),
-        &ticket,
-        now,
-        2,
-    );
-    seed.handle_connected(now, LinkId(1));
-    down.handle_connected(now, LinkId(1));
+    let cfg = SwarmConfig::new(PeerId::from_bytes([2; 32]));
+    let (mut seed, mut down, pieces) = pair(cfg, now);
     // The seed's storage lost piece 3: it rejects requests for it. Without another source the
     // downloader must stop asking (exchange panics on a request loop) and get the rest.
     let mut stored = VecDeque::new();

@@ -850,19 +850,7 @@ impl Swarm {
             .map(|&(_, l)| l)
             .collect();
         for other in others {
-            let cancels: Vec<BlockRef> = self.links[&other]
-                .outstanding
-                .iter()
-                .filter(|o| o.block.piece == piece)
-                .map(|o| o.block)
-                .collect();
-            for block in cancels {
-                self.send(other, &Message::Cancel(block));
-            }
-            if let Some(l) = self.links.get_mut(&other) {
-                l.outstanding.retain(|o| o.block.piece != piece);
-            }
-            self.drop_download(piece, other, false);
+            self.drop_download(piece, other, true);
         }
         // Until the check returns, the piece is neither wanted nor held.
         if self.picker.set_storing(piece, true) {

@@ -5,8 +5,8 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 use pollen_core::{
-    Instant,
-    swarm::{Action, LinkId, Swarm},
+    Bitfield, Instant, Manifest, PeerId, Ticket,
+    swarm::{Action, LinkId, Swarm, SwarmConfig},
     wire,
 };
 
@@ -76,4 +76,24 @@ pub fn exchange(
         }
     }
     panic!("the swarms never went quiet: a request loop");
+}
+
+/// A seed holding [`DATA`] and a downloader (configured by `cfg`) linked as link 1 on both;
+/// returns them and the piece count.
+pub fn pair(cfg: SwarmConfig, now: Instant) -> (Swarm, Swarm, u32) {
+    let data = DATA.with(Clone::clone);
+    let manifest = Manifest::of(&data).expect("small");
+    let pieces = manifest.layout().piece_count();
+    let ticket = Ticket::new(manifest.id(), data.len() as u64).expect("valid");
+    let mut seed = Swarm::with_manifest(
+        SwarmConfig::new(PeerId::from_bytes([1; 32])),
+        manifest,
+        Bitfield::full(pieces),
+        now,
+        1,
+    );
+    let mut down = Swarm::new(cfg, &ticket, now, 2);
+    seed.handle_connected(now, LinkId(1));
+    down.handle_connected(now, LinkId(1));
+    (seed, down, pieces)
 }
