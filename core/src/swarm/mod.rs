@@ -782,9 +782,20 @@ impl Swarm {
     }
 
     /// How many requests to keep outstanding on a link: its rate times the pipeline time.
+    ///
+    /// Until the link's first rate sample, each block received allows one more request, so
+    /// the pipeline doubles every round trip (like TCP's slow start) instead of idling a fast
+    /// link at the minimum for the whole first sample window.
     fn pipeline(&self, l: &Link) -> usize {
-        let bytes = l.rate.per_sec as u128 * self.cfg.pipeline_time.as_micros() / 1_000_000;
-        let blocks = (bytes / u128::from(self.block_size)) as usize;
+        let blocks = if l.rate.per_sec == 0 {
+            let received = l.downloaded / u64::from(self.block_size.max(1));
+            self.cfg
+                .min_pipeline
+                .saturating_add(usize::try_from(received).unwrap_or(usize::MAX))
+        } else {
+            let bytes = l.rate.per_sec as u128 * self.cfg.pipeline_time.as_micros() / 1_000_000;
+            usize::try_from(bytes / u128::from(self.block_size)).unwrap_or(usize::MAX)
+        };
         blocks.clamp(self.cfg.min_pipeline.max(1), self.cfg.max_pipeline.max(1))
     }
 

@@ -49,6 +49,8 @@ pub(crate) struct Settings {
     pub(crate) peers: Vec<SocketAddr>,
     /// Cap on upload bandwidth, shared by all links.
     pub(crate) limiter: conn::SharedLimiter,
+    /// Recycled buffers for received blocks, shared by all links.
+    pub(crate) buffers: super::buffers::BufferPool,
 }
 
 /// One artifact: its swarm, its disk worker, and where its peers are.
@@ -314,6 +316,7 @@ impl Actor {
                     stream,
                     self.inputs.clone(),
                     self.settings.limiter.clone(),
+                    self.settings.buffers.clone(),
                 );
                 self.conns.insert(
                     conn,
@@ -374,6 +377,7 @@ impl Actor {
                     stream,
                     self.inputs.clone(),
                     self.settings.limiter.clone(),
+                    self.settings.buffers.clone(),
                 );
                 let remote = addr;
                 self.conns.insert(
@@ -581,7 +585,7 @@ impl Actor {
             if let Some(action) = entry.swarm.poll_action() {
                 let sent = match action {
                     Action::ReadPiece { piece } => entry.disk.send(DiskOp::Read(piece)),
-                    Action::CheckPiece(check) => entry.disk.send(DiskOp::Check(check)),
+                    Action::CheckPiece(check) => entry.disk.check(check),
                     Action::StorePiece { piece, data } => {
                         entry.disk.send(DiskOp::Write(piece, data))
                     }

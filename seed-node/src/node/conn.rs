@@ -18,7 +18,7 @@ use tokio::{
     task::AbortHandle,
 };
 
-use super::Input;
+use super::{Input, buffers::BufferPool};
 
 /// A connection number, unique within the node's lifetime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -99,6 +99,7 @@ pub(crate) fn spawn(
     stream: TcpStream,
     inputs: UnboundedSender<Input>,
     limiter: SharedLimiter,
+    buffers: BufferPool,
 ) -> ConnHandle {
     let _ = stream.set_nodelay(true);
     // A peer that vanished without closing is noticed within about a minute.
@@ -133,7 +134,7 @@ pub(crate) fn spawn(
         let _ = wr.shutdown().await;
     });
     let reader = tokio::spawn(async move {
-        let reason = read_frames(conn, &mut rd, &inputs).await;
+        let reason = read_frames(conn, &mut rd, &inputs, &buffers).await;
         let _ = inputs.send(Input::Closed(conn, reason));
     });
     ConnHandle {
@@ -179,11 +180,13 @@ async fn write_segments(
 
 /// Reads frames until the stream ends or breaks the framing; returns why it stopped.
 ///
-/// Each frame's body is read straight into its own buffer, which travels to the actor as is.
+/// Each frame's body is read straight into its own buffer (a recycled one for blocks), which
+/// travels to the actor as is.
 async fn read_frames(
     conn: ConnId,
     rd: &mut tokio::net::tcp::OwnedReadHalf,
     inputs: &UnboundedSender<Input>,
+    buffers: &BufferPool,
 ) -> String {
     // Small frames come through the buffer; a block body mostly bypasses it.
     let mut rd = tokio::io::BufReader::with_capacity(16 * 1024, rd);
@@ -200,13 +203,17 @@ async fn read_frames(
             // A prefix alone is never a whole frame, unless the body is empty.
             Ok(_) => u32::from_le_bytes(prefix) as usize,
         };
-        let mut body = Vec::with_capacity(body_len);
-        match (&mut rd).take(body_len as u64).read_to_end(&mut body).await {
+        let mut body = buffers.take_frame(body_len);
+        match (&mut rd)
+            .take(body_len as u64)
+            .read_to_end(body.vec())
+            .await
+        {
             Ok(n) if n == body_len => {}
             Ok(_) => return "closed by peer mid-frame".into(),
             Err(err) => return format!("read error: {err}"),
         }
-        if inputs.send(Input::Frame(conn, body.into())).is_err() {
+        if inputs.send(Input::Frame(conn, body.freeze())).is_err() {
             return "node stopping".into();
         }
     }

@@ -7,8 +7,12 @@
 //! Writes are group-committed: the worker writes every piece waiting in its queue, syncs the
 //! data and the held-pieces file once, and only then reports the pieces stored. So the swarm
 //! (and every peer it tells) only ever counts pieces that survive a crash.
+//!
+//! Verifying downloaded pieces needs no disk and no order, so it runs on a second thread per
+//! artifact: hashing the next pieces then overlaps with the writer waiting for a sync, which
+//! otherwise holds up the whole download.
 
-use std::{path::PathBuf, sync::mpsc, thread};
+use std::{path::PathBuf, sync::mpsc, thread, time::Duration};
 
 use bytes::Bytes;
 use pollen_core::{
@@ -17,12 +21,19 @@ use pollen_core::{
 };
 use tokio::sync::{mpsc::UnboundedSender, oneshot};
 
-use super::Input;
+use super::{
+    Input,
+    buffers::{BufferPool, PooledBuf},
+};
 use crate::error_chain::chain;
 use crate::store::{Artifact, Store, StoreError};
 
 /// Most bytes written before they are synced and reported, when pieces keep arriving.
 const MAX_BATCH: usize = 64 << 20;
+/// Most bytes of read buffers an artifact keeps for reuse.
+const MAX_POOLED_READS: usize = 32 << 20;
+/// How often an idle worker frees its pooled read buffers.
+const TRIM_EVERY: Duration = Duration::from_secs(2);
 
 /// Work for a disk worker.
 pub(crate) enum DiskOp {
@@ -30,8 +41,6 @@ pub(crate) enum DiskOp {
     Create(Manifest, Option<String>),
     /// Read and verify a piece.
     Read(u32),
-    /// Verify a downloaded piece (off the actor's thread).
-    Check(PieceCheck),
     /// Write a verified piece.
     Write(u32, PieceData),
     /// Write the complete artifact to a path.
@@ -52,10 +61,13 @@ pub(crate) enum DiskResult {
     CreateFailed(String),
 }
 
-/// The actor's handle on a disk worker; dropping it flushes the artifact and waits for that.
+/// The actor's handle on a disk worker and its checker; dropping it flushes the artifact and
+/// waits for both threads.
 pub(crate) struct DiskHandle {
     tx: Option<mpsc::Sender<DiskOp>>,
     thread: Option<thread::JoinHandle<()>>,
+    check_tx: Option<mpsc::Sender<PieceCheck>>,
+    check_thread: Option<thread::JoinHandle<()>>,
 }
 
 impl DiskHandle {
@@ -63,12 +75,25 @@ impl DiskHandle {
     pub(crate) fn send(&self, op: DiskOp) -> Result<(), ()> {
         self.tx.as_ref().ok_or(())?.send(op).map_err(|_| ())
     }
+
+    /// Queues a downloaded piece for verification, off the actor's thread and the writer's.
+    pub(crate) fn check(&self, check: PieceCheck) -> Result<(), ()> {
+        self.check_tx
+            .as_ref()
+            .ok_or(())?
+            .send(check)
+            .map_err(|_| ())
+    }
 }
 
 impl Drop for DiskHandle {
     fn drop(&mut self) {
         self.tx = None;
-        if let Some(thread) = self.thread.take() {
+        self.check_tx = None;
+        for thread in [self.thread.take(), self.check_thread.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = thread.join();
         }
     }
@@ -85,6 +110,7 @@ pub(crate) fn spawn(
 ) -> DiskHandle {
     let (tx, rx) = mpsc::channel();
     let name = format!("disk-{}", &id.to_string()[..8]);
+    let check_results = results.clone();
     let worker = Worker {
         store,
         id,
@@ -92,20 +118,41 @@ pub(crate) fn spawn(
         results,
         generation,
         pending: Vec::new(),
+        reads: None,
     };
-    let thread = match thread::Builder::new()
-        .name(name)
-        .spawn(move || worker.run(rx))
-    {
-        Ok(t) => Some(t),
-        Err(err) => {
-            tracing::error!(%id, "cannot start the disk worker: {err}");
-            None
+    let thread = start_thread(name, id, move || worker.run(rx));
+
+    let (check_tx, check_rx) = mpsc::channel::<PieceCheck>();
+    let check_name = format!("check-{}", &id.to_string()[..8]);
+    let check_thread = start_thread(check_name, id, move || {
+        while let Ok(check) = check_rx.recv() {
+            let checked = Input::Disk(id, generation, DiskResult::Checked(check.run()));
+            if check_results.send(checked).is_err() {
+                // The actor is gone: the node is shutting down.
+                break;
+            }
         }
-    };
+    });
     DiskHandle {
         tx: Some(tx),
         thread,
+        check_tx: Some(check_tx),
+        check_thread,
+    }
+}
+
+/// Starts a named thread; the artifact's work waits forever if that fails, which is logged.
+fn start_thread(
+    name: String,
+    id: ContentId,
+    f: impl FnOnce() + Send + 'static,
+) -> Option<thread::JoinHandle<()>> {
+    match thread::Builder::new().name(name.clone()).spawn(f) {
+        Ok(t) => Some(t),
+        Err(err) => {
+            tracing::error!(%id, "cannot start thread {name}: {err}");
+            None
+        }
     }
 }
 
@@ -118,11 +165,23 @@ struct Worker {
     generation: u64,
     /// Pieces written but not yet synced, with their write result.
     pending: Vec<(u32, usize, Result<(), String>)>,
+    /// Buffers for pieces read to be served, made when the first is read.
+    reads: Option<BufferPool>,
 }
 
 impl Worker {
     fn run(mut self, rx: mpsc::Receiver<DiskOp>) {
-        while let Ok(op) = rx.recv() {
+        loop {
+            let op = match rx.recv_timeout(TRIM_EVERY) {
+                Ok(op) => op,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Some(reads) = &self.reads {
+                        reads.trim_if_idle();
+                    }
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
             self.handle(op);
             // Take whatever else is already queued into the same commit.
             while self.pending_bytes() < MAX_BATCH {
@@ -192,8 +251,8 @@ impl Worker {
             }
             DiskOp::Read(piece) => {
                 let result = match &mut self.artifact {
-                    Some(a) => match a.read_piece(piece) {
-                        Ok(bytes) => DiskResult::Read(piece, Some(Bytes::from(bytes))),
+                    Some(a) => match read_pooled(a, &mut self.reads, piece) {
+                        Ok(bytes) => DiskResult::Read(piece, Some(bytes)),
                         Err(err @ (StoreError::Corrupt { .. } | StoreError::NotHeld { .. })) => {
                             let err = chain(&err);
                             tracing::warn!(id = %self.id, piece, "piece lost, fetching it again: {err}");
@@ -209,7 +268,6 @@ impl Worker {
                 };
                 self.send(result);
             }
-            DiskOp::Check(check) => self.send(DiskResult::Checked(check.run())),
             DiskOp::Write(piece, data) => {
                 let result = match &mut self.artifact {
                     Some(a) => a
@@ -237,4 +295,21 @@ impl Worker {
             }
         }
     }
+}
+
+/// Reads and verifies a piece into a recycled buffer of `pool`, made for the artifact's piece
+/// size on first use.
+fn read_pooled(
+    artifact: &mut Artifact,
+    pool: &mut Option<BufferPool>,
+    piece: u32,
+) -> Result<Bytes, StoreError> {
+    let pool = pool.get_or_insert_with(|| {
+        // A piece is at most 16 MiB, so its size fits in usize.
+        let piece_size = artifact.manifest().layout().piece_size() as usize;
+        BufferPool::new(piece_size, MAX_POOLED_READS)
+    });
+    let mut buf: PooledBuf = pool.take();
+    artifact.read_piece_into(piece, buf.vec())?;
+    Ok(buf.freeze())
 }

@@ -3,6 +3,7 @@
 
 mod actor;
 mod api;
+mod buffers;
 mod conn;
 mod disk;
 mod tickets;
@@ -79,6 +80,15 @@ pub(crate) async fn run(args: NodeArgs) -> Result<()> {
     });
     let mut id = [0u8; 32];
     getrandom::fill(&mut id).map_err(|e| anyhow::anyhow!("no OS randomness for a peer id: {e}"))?;
+    let buffers = buffers::BufferPool::for_frames();
+    let trimmed = buffers.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(2));
+        loop {
+            every.tick().await;
+            trimmed.trim_if_idle();
+        }
+    });
     let settings = actor::Settings {
         peer_id: PeerId::from_bytes(id),
         listen,
@@ -87,6 +97,7 @@ pub(crate) async fn run(args: NodeArgs) -> Result<()> {
         limiter: args
             .max_upload_rate
             .map(|r| std::sync::Arc::new(std::sync::Mutex::new(conn::Limiter::new(r.0)))),
+        buffers,
     };
 
     let (tx, rx) = mpsc::unbounded_channel();

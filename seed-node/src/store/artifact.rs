@@ -170,6 +170,18 @@ impl Artifact {
     /// persisting fails, it is retried by the next flush. Other read errors are returned as
     /// [`StoreError::Io`] and leave the piece held, because they may be transient.
     pub(crate) fn read_piece(&mut self, index: u32) -> Result<Vec<u8>, StoreError> {
+        let mut buf = Vec::new();
+        self.read_piece_into(index, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// Like [`Artifact::read_piece`], into `buf`, which is resized to the piece's length: a
+    /// buffer of that length already is reused as it is, without clearing it first.
+    pub(crate) fn read_piece_into(
+        &mut self,
+        index: u32,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), StoreError> {
         let id = self.id();
         let layout = *self.manifest.layout();
         let range = layout.piece_range(index).ok_or(StoreError::Piece {
@@ -183,16 +195,16 @@ impl Artifact {
             return Err(StoreError::NotHeld { id, index });
         }
         // A piece is at most MAX_PIECE_SIZE (16 MiB), so this fits in memory and in usize.
-        let mut buf = vec![0; (range.end - range.start) as usize];
-        match self.data.read_exact_at(&mut buf, range.start) {
+        buf.resize((range.end - range.start) as usize, 0);
+        match self.data.read_exact_at(buf, range.start) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                 return Err(self.drop_corrupt(index));
             }
             Err(e) => return Err(io_err("reading", &self.data_path)(e)),
         }
-        match self.manifest.verify_piece(index, &buf) {
-            Ok(()) => Ok(buf),
+        match self.manifest.verify_piece(index, buf) {
+            Ok(()) => Ok(()),
             Err(_) => Err(self.drop_corrupt(index)),
         }
     }

@@ -246,6 +246,26 @@ fn write_piece_refuses_unverified_bytes() {
 }
 
 #[test]
+fn read_piece_into_reuses_a_dirty_buffer_of_any_length() {
+    let root = TempDir::new().expect("tempdir");
+    let store = open(&root.path().join("store"));
+    // Four full pieces and a short tail.
+    let data = bytes(4 * MIN_PIECE_SIZE + 99, 5);
+    let src = write_source(root.path(), "src", &data);
+    let mut art = store.import_file(&src, &mut no_progress()).expect("import");
+    let m = art.manifest().clone();
+    // A recycled buffer holds the last piece's bytes, or garbage, at any length.
+    let mut buf = vec![0xAA; 7];
+    for p in [0, 4, 1, 4, 3] {
+        art.read_piece_into(p, &mut buf).expect("read");
+        assert!(buf == piece(&m, &data, p), "piece {p}");
+    }
+    buf.fill(0x55);
+    art.read_piece_into(2, &mut buf).expect("read");
+    assert!(buf == piece(&m, &data, 2));
+}
+
+#[test]
 fn corrupt_piece_is_detected_on_read_dropped_and_that_persists() {
     let root = TempDir::new().expect("tempdir");
     let dir = root.path().join("store");
