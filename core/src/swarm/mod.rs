@@ -788,7 +788,8 @@ impl Swarm {
     /// link at the minimum for the whole first sample window.
     fn pipeline(&self, l: &Link) -> usize {
         let blocks = if l.rate.per_sec == 0 {
-            let received = l.downloaded / u64::from(self.block_size.max(1));
+            // Only the artifact's last block can be short, so this counts blocks.
+            let received = l.downloaded.div_ceil(u64::from(self.block_size.max(1)));
             self.cfg
                 .min_pipeline
                 .saturating_add(usize::try_from(received).unwrap_or(usize::MAX))
