@@ -157,9 +157,29 @@ proptest! {
     }
 
     #[test]
+    fn a_block_header_decodes_without_its_data(
+        piece in any::<u32>(), offset in any::<u32>(), len in 1..=wire::MAX_BLOCK_LEN,
+    ) {
+        let mut header = Vec::new();
+        wire::encode_block_header(piece, offset, len, &mut header).expect("valid");
+        let body = &header[wire::LEN_PREFIX..];
+        let decoded = wire::decode_block_header(body).expect("decodes");
+        prop_assert_eq!(decoded.block, BlockRef { piece, offset, len: len as u32 });
+        prop_assert_eq!(decoded.header_len, body.len());
+        // Its data may follow or not: the header alone is enough.
+        let mut whole = header.clone();
+        whole.extend(std::iter::repeat_n(7u8, len));
+        prop_assert_eq!(wire::decode_block_header(&whole[wire::LEN_PREFIX..]).ok(), Some(decoded));
+    }
+
+    #[test]
     fn decoding_arbitrary_bytes_never_panics(buf in bytes(600)) {
         let _ = wire::decode(&buf);
         let _ = wire::decode_frame(&buf);
+        if let Ok(h) = wire::decode_block_header(&buf) {
+            prop_assert!((1..=wire::MAX_BLOCK_LEN as u32).contains(&h.block.len));
+            prop_assert!(h.header_len <= buf.len());
+        }
     }
 
     #[test]

@@ -6,6 +6,10 @@ use libfuzzer_sys::fuzz_target;
 use pollen_core::wire;
 
 fuzz_target!(|data: &[u8]| {
+    if let Ok(h) = wire::decode_block_header(data) {
+        assert!((1..=wire::MAX_BLOCK_LEN as u32).contains(&h.block.len));
+        assert!(h.header_len <= data.len());
+    }
     let mut rest = data;
     while let Ok(Some((msg, used))) = wire::decode_frame(rest) {
         assert!(msg.validate().is_ok());

@@ -1,7 +1,11 @@
-//! pollen-sim: a deterministic discrete-event harness that runs the real pollen-core state
+//! pollen-sim: a deterministic discrete-event simulator that runs the real pollen-core state
 //! machines over simulated links.
 //!
-//! Today it is the in-memory network the swarm tests use ([`net::Net`]); the capacity-planning
-//! simulator and its scenarios grow from it.
+//! [`net::Net`] is the network (the swarm tests use it directly); [`scenario`] reads the TOML
+//! scenario files, [`run`] runs one at one peer count and measures it against the lower
+//! bound, and [`chart`] draws the results.
 
+pub mod chart;
 pub mod net;
+pub mod run;
+pub mod scenario;

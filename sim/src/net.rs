@@ -1,19 +1,28 @@
-//! A simulated network of swarm nodes: per-node upload and download capacity, link latency,
-//! seeded randomness, and a trace of everything that happened.
+//! A simulated network of swarm nodes: per-node upload and download capacity, link latency by
+//! zone, loss, joins, departures and crashes, seeded randomness, and a trace of everything
+//! that happened.
 //!
 //! Each node's uplink and downlink serialise the bytes that cross them at the node's rate, and
-//! every transfer also takes the network latency. Storage is in memory. Nothing here reads a
-//! clock: time advances from event to event, so a run is a pure function of its inputs and seed.
+//! every transfer also takes the latency between the two nodes' zones. A lossy link is capped
+//! at the throughput TCP sustains at that loss and round trip (the Mathis formula). Nothing here
+//! reads a clock: time advances from event to event, so a run is a pure function of its inputs
+//! and seed.
+//!
+//! Payloads are either real bytes (every piece hashed and checked, for the protocol tests) or
+//! lengths only ([`Net::lengths_only`]): blocks travel as their header, the data is a shared
+//! zero buffer, and a piece check passes unless its sender corrupts blocks. Every protocol
+//! decision is still the real state machine's; only the bytes and the hashing are left out,
+//! which is what lets thousands of nodes move gigabytes.
 
 use std::{
-    cmp::Reverse,
+    cmp::{Ordering, Reverse},
     collections::{BTreeMap, BinaryHeap},
     time::Duration,
 };
 
 use bytes::Bytes;
 use pollen_core::{
-    Bitfield, Instant, Manifest, PeerId, Ticket,
+    Bitfield, Instant, Manifest, ManifestBuilder, PeerId, Ticket,
     swarm::{Action, Event, LinkId, Swarm, SwarmConfig},
     wire::{self, Kind, LEN_PREFIX},
 };
@@ -45,16 +54,43 @@ pub struct Capacity {
     pub down: u64,
 }
 
+/// Where a node is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Not joined yet.
+    Pending,
+    /// Running.
+    Active,
+    /// Left gracefully: its peers saw its links close.
+    Left,
+    /// Stopped without a word: its peers find out by timeouts.
+    Crashed,
+}
+
+/// Our end of a link.
+#[derive(Debug, Clone, Copy)]
+struct LinkEnd {
+    peer: NodeId,
+    peer_link: LinkId,
+    /// When the link's own throughput cap (from loss) frees up, sending from our end.
+    free_at: Instant,
+}
+
 /// One simulated node.
 struct Node {
     swarm: Swarm,
     store: BTreeMap<u32, Bytes>,
     capacity: Capacity,
     behavior: Behavior,
+    zone: u16,
+    state: State,
+    /// Whether it started with the whole artifact.
+    origin: bool,
     up_free_at: Instant,
     down_free_at: Instant,
-    /// Our link -> (peer node, the peer's link id for the same connection).
-    links: BTreeMap<LinkId, (NodeId, LinkId)>,
+    /// Time the uplink spent sending.
+    up_busy: Duration,
+    links: BTreeMap<LinkId, LinkEnd>,
     next_link: u64,
     timer: Option<Instant>,
     completed_at: Option<Instant>,
@@ -62,13 +98,22 @@ struct Node {
     bytes_sent: u64,
 }
 
+/// What one transmission carries, frame by frame.
+#[derive(Debug)]
+enum Item {
+    /// A whole frame body.
+    Frame(Bytes),
+    /// A block whose data is not carried (lengths-only payloads).
+    Block { piece: u32, offset: u32, len: u32 },
+}
+
 /// Something scheduled to happen.
-#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug)]
 enum Ev {
     Deliver {
         to: NodeId,
         link: LinkId,
-        bytes: Vec<u8>,
+        items: Vec<Item>,
     },
     Disconnected {
         node: NodeId,
@@ -77,30 +122,86 @@ enum Ev {
     Timer {
         node: NodeId,
     },
+    Join {
+        node: NodeId,
+        degree: usize,
+    },
+    Leave {
+        node: NodeId,
+    },
+    Crash {
+        node: NodeId,
+    },
 }
+
+/// An event and when it happens; ordered by time, then by scheduling order.
+#[derive(Debug)]
+struct Scheduled {
+    at: Instant,
+    seq: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+
+impl Eq for Scheduled {}
+
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+/// How long after a crash its peers' TCP keepalive gives up on the links.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Maximum segment size used by the loss model, bytes.
+const MSS: f64 = 1460.0;
 
 /// The simulated network.
 pub struct Net {
     now: Instant,
     latency: Duration,
+    inter_zone_latency: Duration,
+    /// Packet loss rate on every link, 0 for none.
+    loss: f64,
     nodes: Vec<Node>,
-    queue: BinaryHeap<Reverse<(Instant, u64, Ev)>>,
+    queue: BinaryHeap<Reverse<Scheduled>>,
     seq: u64,
     rng: Xoshiro256PlusPlus,
     trace: blake3::Hasher,
     trace_len: u64,
     /// The artifact's true bytes, when real payloads are simulated.
     truth: Option<Bytes>,
+    /// Lengths-only payloads: the zero bytes every block and piece is sliced from.
+    zeros: Option<Bytes>,
+    /// The manifest of a lengths-only artifact, once made.
+    zero_manifest: Option<Manifest>,
     /// Pieces that reached storage without matching the truth (must stay empty).
     bad_stores: Vec<(NodeId, u32)>,
+    /// Bytes sent between nodes of different zones.
+    cross_zone_bytes: u64,
+    /// Active nodes not complete yet, plus joins still to come.
+    unfinished: usize,
 }
 
 impl Net {
-    /// An empty network with one-way `latency` between any two nodes.
+    /// An empty network with one-way `latency` between any two nodes, moving real bytes.
     pub fn new(seed: u64, latency: Duration) -> Self {
         Self {
             now: Instant::ZERO,
             latency,
+            inter_zone_latency: latency,
+            loss: 0.0,
             nodes: Vec::new(),
             queue: BinaryHeap::new(),
             seq: 0,
@@ -108,17 +209,53 @@ impl Net {
             trace: blake3::Hasher::new(),
             trace_len: 0,
             truth: None,
+            zeros: None,
+            zero_manifest: None,
             bad_stores: Vec::new(),
+            cross_zone_bytes: 0,
+            unfinished: 0,
         }
     }
 
+    /// Like [`Net::new`], but payloads are lengths: see the module docs. Seeds are added with
+    /// [`Net::add_origin`].
+    pub fn lengths_only(seed: u64, latency: Duration) -> Self {
+        Self {
+            zeros: Some(Bytes::new()),
+            ..Self::new(seed, latency)
+        }
+    }
+
+    /// Sets the one-way latency between nodes of different zones (by default the same as
+    /// within a zone).
+    pub fn set_inter_zone_latency(&mut self, latency: Duration) {
+        self.inter_zone_latency = latency;
+    }
+
+    /// Sets the packet loss rate of every link (0 to 1).
+    pub fn set_loss(&mut self, loss: f64) {
+        self.loss = loss.clamp(0.0, 1.0);
+    }
+
+    /// Puts a node in a zone (all start in zone 0).
+    pub fn set_zone(&mut self, node: NodeId, zone: u16) {
+        self.nodes[node].zone = zone;
+    }
+
     /// Adds a node that holds all of `data` (a seed); returns its id and the ticket.
+    ///
+    /// # Panics
+    /// On a lengths-only network (use [`Net::add_origin`]).
     pub fn add_seed(
         &mut self,
         data: &[u8],
         capacity: Capacity,
         behavior: Behavior,
     ) -> (NodeId, Ticket) {
+        assert!(
+            self.zeros.is_none(),
+            "a lengths-only network takes add_origin"
+        );
         let manifest = Manifest::of(data).expect("artifact within limits");
         let ticket = Ticket::new(manifest.id(), data.len() as u64).expect("valid size");
         let truth = Bytes::copy_from_slice(data);
@@ -137,7 +274,44 @@ impl Net {
         let cfg = self.config();
         let seed = self.rng.next_u64();
         let swarm = Swarm::with_manifest(cfg, manifest, have, self.now, seed);
-        (self.push(swarm, store, capacity, behavior), ticket)
+        let id = self.push(swarm, store, capacity, behavior);
+        self.nodes[id].origin = true;
+        (id, ticket)
+    }
+
+    /// Adds a node holding a whole artifact of `size` bytes on a lengths-only network; every
+    /// origin holds the same artifact. Returns its id and the ticket.
+    ///
+    /// # Panics
+    /// On a network of real bytes, or for a size beyond the protocol's limits.
+    pub fn add_origin(
+        &mut self,
+        size: u64,
+        capacity: Capacity,
+        behavior: Behavior,
+    ) -> (NodeId, Ticket) {
+        assert!(
+            self.zeros.is_some(),
+            "add_origin needs a lengths-only network"
+        );
+        let manifest = match &self.zero_manifest {
+            Some(m) if m.layout().size() == size => m.clone(),
+            _ => {
+                let m = zero_manifest(size);
+                let piece = usize::try_from(m.layout().piece_size()).expect("at most 16 MiB");
+                self.zeros = Some(Bytes::from(vec![0u8; piece]));
+                self.zero_manifest = Some(m.clone());
+                m
+            }
+        };
+        let ticket = Ticket::new(manifest.id(), size).expect("valid size");
+        let have = Bitfield::full(manifest.layout().piece_count());
+        let cfg = self.config();
+        let seed = self.rng.next_u64();
+        let swarm = Swarm::with_manifest(cfg, manifest, have, self.now, seed);
+        let id = self.push(swarm, BTreeMap::new(), capacity, behavior);
+        self.nodes[id].origin = true;
+        (id, ticket)
     }
 
     /// Adds a node that starts with nothing and fetches `ticket`.
@@ -146,6 +320,30 @@ impl Net {
         let seed = self.rng.next_u64();
         let swarm = Swarm::new(cfg, ticket, self.now, seed);
         self.push(swarm, BTreeMap::new(), capacity, behavior)
+    }
+
+    /// Makes `node` (just added, with no links) join at `at` instead of now: it then links to
+    /// every origin and to `degree` random active nodes.
+    pub fn join_later(&mut self, node: NodeId, at: Instant, degree: usize) {
+        let n = &mut self.nodes[node];
+        assert!(n.links.is_empty(), "a node joins before it has links");
+        if n.state == State::Active && n.completed_at.is_none() {
+            self.unfinished -= 1;
+        }
+        n.state = State::Pending;
+        // Counted until it joins.
+        self.unfinished += 1;
+        self.schedule(at, Ev::Join { node, degree });
+    }
+
+    /// Makes `node` leave at `at`, closing its links.
+    pub fn leave_at(&mut self, node: NodeId, at: Instant) {
+        self.schedule(at, Ev::Leave { node });
+    }
+
+    /// Makes `node` crash at `at`: it stops without closing anything.
+    pub fn crash_at(&mut self, node: NodeId, at: Instant) {
+        self.schedule(at, Ev::Crash { node });
     }
 
     fn config(&mut self) -> SwarmConfig {
@@ -164,13 +362,20 @@ impl Net {
         behavior: Behavior,
     ) -> NodeId {
         let completed_at = swarm.is_complete().then_some(self.now);
+        if completed_at.is_none() {
+            self.unfinished += 1;
+        }
         self.nodes.push(Node {
             swarm,
             store,
             capacity,
             behavior,
+            zone: 0,
+            state: State::Active,
+            origin: false,
             up_free_at: self.now,
             down_free_at: self.now,
+            up_busy: Duration::ZERO,
             links: BTreeMap::new(),
             next_link: 0,
             timer: None,
@@ -187,25 +392,57 @@ impl Net {
     pub fn connect(&mut self, a: NodeId, b: NodeId) {
         let la = self.new_link(a);
         let lb = self.new_link(b);
-        self.nodes[a].links.insert(la, (b, lb));
-        self.nodes[b].links.insert(lb, (a, la));
-        self.nodes[a].swarm.handle_connected(self.now, la);
-        self.nodes[b].swarm.handle_connected(self.now, lb);
+        let now = self.now;
+        self.nodes[a].links.insert(
+            la,
+            LinkEnd {
+                peer: b,
+                peer_link: lb,
+                free_at: now,
+            },
+        );
+        self.nodes[b].links.insert(
+            lb,
+            LinkEnd {
+                peer: a,
+                peer_link: la,
+                free_at: now,
+            },
+        );
+        self.nodes[a].swarm.handle_connected(now, la);
+        self.nodes[b].swarm.handle_connected(now, lb);
         self.drain(a);
         self.drain(b);
     }
 
-    /// Connects every node to `degree` distinct random others (and never to itself).
+    /// Connects every active node to `degree` distinct random other active nodes (and never
+    /// to itself).
     pub fn connect_random(&mut self, degree: usize) {
+        for a in 0..self.nodes.len() {
+            if self.nodes[a].state == State::Active {
+                self.link_randomly(a, degree);
+            }
+        }
+    }
+
+    /// Links `a` to random active nodes until it has `degree` links (or tries enough).
+    fn link_randomly(&mut self, a: NodeId, degree: usize) {
         let n = self.nodes.len();
-        for a in 0..n {
-            let mut tries = 0;
-            while self.nodes[a].links.len() < degree.min(n - 1) && tries < 10 * n {
-                tries += 1;
-                let b = (self.rng.next_u64() % n as u64) as usize;
-                if b != a && !self.nodes[a].links.values().any(|(p, _)| *p == b) {
-                    self.connect(a, b);
-                }
+        let active = self
+            .nodes
+            .iter()
+            .filter(|x| x.state == State::Active)
+            .count();
+        let want = degree.min(active.saturating_sub(1));
+        let mut tries = 0;
+        while self.nodes[a].links.len() < want && tries < 10 * n + 100 {
+            tries += 1;
+            let b = (self.rng.next_u64() % n as u64) as usize;
+            if b != a
+                && self.nodes[b].state == State::Active
+                && !self.nodes[a].links.values().any(|l| l.peer == b)
+            {
+                self.connect(a, b);
             }
         }
     }
@@ -216,66 +453,138 @@ impl Net {
         LinkId(n.next_link)
     }
 
-    /// Runs until every node is complete, no event is left, or `limit` of simulated time passed.
+    /// Runs until every active node is complete (and every join has happened), no event is
+    /// left, or the clock reaches `limit` from the start; it can be called again with a later
+    /// limit to go on.
     pub fn run(&mut self, limit: Duration) {
         let end = Instant::ZERO + limit;
-        while let Some(Reverse((at, _, ev))) = self.queue.pop() {
-            if at > end {
-                break;
+        while self.unfinished > 0 {
+            match self.queue.peek() {
+                Some(Reverse(next)) if next.at <= end => {}
+                _ => break,
             }
+            let Some(Reverse(Scheduled { at, ev, .. })) = self.queue.pop() else {
+                break;
+            };
             self.now = at;
             match ev {
-                Ev::Deliver { to, link, bytes } => self.deliver(to, link, bytes),
+                Ev::Deliver { to, link, items } => self.deliver(to, link, items),
                 Ev::Disconnected { node, link } => {
-                    if self.nodes[node].links.remove(&link).is_some() {
+                    if self.nodes[node].state == State::Active
+                        && self.nodes[node].links.remove(&link).is_some()
+                    {
                         self.nodes[node].swarm.handle_disconnected(at, link);
                         self.drain(node);
                     }
                 }
                 Ev::Timer { node } => {
-                    if self.nodes[node].timer == Some(at) {
+                    if self.nodes[node].state == State::Active && self.nodes[node].timer == Some(at)
+                    {
                         self.nodes[node].timer = None;
                         self.nodes[node].swarm.handle_timeout(at);
                         self.drain(node);
                     }
                 }
-            }
-            if self.nodes.iter().all(|n| n.completed_at.is_some()) {
-                break;
+                Ev::Join { node, degree } => self.join(node, degree),
+                Ev::Leave { node } => self.stop(node, State::Left),
+                Ev::Crash { node } => self.stop(node, State::Crashed),
             }
         }
     }
 
-    fn deliver(&mut self, to: NodeId, link: LinkId, bytes: Vec<u8>) {
-        if !self.nodes[to].links.contains_key(&link) {
+    /// Whether every active node is complete and every join has happened.
+    pub fn is_finished(&self) -> bool {
+        self.unfinished == 0
+    }
+
+    /// Whether no event is left to happen.
+    pub fn is_idle(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    fn join(&mut self, node: NodeId, degree: usize) {
+        if self.nodes[node].state != State::Pending {
             return;
         }
-        let bytes = Bytes::from(bytes);
-        let mut at = 0;
-        while let Ok(Some((body, used))) = wire::split_frame(&bytes[at..]) {
-            let body = bytes.slice_ref(body);
-            self.nodes[to].swarm.handle_frame(self.now, link, body);
-            at += used;
+        self.nodes[node].state = State::Active;
+        if self.nodes[node].completed_at.is_some() {
+            self.unfinished -= 1;
+        }
+        let origins: Vec<NodeId> = (0..self.nodes.len())
+            .filter(|&o| self.nodes[o].origin && self.nodes[o].state == State::Active)
+            .collect();
+        for o in origins {
+            if o != node {
+                self.connect(node, o);
+            }
+        }
+        let want = self.nodes[node].links.len() + degree;
+        self.link_randomly(node, want);
+    }
+
+    /// Takes a node out of the run: gracefully (its peers see its links close after the
+    /// latency) or by a crash (its peers' keepalive notices much later).
+    fn stop(&mut self, node: NodeId, how: State) {
+        let n = &mut self.nodes[node];
+        if n.state != State::Active {
+            return;
+        }
+        n.state = how;
+        n.timer = None;
+        if n.completed_at.is_none() {
+            self.unfinished -= 1;
+        }
+        let links = std::mem::take(&mut self.nodes[node].links);
+        for end in links.values() {
+            let at = match how {
+                State::Left => self.now + self.latency_between(node, end.peer),
+                _ => self.now + KEEPALIVE_TIMEOUT,
+            };
+            self.schedule(
+                at,
+                Ev::Disconnected {
+                    node: end.peer,
+                    link: end.peer_link,
+                },
+            );
+        }
+    }
+
+    fn deliver(&mut self, to: NodeId, link: LinkId, items: Vec<Item>) {
+        if self.nodes[to].state != State::Active || !self.nodes[to].links.contains_key(&link) {
+            return;
+        }
+        for item in items {
+            match item {
+                Item::Frame(body) => self.nodes[to].swarm.handle_frame(self.now, link, body),
+                Item::Block { piece, offset, len } => {
+                    let data = self.zero_bytes(len as usize);
+                    self.nodes[to]
+                        .swarm
+                        .handle_block(self.now, link, piece, offset, data);
+                }
+            }
         }
         self.drain(to);
     }
 
+    /// `len` zero bytes, shared (lengths-only payloads).
+    fn zero_bytes(&self, len: usize) -> Bytes {
+        let zeros = self.zeros.as_ref().expect("lengths-only payloads");
+        zeros.slice(..len.min(zeros.len()))
+    }
+
     /// Carries out everything a node's swarm asks for after an input.
     fn drain(&mut self, id: NodeId) {
+        if self.nodes[id].state != State::Active {
+            return;
+        }
         loop {
             let mut progressed = false;
             while let Some((link, segments)) = self.nodes[id].swarm.poll_transmit() {
                 progressed = true;
-                let mut bytes: Vec<u8> = segments.concat();
-                match self.nodes[id].behavior {
-                    Behavior::Honest => {}
-                    Behavior::CorruptBlocks => corrupt_blocks(&mut bytes),
-                    Behavior::WithholdBlocks => bytes = without_kind(&bytes, Kind::Block),
-                    Behavior::WithholdManifest => {
-                        bytes = without_kind(&bytes, Kind::ManifestPart);
-                    }
-                }
-                self.transmit(id, link, bytes);
+                let (items, len) = self.items(id, segments);
+                self.transmit(id, link, items, len);
             }
             while let Some(action) = self.nodes[id].swarm.poll_action() {
                 progressed = true;
@@ -298,37 +607,91 @@ impl Net {
         }
     }
 
+    /// The frames a node sends, after its behavior had its way with them, and their length
+    /// on the wire.
+    fn items(&self, id: NodeId, segments: Vec<Bytes>) -> (Vec<Item>, u64) {
+        let behavior = self.nodes[id].behavior;
+        if self.zeros.is_some() {
+            let items = split_items(&segments)
+                .into_iter()
+                .filter(|item| match (behavior, item) {
+                    (Behavior::WithholdBlocks, Item::Block { .. }) => false,
+                    (Behavior::WithholdManifest, Item::Frame(body)) => {
+                        body.get(1) != Some(&(Kind::ManifestPart as u8))
+                    }
+                    _ => true,
+                })
+                .collect::<Vec<_>>();
+            let len = items.iter().map(wire_len).sum();
+            return (items, len);
+        }
+        let mut bytes: Vec<u8> = segments.concat();
+        match behavior {
+            Behavior::Honest => {}
+            Behavior::CorruptBlocks => corrupt_blocks(&mut bytes),
+            Behavior::WithholdBlocks => bytes = without_kind(&bytes, Kind::Block),
+            Behavior::WithholdManifest => bytes = without_kind(&bytes, Kind::ManifestPart),
+        }
+        let len = bytes.len() as u64;
+        let bytes = Bytes::from(bytes);
+        let mut items = Vec::new();
+        let mut at = 0;
+        while let Ok(Some((body, used))) = wire::split_frame(&bytes[at..]) {
+            items.push(Item::Frame(bytes.slice_ref(body)));
+            at += used;
+        }
+        (items, len)
+    }
+
     fn act(&mut self, id: NodeId, action: Action) {
         match action {
             Action::ReadPiece { piece } => {
-                let data = self.nodes[id].store.get(&piece).cloned();
+                let data = match &self.zeros {
+                    Some(_) => self.nodes[id]
+                        .swarm
+                        .manifest()
+                        .and_then(|m| m.layout().piece_len(piece))
+                        .map(|len| self.zero_bytes(len as usize)),
+                    None => self.nodes[id].store.get(&piece).cloned(),
+                };
                 self.nodes[id]
                     .swarm
                     .handle_piece_read(self.now, piece, data);
             }
             Action::StorePiece { piece, data } => {
-                let data = data.to_bytes();
-                if !self.matches_truth(piece, &data) {
-                    self.bad_stores.push((id, piece));
+                if self.zeros.is_none() {
+                    let data = data.to_bytes();
+                    if !self.matches_truth(piece, &data) {
+                        self.bad_stores.push((id, piece));
+                    }
+                    self.nodes[id].store.insert(piece, data);
                 }
-                self.nodes[id].store.insert(piece, data);
                 self.nodes[id]
                     .swarm
                     .handle_piece_stored(self.now, piece, true);
             }
             Action::CheckPiece(check) => {
-                let checked = check.run();
+                let checked = if self.zeros.is_some() {
+                    // The data is not there to hash: a piece is good unless its sender
+                    // corrupts blocks (each piece comes from one link).
+                    let sender = self.nodes[id].links.get(&check.link()).map(|l| l.peer);
+                    let corrupt =
+                        sender.is_some_and(|s| self.nodes[s].behavior == Behavior::CorruptBlocks);
+                    check.simulated(!corrupt)
+                } else {
+                    check.run()
+                };
                 self.nodes[id].swarm.handle_piece_checked(self.now, checked);
             }
             Action::StoreManifest(_) => {}
             Action::Disconnect { link, .. } => {
-                if let Some((peer, peer_link)) = self.nodes[id].links.remove(&link) {
-                    let at = self.now + self.latency;
+                if let Some(end) = self.nodes[id].links.remove(&link) {
+                    let at = self.now + self.latency_between(id, end.peer);
                     self.schedule(
                         at,
                         Ev::Disconnected {
-                            node: peer,
-                            link: peer_link,
+                            node: end.peer,
+                            link: end.peer_link,
                         },
                     );
                 }
@@ -354,39 +717,75 @@ impl Net {
         self.trace.update(line.as_bytes());
         self.trace_len += 1;
         match event {
-            Event::Complete => self.nodes[id].completed_at = Some(self.now),
+            Event::Complete if self.nodes[id].completed_at.is_none() => {
+                self.nodes[id].completed_at = Some(self.now);
+                self.unfinished -= 1;
+            }
             Event::PeerBanned { peer, .. } => self.nodes[id].banned.push(*peer),
             _ => {}
         }
     }
 
-    /// Sends bytes over the sender's uplink, the latency, and the receiver's downlink.
-    fn transmit(&mut self, from: NodeId, link: LinkId, bytes: Vec<u8>) {
-        let Some(&(to, to_link)) = self.nodes[from].links.get(&link) else {
+    fn latency_between(&self, a: NodeId, b: NodeId) -> Duration {
+        if self.nodes[a].zone == self.nodes[b].zone {
+            self.latency
+        } else {
+            self.inter_zone_latency
+        }
+    }
+
+    /// Sends `len` bytes over the sender's uplink, the link (capped by loss), the latency, and
+    /// the receiver's downlink.
+    fn transmit(&mut self, from: NodeId, link: LinkId, items: Vec<Item>, len: u64) {
+        let Some(&end) = self.nodes[from].links.get(&link) else {
             return;
         };
-        let len = bytes.len() as u64;
-        self.nodes[from].bytes_sent += len;
+        let to = end.peer;
+        if self.nodes[to].state == State::Crashed {
+            // Nobody reads; the bytes still leave the sender.
+            self.nodes[from].bytes_sent += len;
+            return;
+        }
+        let latency = self.latency_between(from, to);
+        if self.nodes[from].zone != self.nodes[to].zone {
+            self.cross_zone_bytes += len;
+        }
+        let now = self.now;
         let sender = &mut self.nodes[from];
-        let sent = sender.up_free_at.max(self.now) + transfer_time(len, sender.capacity.up);
+        sender.bytes_sent += len;
+        let up = transfer_time(len, sender.capacity.up);
+        sender.up_busy += up;
+        let mut sent = sender.up_free_at.max(now) + up;
         sender.up_free_at = sent;
+        if self.loss > 0.0 {
+            let rtt = 2.0 * latency.as_secs_f64().max(1e-4);
+            let cap = (1.22 * MSS / (rtt * self.loss.sqrt())) as u64;
+            sent = sent.max(end.free_at.max(now) + transfer_time(len, cap));
+            if let Some(e) = self.nodes[from].links.get_mut(&link) {
+                e.free_at = sent;
+            }
+        }
         let receiver = &mut self.nodes[to];
-        let arrived = (sent + self.latency).max(receiver.down_free_at);
+        let arrived = (sent + latency).max(receiver.down_free_at);
         let received = arrived + transfer_time(len, receiver.capacity.down);
         receiver.down_free_at = received;
         self.schedule(
             received,
             Ev::Deliver {
                 to,
-                link: to_link,
-                bytes,
+                link: end.peer_link,
+                items,
             },
         );
     }
 
     fn schedule(&mut self, at: Instant, ev: Ev) {
         self.seq += 1;
-        self.queue.push(Reverse((at, self.seq, ev)));
+        self.queue.push(Reverse(Scheduled {
+            at,
+            seq: self.seq,
+            ev,
+        }));
     }
 
     // ----- results -----
@@ -401,9 +800,34 @@ impl Net {
         self.nodes.is_empty()
     }
 
-    /// When a node completed, if it did.
+    /// When a node completed, if it did (origins at the start).
     pub fn completed_at(&self, node: NodeId) -> Option<Instant> {
         self.nodes[node].completed_at
+    }
+
+    /// Whether a node started with the whole artifact.
+    pub fn is_origin(&self, node: NodeId) -> bool {
+        self.nodes[node].origin
+    }
+
+    /// Whether a node is still running (joined, and neither left nor crashed).
+    pub fn is_active(&self, node: NodeId) -> bool {
+        self.nodes[node].state == State::Active
+    }
+
+    /// A node's zone.
+    pub fn zone(&self, node: NodeId) -> u16 {
+        self.nodes[node].zone
+    }
+
+    /// A node's capacities.
+    pub fn capacity(&self, node: NodeId) -> Capacity {
+        self.nodes[node].capacity
+    }
+
+    /// How long a node's uplink was busy sending.
+    pub fn upload_busy(&self, node: NodeId) -> Duration {
+        self.nodes[node].up_busy
     }
 
     /// A node's swarm.
@@ -411,10 +835,10 @@ impl Net {
         &self.nodes[node].swarm
     }
 
-    /// A node's stored artifact, if it holds every piece.
+    /// A node's stored artifact, if it holds every piece (real payloads only).
     pub fn assembled(&self, node: NodeId) -> Option<Vec<u8>> {
         let n = &self.nodes[node];
-        if !n.swarm.is_complete() {
+        if !n.swarm.is_complete() || self.zeros.is_some() {
             return None;
         }
         Some(n.store.values().flat_map(|p| p.iter().copied()).collect())
@@ -435,6 +859,11 @@ impl Net {
         self.nodes[node].bytes_sent
     }
 
+    /// Bytes sent between nodes of different zones.
+    pub fn cross_zone_bytes(&self) -> u64 {
+        self.cross_zone_bytes
+    }
+
     /// Pieces that reached some node's storage without matching the artifact.
     pub fn bad_stores(&self) -> &[(NodeId, u32)] {
         &self.bad_stores
@@ -448,6 +877,66 @@ impl Net {
     /// The current simulated time.
     pub fn now(&self) -> Instant {
         self.now
+    }
+}
+
+/// The manifest of `size` zero bytes, hashed in pieces of a reused buffer.
+fn zero_manifest(size: u64) -> Manifest {
+    let mut builder = ManifestBuilder::new(size).expect("artifact within limits");
+    let chunk = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        builder.update(&chunk[..n]).expect("exactly size bytes");
+        left -= n as u64;
+    }
+    builder.finish().expect("complete")
+}
+
+/// Splits what a swarm transmits into frames, with each block's data left out.
+///
+/// The outbox writes whole frames into its buffer segments; a block's data follows its header
+/// as a segment of its own.
+fn split_items(segments: &[Bytes]) -> Vec<Item> {
+    let mut items = Vec::new();
+    let mut i = 0;
+    while i < segments.len() {
+        let seg = &segments[i];
+        let mut at = 0;
+        i += 1;
+        while at < seg.len() {
+            match wire::split_frame(&seg[at..]) {
+                Ok(Some((body, used))) => {
+                    items.push(Item::Frame(seg.slice_ref(body)));
+                    at += used;
+                }
+                Ok(None) => {
+                    // A block header whose data is the next segment.
+                    let header = wire::decode_block_header(&seg[at + LEN_PREFIX..])
+                        .expect("only block data is sent apart from its frame");
+                    let data = segments.get(i).map_or(0, Bytes::len);
+                    assert_eq!(data, header.block.len as usize, "block data segment");
+                    i += 1;
+                    items.push(Item::Block {
+                        piece: header.block.piece,
+                        offset: header.block.offset,
+                        len: header.block.len,
+                    });
+                    at = seg.len();
+                }
+                Err(e) => panic!("a swarm sent a broken frame: {e}"),
+            }
+        }
+    }
+    items
+}
+
+/// Bytes an item takes on the wire.
+fn wire_len(item: &Item) -> u64 {
+    match item {
+        Item::Frame(body) => (LEN_PREFIX + body.len()) as u64,
+        // A block header is at most 16 bytes; its exact size does not matter here.
+        Item::Block { len, .. } => u64::from(*len) + 16,
     }
 }
 

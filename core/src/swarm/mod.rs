@@ -284,6 +284,28 @@ impl Swarm {
         }
     }
 
+    /// A `Block` frame arrived on `link` whose data the driver carried apart from the frame
+    /// (see [`wire::decode_block_header`]): the same as [`Swarm::handle_frame`] with the
+    /// whole frame.
+    pub fn handle_block(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        piece: u32,
+        offset: u32,
+        data: Bytes,
+    ) {
+        self.now = now;
+        if !self.links.contains_key(&link) {
+            return;
+        }
+        if !(1..=MAX_BLOCK_LEN).contains(&data.len()) {
+            self.disconnect(link, DisconnectReason::Protocol);
+            return;
+        }
+        self.on_block(now, link, piece, offset, data);
+    }
+
     /// Time has passed: expire requests, handshakes and the manifest fetch; rotate slots.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = now;

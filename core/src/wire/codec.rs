@@ -133,6 +133,40 @@ fn finish_frame(
     Ok(())
 }
 
+/// Where a `Block` frame's data starts, and what it holds: what [`decode_block_header`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockHeader {
+    /// The block's piece, offset and length.
+    pub block: BlockRef,
+    /// Bytes of the frame body before the data.
+    pub header_len: usize,
+}
+
+/// Reads the header of a `Block` frame from the start of its body, without its data: for
+/// drivers that carry block data apart from the frame (the simulator). The data length is
+/// bounded like [`decode`] bounds it.
+pub fn decode_block_header(body_start: &[u8]) -> Result<BlockHeader, DecodeError> {
+    let [version, kind, payload @ ..] = body_start else {
+        return Err(DecodeError::Truncated);
+    };
+    if *version != PROTOCOL_VERSION {
+        return Err(DecodeError::Version(*version));
+    }
+    if *kind != Kind::Block as u8 {
+        return Err(DecodeError::UnknownKind(*kind));
+    }
+    // postcard writes the data as its varint length followed by the bytes.
+    let ((piece, offset, len), rest) = postcard::take_from_bytes::<(u32, u32, u32)>(payload)
+        .map_err(|_| DecodeError::Malformed(Kind::Block))?;
+    if !(1..=MAX_BLOCK_LEN).contains(&(len as usize)) {
+        return Err(Invalid::BlockLen(len as usize).into());
+    }
+    Ok(BlockHeader {
+        block: BlockRef { piece, offset, len },
+        header_len: body_start.len() - rest.len(),
+    })
+}
+
 /// Decodes one frame body (as returned by [`split_frame`]) into a message.
 pub fn decode(body: &[u8]) -> Result<Message<'_>, DecodeError> {
     let [version, kind, payload @ ..] = body else {

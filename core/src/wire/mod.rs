@@ -17,7 +17,9 @@ mod error;
 mod frame;
 mod message;
 
-pub use codec::{decode, decode_frame, encode, encode_block_header};
+pub use codec::{
+    BlockHeader, decode, decode_block_header, decode_frame, encode, encode_block_header,
+};
 pub use error::{DecodeError, EncodeError, Invalid};
 pub use frame::split_frame;
 pub use message::{BlockRef, Handshake, Kind, Message};

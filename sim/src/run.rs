@@ -1,0 +1,240 @@
+//! One run of a scenario at one peer count, and what it measured.
+
+use std::time::Duration;
+
+use pollen_core::Instant;
+use rand_core::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use serde::Serialize;
+
+use crate::{
+    net::{Capacity, Net, NodeId},
+    scenario::Scenario,
+};
+
+/// MB/s in the scenario files are 10^6 bytes per second.
+const MB: f64 = 1e6;
+
+/// What one run measured. Times are in seconds; ratios are to `t_min_s` or to the artifact.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Report {
+    /// The scenario's name.
+    pub scenario: String,
+    /// The seed the run used.
+    pub seed: u64,
+    /// Peers (origins not counted).
+    pub peers: usize,
+    /// Origins.
+    pub origins: usize,
+    /// Artifact size, bytes.
+    pub artifact_bytes: u64,
+    /// Piece size, bytes.
+    pub piece_bytes: u64,
+    /// The lower bound: max(F/u_s, F/d, N·F/(u_s + Σu_i)).
+    pub t_min_s: f64,
+    /// Median completion time over the peers that stayed, over `t_min_s`.
+    pub p50: f64,
+    /// 99th percentile, over `t_min_s`.
+    pub p99: f64,
+    /// Slowest peer that stayed, over `t_min_s`.
+    pub max: f64,
+    /// Bytes the origins sent, over the artifact size.
+    pub origin_copies: f64,
+    /// Bytes sent between zones, over the artifact size.
+    pub cross_zone_copies: f64,
+    /// Mean over nodes of the time each uplink was busy, over the run's length.
+    pub upload_utilisation: f64,
+    /// Peers that stayed but had not completed when the run ended.
+    pub incomplete: usize,
+    /// The single-origin baseline: every peer fetching from the origins alone,
+    /// max(N·F/u_s, F/d), over `t_min_s`.
+    pub single_origin: f64,
+    /// Simulated seconds the run covered.
+    pub simulated_s: f64,
+}
+
+/// Runs `scenario` with `peers` peers. `progress` is called now and then with the simulated
+/// time and how many peers have completed.
+pub fn run(scenario: &Scenario, peers: usize, mut progress: impl FnMut(Duration, usize)) -> Report {
+    let size = scenario.artifact_bytes();
+    let zones = scenario.zones();
+    let zone_of = |label: &Option<String>| zones[&label.clone().unwrap_or_default()];
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(scenario.seed ^ (peers as u64).rotate_left(32));
+    let mut net = Net::lengths_only(rng.next_u64(), ms(scenario.latency_ms));
+    net.set_inter_zone_latency(ms(scenario
+        .inter_zone_latency_ms
+        .unwrap_or(scenario.latency_ms)));
+    net.set_loss(scenario.loss);
+
+    let mut origins = Vec::new();
+    let mut ticket = None;
+    for o in &scenario.origins {
+        for _ in 0..o.count {
+            let (id, t) = net.add_origin(
+                size,
+                capacity(o.up_mb_s, o.down_mb_s),
+                crate::net::Behavior::Honest,
+            );
+            net.set_zone(id, zone_of(&o.zone));
+            origins.push(id);
+            ticket = Some(t);
+        }
+    }
+    let ticket = ticket.expect("a checked scenario has an origin");
+    let mut peer_ids = Vec::new();
+    for (group, count) in scenario.groups.iter().zip(scenario.group_counts(peers)) {
+        for _ in 0..count {
+            let id = net.add_peer(
+                &ticket,
+                capacity(group.up_mb_s, group.down_mb_s),
+                crate::net::Behavior::Honest,
+            );
+            net.set_zone(id, zone_of(&group.zone));
+            peer_ids.push(id);
+        }
+    }
+
+    // Churn: distinct peers for each role, times uniform in the window.
+    let mut joined_at = vec![Instant::ZERO; net.len()];
+    let mut gone = vec![false; net.len()];
+    let mut late = Vec::new();
+    if let Some(c) = &scenario.churn {
+        let mut order = peer_ids.clone();
+        shuffle(&mut order, &mut rng);
+        let take = |f: f64| (f * peers as f64).round() as usize;
+        let (leave, crash, join) = (take(c.leave), take(c.crash), take(c.join));
+        let at = |rng: &mut Xoshiro256PlusPlus| {
+            let [a, b] = c.window_s;
+            let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+            Instant::ZERO + Duration::from_secs_f64(a + u * (b - a))
+        };
+        let mut it = order.into_iter();
+        for node in it.by_ref().take(leave) {
+            let t = at(&mut rng);
+            net.leave_at(node, t);
+            gone[node] = true;
+        }
+        for node in it.by_ref().take(crash) {
+            let t = at(&mut rng);
+            net.crash_at(node, t);
+            gone[node] = true;
+        }
+        for node in it.take(join) {
+            let t = at(&mut rng);
+            late.push((node, t));
+            joined_at[node] = t;
+        }
+    }
+    for &(node, t) in &late {
+        net.join_later(node, t, scenario.degree);
+    }
+    for &p in &peer_ids {
+        if !late.iter().any(|&(n, _)| n == p) {
+            for &o in &origins {
+                net.connect(p, o);
+            }
+        }
+    }
+    net.connect_random(scenario.degree + origins.len());
+
+    let limit = Duration::from_secs_f64(scenario.time_limit_s);
+    let step = Duration::from_secs(1);
+    let mut until = step;
+    loop {
+        net.run(until.min(limit));
+        let done = peer_ids
+            .iter()
+            .filter(|&&p| net.completed_at(p).is_some())
+            .count();
+        progress(net.now().saturating_since(Instant::ZERO), done);
+        if net.is_finished() || net.is_idle() || until >= limit {
+            break;
+        }
+        until += step;
+    }
+
+    let stayed: Vec<NodeId> = peer_ids.iter().copied().filter(|&p| !gone[p]).collect();
+    let mut times: Vec<f64> = stayed
+        .iter()
+        .filter_map(|&p| {
+            net.completed_at(p)
+                .map(|t| t.saturating_since(joined_at[p]).as_secs_f64())
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    let incomplete = stayed.len() - times.len();
+
+    let f = size as f64;
+    let u_s: f64 = origins.iter().map(|&o| net.capacity(o).up as f64).sum();
+    let u_peers: f64 = peer_ids.iter().map(|&p| net.capacity(p).up as f64).sum();
+    let d_min = peer_ids
+        .iter()
+        .map(|&p| net.capacity(p).down as f64)
+        .fold(f64::INFINITY, f64::min);
+    let n = peers as f64;
+    let t_min = (f / u_s).max(f / d_min).max(n * f / (u_s + u_peers));
+    let single = (n * f / u_s).max(f / d_min);
+    let end = net.now().saturating_since(Instant::ZERO).as_secs_f64();
+    let percentile = |q: f64| -> f64 {
+        if times.is_empty() || incomplete > 0 && q * stayed.len() as f64 > times.len() as f64 {
+            return f64::INFINITY;
+        }
+        let rank = ((q * stayed.len() as f64).ceil() as usize).clamp(1, times.len());
+        times[rank - 1] / t_min
+    };
+    let nodes = origins.iter().chain(&peer_ids);
+    let utilisation = if end > 0.0 {
+        let busy: f64 = nodes
+            .clone()
+            .map(|&x| net.upload_busy(x).as_secs_f64() / end)
+            .sum();
+        busy / (origins.len() + peer_ids.len()) as f64
+    } else {
+        0.0
+    };
+    let origin_bytes: u64 = origins.iter().map(|&o| net.bytes_sent(o)).sum();
+    Report {
+        scenario: scenario.name.clone(),
+        seed: scenario.seed,
+        peers,
+        origins: origins.len(),
+        artifact_bytes: size,
+        piece_bytes: net
+            .swarm(origins[0])
+            .manifest()
+            .map_or(0, |m| m.layout().piece_size()),
+        t_min_s: t_min,
+        p50: percentile(0.5),
+        p99: percentile(0.99),
+        max: if incomplete > 0 {
+            f64::INFINITY
+        } else {
+            times.last().map_or(f64::INFINITY, |t| t / t_min)
+        },
+        origin_copies: origin_bytes as f64 / f,
+        cross_zone_copies: net.cross_zone_bytes() as f64 / f,
+        upload_utilisation: utilisation,
+        incomplete,
+        single_origin: single / t_min,
+        simulated_s: end,
+    }
+}
+
+fn ms(v: f64) -> Duration {
+    Duration::from_secs_f64(v / 1000.0)
+}
+
+fn capacity(up_mb_s: f64, down_mb_s: f64) -> Capacity {
+    Capacity {
+        up: (up_mb_s * MB) as u64,
+        down: (down_mb_s * MB) as u64,
+    }
+}
+
+/// Fisher-Yates with the run's generator.
+fn shuffle<T>(items: &mut [T], rng: &mut Xoshiro256PlusPlus) {
+    for i in (1..items.len()).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        items.swap(i, j);
+    }
+}

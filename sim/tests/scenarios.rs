@@ -1,0 +1,196 @@
+//! Scenario runs: lengths-only payloads, zones, loss, churn, determinism, and the CLI.
+
+use std::{process::Command, time::Duration};
+
+use pollen_sim::{
+    net::{Behavior, Capacity, Net},
+    run::{Report, run},
+    scenario::Scenario,
+};
+
+const MB: u64 = 1_000_000;
+
+fn scenario(extra_top: &str, groups: &str) -> Scenario {
+    let text = format!(
+        r#"
+        name = "test"
+        artifact_mib = 4
+        peers = [30]
+        degree = 4
+        latency_ms = 5
+        {extra_top}
+        [[origins]]
+        up_mb_s = 20
+        down_mb_s = 20
+        zone = "a"
+        {groups}
+        "#
+    );
+    Scenario::parse(&text, "test").expect("valid scenario")
+}
+
+const ONE_GROUP: &str = "[[groups]]\nup_mb_s = 5\ndown_mb_s = 20\nzone = \"a\"";
+
+fn quiet(s: &Scenario) -> Report {
+    run(s, s.peers[0], |_, _| {})
+}
+
+#[test]
+fn lengths_only_payloads_complete_and_still_ban_a_corrupting_origin() {
+    let mut net = Net::lengths_only(3, Duration::from_millis(5));
+    let size = 3 << 20;
+    let cap = Capacity {
+        up: 10 * MB,
+        down: 40 * MB,
+    };
+    let (good, ticket) = net.add_origin(size, cap, Behavior::Honest);
+    let (bad, _) = net.add_origin(size, cap, Behavior::CorruptBlocks);
+    let peers: Vec<_> = (0..10)
+        .map(|_| net.add_peer(&ticket, cap, Behavior::Honest))
+        .collect();
+    for &p in &peers {
+        net.connect(p, good);
+        net.connect(p, bad);
+    }
+    net.run(Duration::from_secs(600));
+    for &p in &peers {
+        assert!(net.completed_at(p).is_some(), "peer {p} completed");
+        assert!(net.swarm(p).is_complete());
+    }
+    let banners = peers
+        .iter()
+        .filter(|&&p| net.banned_by(p).contains(&net.peer_id(bad)))
+        .count();
+    assert!(
+        banners > 0,
+        "the corrupting origin is banned by those it served"
+    );
+    assert!(
+        peers
+            .iter()
+            .all(|&p| !net.banned_by(p).contains(&net.peer_id(good)))
+    );
+}
+
+#[test]
+fn a_run_is_a_function_of_its_scenario_and_seed() {
+    let s = scenario("", ONE_GROUP);
+    let first = quiet(&s);
+    assert_eq!(first, quiet(&s));
+    let mut other = s.clone();
+    other.seed = 2;
+    assert_ne!(first, quiet(&other), "another seed takes another path");
+}
+
+#[test]
+fn reports_respect_the_lower_bound_and_count_the_origin() {
+    let r = quiet(&scenario("", ONE_GROUP));
+    assert_eq!((r.peers, r.origins, r.incomplete), (30, 1, 0));
+    assert_eq!(r.artifact_bytes, 4 << 20);
+    assert!(r.p50 >= 1.0 && r.p99 >= r.p50 && r.max >= r.p99, "{r:?}");
+    assert!(
+        r.origin_copies >= 1.0,
+        "the origin sends every byte at least once: {r:?}"
+    );
+    assert!(r.upload_utilisation > 0.0 && r.upload_utilisation <= 1.0);
+    assert!(
+        r.single_origin > 1.0,
+        "one origin alone is slower than the bound"
+    );
+    assert_eq!(r.cross_zone_copies, 0.0, "one zone");
+}
+
+#[test]
+fn bytes_between_zones_are_counted() {
+    let groups = format!("{ONE_GROUP}\n[[groups]]\nup_mb_s = 5\ndown_mb_s = 20\nzone = \"b\"");
+    let r = quiet(&scenario("inter_zone_latency_ms = 30", &groups));
+    assert_eq!(r.incomplete, 0);
+    // Zone b's 15 peers need at least one copy from zone a.
+    assert!(r.cross_zone_copies >= 1.0, "{r:?}");
+}
+
+#[test]
+fn loss_slows_a_transfer_down() {
+    let clean = quiet(&scenario("", ONE_GROUP));
+    let lossy = quiet(&scenario("loss = 0.02", ONE_GROUP));
+    assert_eq!(lossy.incomplete, 0);
+    assert!(lossy.p50 > clean.p50, "{} vs {}", lossy.p50, clean.p50);
+}
+
+#[test]
+fn peers_that_crash_or_leave_do_not_stop_the_others_and_late_joiners_finish() {
+    let churn = "[churn]\nleave = 0.2\ncrash = 0.2\njoin = 0.2\nwindow_s = [0.2, 2.0]";
+    let s = scenario("", &format!("{ONE_GROUP}\n{churn}"));
+    let r = quiet(&s);
+    assert_eq!(r.incomplete, 0, "every peer that stayed completed: {r:?}");
+    assert!(r.max.is_finite());
+}
+
+fn sim() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pollen-sim"))
+}
+
+#[test]
+fn the_cli_prints_a_table_json_and_a_chart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("s.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"cli\"\nartifact_mib = 2\npeers = [5, 20]\n[[origins]]\nup_mb_s = 20\ndown_mb_s = 20\n{ONE_GROUP}\n"
+        ),
+    )
+    .expect("write scenario");
+
+    let out = sim().arg(&file).output().expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.lines().next().is_some_and(|h| h.contains("T_min")),
+        "{table}"
+    );
+    assert_eq!(
+        table.lines().filter(|l| l.starts_with("cli")).count(),
+        2,
+        "{table}"
+    );
+
+    let charts = dir.path().join("charts");
+    let out = sim()
+        .arg(&file)
+        .args(["--json", "--peers", "7", "--chart"])
+        .arg(&charts)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(json[0]["peers"], 7);
+    assert!(json[0]["p50"].as_f64().is_some_and(|v| v >= 1.0), "{json}");
+    let svg = std::fs::read_to_string(charts.join("cli.svg")).expect("chart");
+    assert!(svg.starts_with("<svg") && svg.contains("single origin"));
+}
+
+#[test]
+fn the_cli_explains_bad_input() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("missing.toml");
+    let out = sim().arg(&missing).output().expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("missing.toml"), "{err}");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "name = \"x\"\nartifact_mib = -3\n").expect("write");
+    let out = sim().arg(&bad).output().expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml"), "{err}");
+}
