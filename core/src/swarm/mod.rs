@@ -77,6 +77,9 @@ pub struct Swarm {
     rng: Xoshiro256PlusPlus,
     links: BTreeMap<LinkId, Link>,
     downloads: BTreeMap<(u32, LinkId), Download>,
+    /// Links whose handshake has not arrived yet (so `poll_timeout` need not look at every
+    /// link of a seed with thousands).
+    handshaking: usize,
     banned: BTreeSet<PeerId>,
     /// Verified pieces in memory, most recently used last.
     cache: VecDeque<(u32, PieceData)>,
@@ -171,6 +174,7 @@ impl Swarm {
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
             links: BTreeMap::new(),
             downloads: BTreeMap::new(),
+            handshaking: 0,
             banned: BTreeSet::new(),
             cache: VecDeque::new(),
             reading: BTreeSet::new(),
@@ -250,8 +254,14 @@ impl Swarm {
     /// A new link is open; we send our handshake on it.
     pub fn handle_connected(&mut self, now: Instant, link: LinkId) {
         self.now = now;
-        self.links
-            .insert(link, Link::new(now, self.layout.piece_count()));
+        if let Some(old) = self
+            .links
+            .insert(link, Link::new(now, self.layout.piece_count()))
+            && !old.ready()
+        {
+            self.handshaking -= 1;
+        }
+        self.handshaking += 1;
         let hs = Handshake {
             peer_id: self.cfg.peer_id,
             swarm: Some(self.id),
@@ -443,13 +453,17 @@ impl Swarm {
 
     /// When [`Swarm::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let requests = self
-            .links
-            .values()
+        // Every outstanding request belongs to a download, and most links of a busy seed are
+        // past their handshake: skip the walks over all links when they would find nothing.
+        let requests = (!self.downloads.is_empty())
+            .then(|| self.links.values())
+            .into_iter()
+            .flatten()
             .filter_map(|l| l.outstanding.front().map(|o| o.deadline));
-        let handshakes = self
-            .links
-            .values()
+        let handshakes = (self.handshaking > 0)
+            .then(|| self.links.values())
+            .into_iter()
+            .flatten()
             .filter(|l| !l.ready())
             .map(|l| l.connected_at + self.cfg.handshake_timeout);
         let fetch = self.fetch.as_ref().map(|f| f.deadline);
@@ -524,8 +538,10 @@ impl Swarm {
             self.disconnect(link, reason);
             return;
         }
-        if let Some(l) = self.links.get_mut(&link) {
-            l.peer = Some(hs.peer_id);
+        if let Some(l) = self.links.get_mut(&link)
+            && l.peer.replace(hs.peer_id).is_none()
+        {
+            self.handshaking -= 1;
         }
         self.events.push_back(Event::PeerConnected {
             link,
@@ -1172,6 +1188,9 @@ impl Swarm {
         let Some(l) = self.links.remove(&link) else {
             return;
         };
+        if !l.ready() {
+            self.handshaking -= 1;
+        }
         self.picker.peer_gone(&l.remote_have);
         if self.fetch.as_ref().is_some_and(|f| f.link == link) {
             self.fetch = None;

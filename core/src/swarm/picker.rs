@@ -14,6 +14,8 @@ pub(crate) struct Picker {
     availability: Vec<u32>,
     /// How many links are downloading each piece.
     downloading: Vec<u8>,
+    /// Pieces no link is downloading (same bit layout as every [`Bitfield`]).
+    idle: Bitfield,
     /// Pieces verified and handed to storage, not yet confirmed.
     storing: Bitfield,
 }
@@ -23,6 +25,7 @@ impl Picker {
         Self {
             availability: vec![0; pieces as usize],
             downloading: vec![0; pieces as usize],
+            idle: Bitfield::full(pieces),
             storing: Bitfield::new(pieces),
         }
     }
@@ -46,10 +49,14 @@ impl Picker {
 
     pub(crate) fn start(&mut self, piece: u32) {
         self.downloading[piece as usize] += 1;
+        self.idle.remove(piece);
     }
 
     pub(crate) fn stop(&mut self, piece: u32) {
         self.downloading[piece as usize] -= 1;
+        if self.downloading[piece as usize] == 0 {
+            self.idle.insert(piece);
+        }
     }
 
     pub(crate) fn downloading(&self, piece: u32) -> u8 {
@@ -66,15 +73,13 @@ impl Picker {
         }
     }
 
-    /// Whether piece `piece` is wanted: not held and not being stored.
-    fn wanted(&self, have: &Bitfield, piece: u32) -> bool {
-        !have.contains(piece) && !self.storing.contains(piece)
-    }
-
     /// Chooses a new piece to download from a peer holding `remote`.
     ///
     /// `busy_here` says whether this link already downloads a piece (it is never given the same
     /// piece twice). Returns `None` when the peer has nothing we can use.
+    ///
+    /// Candidates are found a byte (8 pieces) at a time from the bitfields, so a peer with
+    /// nothing new costs a pass over `pieces / 8` bytes, not a test per piece.
     pub(crate) fn pick(
         &self,
         have: &Bitfield,
@@ -90,33 +95,121 @@ impl Picker {
         }
         // Scan from a random start so ties spread across peers.
         let start = (rng.next_u64() % u64::from(pieces)) as u32;
-        let order = (start..pieces).chain(0..start);
-        let fresh =
-            |p: &u32| remote.contains(*p) && self.wanted(have, *p) && self.downloading(*p) == 0;
+        let (h, r, st, idle) = (
+            have.as_bytes(),
+            remote.as_bytes(),
+            self.storing.as_bytes(),
+            self.idle.as_bytes(),
+        );
+        let wanted = |k: usize| r[k] & !h[k] & !st[k];
+        let fresh = |k: usize| wanted(k) & idle[k];
         let chosen = if have.count() < random_first {
-            order.clone().find(fresh)
+            let mut first = None;
+            scan(start, pieces, fresh, |p| {
+                first = Some(p);
+                false
+            });
+            first
         } else {
-            order
-                .clone()
-                .filter(fresh)
-                .min_by_key(|&p| self.availability[p as usize])
+            // The first of the rarest. A piece only this peer holds cannot be beaten, so the
+            // scan stops there (early in a swarm most pieces are such).
+            let mut best: Option<(u32, u32)> = None;
+            scan(start, pieces, fresh, |p| {
+                let a = self.availability[p as usize];
+                if best.is_none_or(|(_, b)| a < b) {
+                    best = Some((p, a));
+                }
+                a > 1
+            });
+            best.map(|(p, _)| p)
         };
         chosen.or_else(|| {
             // End-game: everything this peer could give us is already being downloaded; help
             // with the piece fewest links are on.
-            order
-                .filter(|&p| {
-                    remote.contains(p)
-                        && self.wanted(have, p)
-                        && self.downloading(p) < endgame_duplicates
-                        && !busy_here(p)
-                })
-                .min_by_key(|&p| self.downloading(p))
+            let mut best: Option<(u32, u8)> = None;
+            scan(start, pieces, wanted, |p| {
+                let d = self.downloading(p);
+                if d < endgame_duplicates && !busy_here(p) && best.is_none_or(|(_, b)| d < b) {
+                    best = Some((p, d));
+                }
+                true
+            });
+            best.map(|(p, _)| p)
         })
     }
 
     /// Whether a peer holding `remote` has any piece we still want.
     pub(crate) fn wants_from(&self, have: &Bitfield, remote: &Bitfield) -> bool {
-        remote.iter().any(|p| self.wanted(have, p))
+        let (h, r, st) = (have.as_bytes(), remote.as_bytes(), self.storing.as_bytes());
+        (0..r.len().min(h.len()).min(st.len())).any(|k| r[k] & !h[k] & !st[k] != 0)
+    }
+}
+
+/// Calls `f` with every piece below `pieces` whose bit is set in `mask` (a byte of candidate
+/// bits per 8 pieces, in [`Bitfield`]'s layout), from `start` up, then from 0 to `start`,
+/// until `f` returns false.
+fn scan(start: u32, pieces: u32, mask: impl Fn(usize) -> u8, mut f: impl FnMut(u32) -> bool) {
+    for (lo, hi) in [(start, pieces), (0, start.min(pieces))] {
+        let mut p = lo;
+        while p < hi {
+            let byte = mask((p / 8) as usize);
+            if byte == 0 {
+                // Nothing in the rest of this byte.
+                p = (p / 8 + 1) * 8;
+                continue;
+            }
+            if byte & (0x80 >> (p % 8)) != 0 && !f(p) {
+                return;
+            }
+            p += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_visits_set_bits_from_the_start_wrapping_around() {
+        // Bits 1, 9, 10 and 17 of 20 pieces.
+        let bytes = [0b0100_0000u8, 0b0110_0000, 0b0100_0000];
+        let mut seen = Vec::new();
+        scan(
+            10,
+            20,
+            |k| bytes[k],
+            |p| {
+                seen.push(p);
+                true
+            },
+        );
+        assert_eq!(seen, [10, 17, 1, 9]);
+        let mut first = Vec::new();
+        scan(
+            0,
+            20,
+            |k| bytes[k],
+            |p| {
+                first.push(p);
+                false
+            },
+        );
+        assert_eq!(first, [1]);
+    }
+
+    #[test]
+    fn scan_never_passes_the_piece_count() {
+        let mut seen = Vec::new();
+        scan(
+            3,
+            5,
+            |_| 0xFF,
+            |p| {
+                seen.push(p);
+                true
+            },
+        );
+        assert_eq!(seen, [3, 4, 0, 1, 2]);
     }
 }
