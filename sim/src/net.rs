@@ -2,8 +2,9 @@
 //! zone, loss, joins, departures and crashes, seeded randomness, and a trace of everything
 //! that happened.
 //!
-//! Each node's uplink and downlink serialise the bytes that cross them at the node's rate, and
-//! every transfer also takes the latency between the two nodes' zones. A lossy link is capped
+//! Each node's uplink serialises the bytes it sends at the node's rate, in the order they are
+//! sent; each downlink serialises what arrives, in the order it arrives; every transfer also
+//! takes the latency between the two nodes' zones. A lossy link is capped
 //! at the throughput TCP sustains at that loss and round trip (the Mathis formula). Nothing here
 //! reads a clock: time advances from event to event, so a run is a pure function of its inputs
 //! and seed.
@@ -110,6 +111,12 @@ enum Item {
 /// Something scheduled to happen.
 #[derive(Debug)]
 enum Ev {
+    Arrive {
+        to: NodeId,
+        link: LinkId,
+        items: Vec<Item>,
+        len: u64,
+    },
     Deliver {
         to: NodeId,
         link: LinkId,
@@ -468,6 +475,12 @@ impl Net {
             };
             self.now = at;
             match ev {
+                Ev::Arrive {
+                    to,
+                    link,
+                    items,
+                    len,
+                } => self.arrive(to, link, items, len),
                 Ev::Deliver { to, link, items } => self.deliver(to, link, items),
                 Ev::Disconnected { node, link } => {
                     if self.nodes[node].state == State::Active
@@ -765,18 +778,26 @@ impl Net {
                 e.free_at = sent;
             }
         }
-        let receiver = &mut self.nodes[to];
-        let arrived = (sent + latency).max(receiver.down_free_at);
-        let received = arrived + transfer_time(len, receiver.capacity.down);
-        receiver.down_free_at = received;
+        // The receiver's downlink takes transfers in the order they arrive, so its queue is
+        // settled on arrival (a slow sender's late bytes must not hold up a fast one's).
         self.schedule(
-            received,
-            Ev::Deliver {
+            sent + latency,
+            Ev::Arrive {
                 to,
                 link: end.peer_link,
                 items,
+                len,
             },
         );
+    }
+
+    /// Bytes reached the receiver's downlink: queue them there, then deliver.
+    fn arrive(&mut self, to: NodeId, link: LinkId, items: Vec<Item>, len: u64) {
+        let receiver = &mut self.nodes[to];
+        let start = receiver.down_free_at.max(self.now);
+        let received = start + transfer_time(len, receiver.capacity.down);
+        receiver.down_free_at = received;
+        self.schedule(received, Ev::Deliver { to, link, items });
     }
 
     fn schedule(&mut self, at: Instant, ev: Ev) {

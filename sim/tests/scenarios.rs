@@ -194,3 +194,39 @@ fn the_cli_explains_bad_input() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.toml"), "{err}");
 }
+
+#[test]
+fn a_slow_senders_late_bytes_do_not_hold_up_a_fast_senders() {
+    // One peer fetches from a fast and a very slow origin. Its downlink takes bytes in the
+    // order they arrive, so the fast origin's blocks never wait behind the slow one's.
+    let mut net = Net::lengths_only(5, Duration::from_millis(5));
+    let size: u64 = 8 << 20;
+    let fast = Capacity {
+        up: 50 * MB,
+        down: 50 * MB,
+    };
+    let slow = Capacity {
+        up: MB / 10,
+        down: 50 * MB,
+    };
+    let (f, ticket) = net.add_origin(size, fast, Behavior::Honest);
+    let (s, _) = net.add_origin(size, slow, Behavior::Honest);
+    let peer = net.add_peer(
+        &ticket,
+        Capacity {
+            up: 50 * MB,
+            down: 50 * MB,
+        },
+        Behavior::Honest,
+    );
+    net.connect(peer, f);
+    net.connect(peer, s);
+    net.run(Duration::from_secs(3600));
+    let done = net.completed_at(peer).expect("completes").as_micros() as f64 / 1e6;
+    // The fast origin alone needs 0.17 s; the slow one alone 84 s.
+    let alone = size as f64 / (50 * MB) as f64;
+    assert!(
+        done < 3.0 * alone,
+        "took {done:.2} s, the fast origin alone {alone:.2} s"
+    );
+}
