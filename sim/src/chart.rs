@@ -22,7 +22,8 @@ struct Series<'a> {
 
 /// Draws the reports of one scenario (one per peer count) as an SVG document.
 pub fn svg(title: &str, reports: &[Report]) -> String {
-    let finite = |v: f64| v.is_finite().then_some(v);
+    // Log axes: only positive, finite values can be drawn.
+    let finite = |v: f64| (v.is_finite() && v > 0.0).then_some(v);
     let mut sorted: Vec<&Report> = reports.iter().collect();
     sorted.sort_by_key(|r| r.peers);
     let series = [
@@ -50,7 +51,7 @@ pub fn svg(title: &str, reports: &[Report]) -> String {
             dashed: false,
             points: sorted
                 .iter()
-                .map(|r| (r.peers as f64, r.single_origin))
+                .filter_map(|r| Some((r.peers as f64, finite(r.single_origin)?)))
                 .collect(),
         },
         Series {
@@ -74,11 +75,12 @@ pub fn svg(title: &str, reports: &[Report]) -> String {
     let x_lo = 10f64.powf(x_lo.max(1.0).log10().floor());
     let x_hi = 10f64.powf(x_hi.log10().ceil()).max(x_lo * 10.0);
     let y_lo: f64 = 0.5;
-    let y_hi = 10f64.powf(y_hi.log10().ceil()).max(10.0);
+    let y_hi = 10f64.powf(y_hi.log10().ceil()).clamp(10.0, 1e7);
     let px = |x: f64| {
         LEFT + (x.log10() - x_lo.log10()) / (x_hi.log10() - x_lo.log10()) * (W - LEFT - RIGHT)
     };
     let py = |y: f64| {
+        let y = y.clamp(y_lo, y_hi);
         H - BOTTOM - (y.log10() - y_lo.log10()) / (y_hi.log10() - y_lo.log10()) * (H - TOP - BOTTOM)
     };
 
@@ -116,7 +118,7 @@ pub fn svg(title: &str, reports: &[Report]) -> String {
         x *= 10.0;
     }
     for y in [
-        0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 10000.0,
+        0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1e3, 1e4, 1e5, 1e6, 1e7,
     ] {
         if y > y_hi * 1.0001 {
             break;

@@ -65,6 +65,7 @@ fn main_inner() -> anyhow::Result<()> {
             .with_context(|| format!("creating the chart directory {}", dir.display()))?;
     }
     let tty = std::io::stderr().is_terminal();
+    let mut chart_names = std::collections::BTreeSet::new();
     let mut all = Vec::new();
     if !args.json {
         println!("{}", table_header());
@@ -100,7 +101,15 @@ fn main_inner() -> anyhow::Result<()> {
             reports.push(report);
         }
         if let Some(dir) = &args.chart {
-            let path = dir.join(format!("{}.svg", file_name(&s.name)));
+            // Two scenarios whose names read alike get a file each.
+            let base = file_name(&s.name);
+            let mut name = base.clone();
+            let mut n = 1;
+            while !chart_names.insert(name.clone()) {
+                n += 1;
+                name = format!("{base}-{n}");
+            }
+            let path = dir.join(format!("{name}.svg"));
             std::fs::write(&path, chart::svg(&s.name, &reports))
                 .with_context(|| format!("writing {}", path.display()))?;
             eprintln!("chart: {}", path.display());

@@ -4,7 +4,9 @@
 //!
 //! Each node's uplink serialises the bytes it sends at the node's rate, in the order they are
 //! sent; each downlink serialises what arrives, in the order it arrives; every transfer also
-//! takes the latency between the two nodes' zones. A lossy link is capped
+//! takes the latency between the two nodes' zones. A transmission is store-and-forward: it
+//! reaches the downlink once all of it has left the uplink (a batch of frames, usually a block
+//! or two), so a round trip is a little longer than on a real, pipelined network. A lossy link is capped
 //! at the throughput TCP sustains at that loss and round trip (the Mathis formula). Nothing here
 //! reads a clock: time advances from event to event, so a run is a pure function of its inputs
 //! and seed.
@@ -302,8 +304,15 @@ impl Net {
             "add_origin needs a lengths-only network"
         );
         let manifest = match &self.zero_manifest {
-            Some(m) if m.layout().size() == size => m.clone(),
-            _ => {
+            Some(m) => {
+                assert_eq!(
+                    m.layout().size(),
+                    size,
+                    "every origin holds the same artifact"
+                );
+                m.clone()
+            }
+            None => {
                 let m = zero_manifest(size);
                 let piece = usize::try_from(m.layout().piece_size()).expect("at most 16 MiB");
                 self.zeros = Some(Bytes::from(vec![0u8; piece]));
@@ -331,13 +340,19 @@ impl Net {
 
     /// Makes `node` (just added, with no links) join at `at` instead of now: it then links to
     /// every origin and to `degree` random active nodes.
+    ///
+    /// # Panics
+    /// If the node has links, or was already made to join later, leave or crash.
     pub fn join_later(&mut self, node: NodeId, at: Instant, degree: usize) {
         let n = &mut self.nodes[node];
         assert!(n.links.is_empty(), "a node joins before it has links");
-        if n.state == State::Active && n.completed_at.is_none() {
+        assert_eq!(n.state, State::Active, "a node joins later once");
+        if n.completed_at.is_none() {
             self.unfinished -= 1;
         }
         n.state = State::Pending;
+        // Its timer was set when it was added; it is set again when it joins.
+        n.timer = None;
         // Counted until it joins.
         self.unfinished += 1;
         self.schedule(at, Ev::Join { node, degree });
@@ -533,14 +548,22 @@ impl Net {
         }
         let want = self.nodes[node].links.len() + degree;
         self.link_randomly(node, want);
+        self.drain(node);
     }
 
     /// Takes a node out of the run: gracefully (its peers see its links close after the
     /// latency) or by a crash (its peers' keepalive notices much later).
     fn stop(&mut self, node: NodeId, how: State) {
         let n = &mut self.nodes[node];
-        if n.state != State::Active {
-            return;
+        match n.state {
+            State::Active => {}
+            State::Pending => {
+                // Gone before it joined: its join never happens.
+                n.state = how;
+                self.unfinished -= 1;
+                return;
+            }
+            State::Left | State::Crashed => return,
         }
         n.state = how;
         n.timer = None;
@@ -716,13 +739,15 @@ impl Net {
         let Some(truth) = &self.truth else {
             return true;
         };
-        let size = self.nodes[0]
-            .swarm
-            .manifest()
-            .map(|m| m.layout().piece_size())
-            .unwrap_or(0);
-        let start = piece as usize * size as usize;
-        truth.get(start..start + data.len()) == Some(data)
+        let Some(range) = self
+            .nodes
+            .iter()
+            .find_map(|n| n.swarm.manifest())
+            .and_then(|m| m.layout().piece_range(piece))
+        else {
+            return false;
+        };
+        truth.get(range.start as usize..range.end as usize) == Some(data)
     }
 
     fn record(&mut self, id: NodeId, event: &Event) {
@@ -754,11 +779,6 @@ impl Net {
             return;
         };
         let to = end.peer;
-        if self.nodes[to].state == State::Crashed {
-            // Nobody reads; the bytes still leave the sender.
-            self.nodes[from].bytes_sent += len;
-            return;
-        }
         let latency = self.latency_between(from, to);
         if self.nodes[from].zone != self.nodes[to].zone {
             self.cross_zone_bytes += len;
@@ -777,6 +797,10 @@ impl Net {
             if let Some(e) = self.nodes[from].links.get_mut(&link) {
                 e.free_at = sent;
             }
+        }
+        if self.nodes[to].state == State::Crashed {
+            // Nobody reads; the bytes still left the sender.
+            return;
         }
         // The receiver's downlink takes transfers in the order they arrive, so its queue is
         // settled on arrival (a slow sender's late bytes must not hold up a fast one's).
@@ -834,6 +858,11 @@ impl Net {
     /// Whether a node is still running (joined, and neither left nor crashed).
     pub fn is_active(&self, node: NodeId) -> bool {
         self.nodes[node].state == State::Active
+    }
+
+    /// When a node's swarm next wants `handle_timeout`, if a timer is set for it.
+    pub fn timer(&self, node: NodeId) -> Option<Instant> {
+        self.nodes[node].timer
     }
 
     /// A node's zone.
@@ -935,9 +964,13 @@ fn split_items(segments: &[Bytes]) -> Vec<Item> {
                     // A block header whose data is the next segment.
                     let header = wire::decode_block_header(&seg[at + LEN_PREFIX..])
                         .expect("only block data is sent apart from its frame");
-                    let data = segments.get(i).map_or(0, Bytes::len);
-                    assert_eq!(data, header.block.len as usize, "block data segment");
-                    i += 1;
+                    // Its data follows in one segment or more (parts of a cached piece).
+                    let mut data = 0;
+                    while data < header.block.len as usize {
+                        data += segments.get(i).map(Bytes::len).expect("the block's data");
+                        i += 1;
+                    }
+                    assert_eq!(data, header.block.len as usize, "block data segments");
                     items.push(Item::Block {
                         piece: header.block.piece,
                         offset: header.block.offset,

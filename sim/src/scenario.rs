@@ -162,8 +162,14 @@ pub enum ScenarioError {
 
 /// Most peers in one run: the simulator's memory and time grow with it.
 pub const MAX_PEERS: usize = 100_000;
-/// Largest artifact, MiB (the protocol's own limit is far above what a run can cover).
-pub const MAX_ARTIFACT_MIB: f64 = 64.0 * 1024.0;
+/// Most origins, and most random links per peer.
+pub const MAX_ORIGINS_OR_DEGREE: usize = 1_000;
+/// Artifact sizes, MiB: from one byte to what a run can cover (the protocol allows more).
+pub const ARTIFACT_MIB: (f64, f64) = (1.0 / (1024.0 * 1024.0), 64.0 * 1024.0);
+/// Capacities in MB/s: from 1 kB/s to 1 TB/s.
+pub const CAPACITY_MB_S: (f64, f64) = (0.001, 1e6);
+/// Longest simulated time, seconds (a year); also bounds latencies and churn windows.
+pub const MAX_SECONDS: f64 = 365.0 * 86_400.0;
 
 impl Scenario {
     /// Reads and checks a scenario file.
@@ -204,26 +210,30 @@ impl Scenario {
                 Err(format!("{what} must be between 0 and 1, not {v}"))
             }
         };
-        positive(self.artifact_mib, "artifact_mib")?;
-        if self.artifact_mib > MAX_ARTIFACT_MIB {
-            return Err(format!(
-                "artifact_mib is {}, more than the simulator's {MAX_ARTIFACT_MIB}",
-                self.artifact_mib
-            ));
-        }
+        let within = |v: f64, (lo, hi): (f64, f64), what: &str| {
+            if (lo..=hi).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!("{what} must be from {lo} to {hi}, not {v}"))
+            }
+        };
+        within(self.artifact_mib, ARTIFACT_MIB, "artifact_mib")?;
         if self.peers.is_empty() {
             return Err("peers must list at least one count".into());
         }
         if let Some(&n) = self.peers.iter().find(|&&n| n == 0 || n > MAX_PEERS) {
             return Err(format!("a peer count must be 1 to {MAX_PEERS}, not {n}"));
         }
-        if !(self.latency_ms.is_finite() && self.latency_ms >= 0.0) {
-            return Err(format!("latency_ms cannot be {}", self.latency_ms));
+        if self.degree > MAX_ORIGINS_OR_DEGREE {
+            return Err(format!(
+                "degree must be at most {MAX_ORIGINS_OR_DEGREE}, not {}",
+                self.degree
+            ));
         }
-        if let Some(l) = self.inter_zone_latency_ms
-            && !(l.is_finite() && l >= 0.0)
-        {
-            return Err(format!("inter_zone_latency_ms cannot be {l}"));
+        let latencies = (0.0, MAX_SECONDS * 1000.0);
+        within(self.latency_ms, latencies, "latency_ms")?;
+        if let Some(l) = self.inter_zone_latency_ms {
+            within(l, latencies, "inter_zone_latency_ms")?;
         }
         if !(0.0..1.0).contains(&self.loss) {
             return Err(format!(
@@ -232,32 +242,39 @@ impl Scenario {
             ));
         }
         positive(self.time_limit_s, "time_limit_s")?;
-        if self.origins.is_empty() || self.origins.iter().all(|o| o.count == 0) {
+        within(self.time_limit_s, (0.0, MAX_SECONDS), "time_limit_s")?;
+        let origins: usize = self.origins.iter().map(|o| o.count).sum();
+        if origins == 0 {
             return Err("a scenario needs at least one origin".into());
         }
+        if origins > MAX_ORIGINS_OR_DEGREE {
+            return Err(format!(
+                "at most {MAX_ORIGINS_OR_DEGREE} origins, not {origins}"
+            ));
+        }
         for o in &self.origins {
-            positive(o.up_mb_s, "an origin's up_mb_s")?;
-            positive(o.down_mb_s, "an origin's down_mb_s")?;
+            within(o.up_mb_s, CAPACITY_MB_S, "an origin's up_mb_s")?;
+            within(o.down_mb_s, CAPACITY_MB_S, "an origin's down_mb_s")?;
         }
         if self.groups.is_empty() {
             return Err("a scenario needs at least one group of peers".into());
         }
         for g in &self.groups {
-            positive(g.share, "a group's share")?;
-            positive(g.up_mb_s, "a group's up_mb_s")?;
-            positive(g.down_mb_s, "a group's down_mb_s")?;
+            within(g.share, (1e-9, 1e9), "a group's share")?;
+            within(g.up_mb_s, CAPACITY_MB_S, "a group's up_mb_s")?;
+            within(g.down_mb_s, CAPACITY_MB_S, "a group's down_mb_s")?;
         }
         if let Some(c) = &self.churn {
             fraction(c.leave, "churn.leave")?;
             fraction(c.crash, "churn.crash")?;
             fraction(c.join, "churn.join")?;
-            if c.leave + c.crash > 1.0 {
-                return Err("churn.leave and churn.crash add up to more than 1".into());
+            if c.leave + c.crash + c.join > 1.0 {
+                return Err("churn.leave, churn.crash and churn.join add up to more than 1".into());
             }
             let [a, b] = c.window_s;
-            if !(a.is_finite() && b.is_finite() && 0.0 <= a && a <= b) {
+            if !(0.0 <= a && a <= b && b <= MAX_SECONDS) {
                 return Err(format!(
-                    "churn.window_s must be [start, end] seconds, not [{a}, {b}]"
+                    "churn.window_s must be [start, end] seconds up to {MAX_SECONDS}, not [{a}, {b}]"
                 ));
             }
         }
@@ -289,7 +306,8 @@ impl Scenario {
         zones
     }
 
-    /// How many of `peers` peers each group gets: shares rounded, the remainder to the first.
+    /// How many of `peers` peers each group gets: shares rounded down, the remainder to the
+    /// first group.
     pub fn group_counts(&self, peers: usize) -> Vec<usize> {
         let total: f64 = self.groups.iter().map(|g| g.share).sum();
         let mut counts: Vec<usize> = self
@@ -347,6 +365,21 @@ mod tests {
             (("peers = [10]", "peers = []"), "at least one count"),
             (("peers = [10]", "peers = [0]"), "peer count"),
             (("up_mb_s = 5", "up_mb_s = -1"), "up_mb_s"),
+            (("up_mb_s = 5", "up_mb_s = 1e-9"), "up_mb_s"),
+            (("artifact_mib = 4", "artifact_mib = 1e-9"), "artifact_mib"),
+            (
+                ("name = \"t\"", "name = \"t\"\ntime_limit_s = 1e20"),
+                "time_limit_s",
+            ),
+            (
+                ("name = \"t\"", "name = \"t\"\nlatency_ms = 1e23"),
+                "latency_ms",
+            ),
+            (("name = \"t\"", "name = \"t\"\ndegree = 100000"), "degree"),
+            (
+                ("up_mb_s = 10", "up_mb_s = 10\ncount = 10000000"),
+                "origins",
+            ),
             (("name = \"t\"", "name = \"t\"\nloss = 1.5"), "loss"),
             (("name = \"t\"", "name = \"t\"\nbogus = 1"), "bogus"),
             (
@@ -356,9 +389,16 @@ mod tests {
             (
                 (
                     "[[origins]]",
-                    "[churn]\nleave = 0.7\ncrash = 0.7\nwindow_s = [0, 1]\n[[origins]]",
+                    "[churn]\nleave = 0.5\ncrash = 0.4\njoin = 0.5\nwindow_s = [0, 1]\n[[origins]]",
                 ),
                 "add up",
+            ),
+            (
+                (
+                    "[[origins]]",
+                    "[churn]\nleave = 0.1\nwindow_s = [0, 1e20]\n[[origins]]",
+                ),
+                "window_s",
             ),
         ] {
             let text = MINIMAL.replacen(change.0, change.1, 1);

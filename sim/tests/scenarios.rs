@@ -230,3 +230,29 @@ fn a_slow_senders_late_bytes_do_not_hold_up_a_fast_senders() {
         "took {done:.2} s, the fast origin alone {alone:.2} s"
     );
 }
+
+#[test]
+fn a_peer_that_joins_late_keeps_its_timers() {
+    // Joining after its first rechoke time must not leave a peer without timeouts.
+    let mut net = Net::lengths_only(9, Duration::from_millis(5));
+    let cap = Capacity {
+        up: MB,
+        down: 4 * MB,
+    };
+    let (origin, ticket) = net.add_origin(4 << 20, cap, Behavior::Honest);
+    let early = net.add_peer(&ticket, cap, Behavior::Honest);
+    net.connect(early, origin);
+    let late = net.add_peer(&ticket, cap, Behavior::Honest);
+    let join = pollen_core::Instant::ZERO + Duration::from_secs(15);
+    net.join_later(late, join, 1);
+    net.run(Duration::from_secs(16));
+    assert!(net.is_active(late), "joined");
+    assert!(net.completed_at(late).is_none(), "still downloading");
+    let timer = net.timer(late).expect("a downloading peer has a timer");
+    assert!(
+        timer > join,
+        "the timer is the joined swarm's own: {timer:?}"
+    );
+    net.run(Duration::from_secs(3600));
+    assert!(net.completed_at(late).is_some());
+}
