@@ -623,7 +623,8 @@ impl Swarm {
         }
         l.queued.push_back(r);
         if self.cached(r.piece).is_some() {
-            self.serve_queued(r.piece);
+            // Other links' requests for a cached piece were served when they came.
+            self.serve_queued_on(link, r.piece);
         } else if self.reading.insert(r.piece) {
             self.actions.push_back(Action::ReadPiece { piece: r.piece });
         }
@@ -1109,44 +1110,58 @@ impl Swarm {
     }
 
     /// Sends every queued request for `piece` from the cache.
+    /// Serves every link's queued requests for `piece`, once it is cached.
     fn serve_queued(&mut self, piece: u32) {
+        let waiting: Vec<LinkId> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.queued.iter().any(|r| r.piece == piece))
+            .map(|(&id, _)| id)
+            .collect();
+        for link in waiting {
+            self.serve_queued_on(link, piece);
+        }
+    }
+
+    /// Serves one link's queued requests for `piece`, in the order they came.
+    fn serve_queued_on(&mut self, link: LinkId, piece: u32) {
         let Some(data) = self.cached(piece) else {
             return;
         };
         if !self.have.contains(piece) {
             return;
         }
-        let links: Vec<LinkId> = self.links.keys().copied().collect();
-        for link in links {
-            let Some(l) = self.links.get_mut(&link) else {
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        let mut serve = Vec::new();
+        l.queued.retain(|r| {
+            let mine = r.piece == piece;
+            if mine {
+                serve.push(*r);
+            }
+            !mine
+        });
+        for r in serve {
+            let Some(parts) = data.slice(r.offset as usize, r.len as usize) else {
                 continue;
             };
-            let (serve, keep): (VecDeque<BlockRef>, VecDeque<BlockRef>) =
-                l.queued.drain(..).partition(|r| r.piece == piece);
-            l.queued = keep;
-            for r in serve {
-                let Some(parts) = data.slice(r.offset as usize, r.len as usize) else {
-                    continue;
-                };
-                let mut header = Vec::with_capacity(24);
-                if wire::encode_block_header(r.piece, r.offset, r.len as usize, &mut header)
-                    .is_err()
-                {
-                    continue;
-                }
-                // The block's bytes go out as slices of the cached piece: no copy.
-                let Some(out) = self.outbox(link) else {
-                    break;
-                };
-                out.push_bytes(&header);
-                for part in parts {
-                    out.push_shared(part);
-                }
-                if let Some(l) = self.links.get_mut(&link) {
-                    l.uploaded += u64::from(r.len);
-                }
-                self.uploaded += u64::from(r.len);
+            let mut header = Vec::with_capacity(24);
+            if wire::encode_block_header(r.piece, r.offset, r.len as usize, &mut header).is_err() {
+                continue;
             }
+            // The block's bytes go out as slices of the cached piece: no copy.
+            let Some(out) = self.outbox(link) else {
+                break;
+            };
+            out.push_bytes(&header);
+            for part in parts {
+                out.push_shared(part);
+            }
+            if let Some(l) = self.links.get_mut(&link) {
+                l.uploaded += u64::from(r.len);
+            }
+            self.uploaded += u64::from(r.len);
         }
     }
 
