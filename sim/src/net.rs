@@ -6,10 +6,10 @@
 //! sent; each downlink serialises what arrives, in the order it arrives; every transfer also
 //! takes the latency between the two nodes' zones. A transmission is store-and-forward: it
 //! reaches the downlink once all of it has left the uplink (a batch of frames, usually a block
-//! or two), so a round trip is a little longer than on a real, pipelined network. A lossy link is capped
-//! at the throughput TCP sustains at that loss and round trip (the Mathis formula). Nothing here
-//! reads a clock: time advances from event to event, so a run is a pure function of its inputs
-//! and seed.
+//! or two), so a round trip is a little longer than on a real, pipelined network. A lossy link
+//! is capped at the throughput TCP sustains at that loss and round trip (the Mathis formula).
+//! Nothing here reads a clock: time advances from event to event, so a run is a pure function
+//! of its inputs and seed.
 //!
 //! Payloads are either real bytes (every piece hashed and checked, for the protocol tests) or
 //! lengths only ([`Net::lengths_only`]): blocks travel as their header, the data is a shared
