@@ -7,24 +7,11 @@
 use std::{hint::black_box, time::Instant};
 
 use pollen_core::{Manifest, ManifestBuilder};
+use pollen_tests::pseudo_random;
 
 const MIB: usize = 1024 * 1024;
 const ROUNDS: usize = 5;
 
-fn pseudo_random(len: usize) -> Vec<u8> {
-    let mut state = 0x1234_5678_9abc_def1u64;
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-/// Best wall time of `ROUNDS` runs of `f`, in seconds.
 fn best_of(mut f: impl FnMut()) -> f64 {
     (0..ROUNDS)
         .map(|_| {
@@ -45,7 +32,7 @@ fn main() {
         "artifact", "piece", "pieces", "raw GB/s", "verify GB/s", "ratio"
     );
     for size in [16 * MIB, 256 * MIB, 1024 * MIB] {
-        let data = pseudo_random(size);
+        let data = pseudo_random(size, 1);
         let manifest = Manifest::of(&data).expect("within limits");
         let layout = *manifest.layout();
         let pieces: Vec<&[u8]> = data.chunks(layout.piece_size() as usize).collect();

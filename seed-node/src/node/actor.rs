@@ -311,13 +311,7 @@ impl Actor {
                     return;
                 }
                 let conn = self.new_conn();
-                let handle = conn::spawn(
-                    conn,
-                    stream,
-                    self.inputs.clone(),
-                    self.settings.limiter.clone(),
-                    self.settings.buffers.clone(),
-                );
+                let handle = spawn_link(&self.inputs, &self.settings, conn, stream);
                 self.conns.insert(
                     conn,
                     Conn {
@@ -372,13 +366,7 @@ impl Actor {
                 let conn = ConnId(self.next_conn + 1);
                 self.next_conn += 1;
                 state.conn = Some(conn);
-                let handle = conn::spawn(
-                    conn,
-                    stream,
-                    self.inputs.clone(),
-                    self.settings.limiter.clone(),
-                    self.settings.buffers.clone(),
-                );
+                let handle = spawn_link(&self.inputs, &self.settings, conn, stream);
                 let remote = addr;
                 self.conns.insert(
                     conn,
@@ -801,4 +789,21 @@ impl Actor {
             artifacts,
         }
     }
+}
+
+/// Starts a link's tasks with the node-wide inputs, upload cap and buffer pool. A free
+/// function, so callers can hold other fields of the actor borrowed meanwhile.
+fn spawn_link(
+    inputs: &UnboundedSender<Input>,
+    settings: &Settings,
+    conn: ConnId,
+    stream: TcpStream,
+) -> conn::ConnHandle {
+    conn::spawn(
+        conn,
+        stream,
+        inputs.clone(),
+        settings.limiter.clone(),
+        settings.buffers.clone(),
+    )
 }
