@@ -18,6 +18,7 @@ mod content_id;
 mod hex;
 pub mod layout;
 mod manifest;
+pub mod membership;
 mod peer_id;
 mod piece_data;
 pub mod swarm;

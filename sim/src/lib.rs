@@ -6,6 +6,7 @@
 //! bound, and [`chart`] draws the results.
 
 pub mod chart;
+pub mod gossip;
 pub mod net;
 pub mod run;
 pub mod scenario;

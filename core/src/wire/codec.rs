@@ -89,7 +89,8 @@ pub fn encode_block_header(
     finish_frame(out, start, written, len)
 }
 
-fn put<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), postcard::Error> {
+/// Appends the postcard encoding of `value` to `out`.
+pub(crate) fn put<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), postcard::Error> {
     postcard::serialize_with_flavor(value, AppendTo(out))
 }
 

@@ -17,6 +17,7 @@ mod error;
 mod frame;
 mod message;
 
+pub(crate) use codec::put;
 pub use codec::{
     BlockHeader, decode, decode_block_header, decode_frame, encode, encode_block_header,
 };
