@@ -59,8 +59,36 @@ pub(crate) struct Status {
     pub(crate) listen: String,
     /// Address put in tickets.
     pub(crate) advertise: String,
+    /// This node's locality label ("" when none was given).
+    pub(crate) zone: String,
     /// Every artifact the node holds or fetches.
     pub(crate) artifacts: Vec<ArtifactStatus>,
+    /// Every member of the cluster this node knows of (itself excluded).
+    pub(crate) members: Vec<MemberStatus>,
+}
+
+/// One member of the cluster in `GET /api/status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct MemberStatus {
+    /// Peer id (hex prefix).
+    pub(crate) peer_id: String,
+    /// `alive`, `suspect`, `dead` or `left`.
+    pub(crate) status: String,
+    /// Its locality label.
+    pub(crate) zone: String,
+    /// Where it accepts peer links and gossip.
+    pub(crate) addr: Option<String>,
+    /// The artifacts it advertises.
+    pub(crate) holds: Vec<HoldingStatus>,
+}
+
+/// One artifact a member advertises.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct HoldingStatus {
+    /// Content id (hex).
+    pub(crate) id: String,
+    /// Whether it holds every piece.
+    pub(crate) complete: bool,
 }
 
 /// One artifact in `GET /api/status`.
@@ -105,6 +133,8 @@ pub(crate) struct ArtifactStatus {
 pub(crate) struct PeerStatus {
     /// Peer id (hex prefix).
     pub(crate) peer_id: String,
+    /// The peer's zone, as gossip tells it.
+    pub(crate) zone: Option<String>,
     /// Remote socket address.
     pub(crate) addr: String,
     /// Pieces the peer holds.

@@ -59,6 +59,13 @@ pub(crate) struct NodeArgs {
     /// 127.0.0.1 if it listens on all interfaces].
     #[arg(long, value_name = "ADDR")]
     pub(crate) advertise: Option<SocketAddr>,
+    /// Join the cluster through this member (any member's peer address; repeatable).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) join: Vec<SocketAddr>,
+    /// Locality label (a rack, a data centre): peers in the same zone are preferred, and an
+    /// artifact crosses between zones about once.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) zone: Option<String>,
     /// A peer to fetch from, for every artifact (repeatable).
     #[arg(long = "peer", value_name = "ADDR")]
     pub(crate) peers: Vec<SocketAddr>,

@@ -69,6 +69,10 @@ pub struct NodeOpts {
     pub max_upload_rate: Option<u64>,
     /// Reuse this listen address (to restart a node where it was).
     pub listen: Option<String>,
+    /// `--join` addresses.
+    pub join: Vec<String>,
+    /// `--zone`.
+    pub zone: Option<String>,
 }
 
 impl Node {
@@ -82,6 +86,12 @@ impl Node {
             .args(["--api", "127.0.0.1:0"]);
         for p in &opts.peers {
             cmd.args(["--peer", p]);
+        }
+        for j in &opts.join {
+            cmd.args(["--join", j]);
+        }
+        if let Some(zone) = &opts.zone {
+            cmd.args(["--zone", zone]);
         }
         if let Some(rate) = opts.max_upload_rate {
             cmd.args(["--max-upload-rate", &rate.to_string()]);
@@ -223,6 +233,40 @@ impl Node {
         }
     }
 
+    /// Members this node sees with `status` (`alive`, `suspect`, `dead`, `left`), by peer id.
+    pub fn members_with(&self, status: &str) -> Vec<String> {
+        self.status_http()["members"]
+            .as_array()
+            .map(|ms| {
+                ms.iter()
+                    .filter(|m| m["status"] == status)
+                    .filter_map(|m| m["peer_id"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// This node's peer id (hex prefix), as status reports it.
+    pub fn peer_id(&self) -> String {
+        self.status_http()["peer_id"]
+            .as_str()
+            .expect("a peer id")
+            .to_string()
+    }
+
+    /// Polls until `pred` holds for this node, or panics after `limit` with its log.
+    pub fn wait_until(&self, limit: Duration, what: &str, pred: impl Fn(&Node) -> bool) {
+        let start = Instant::now();
+        while !pred(self) {
+            assert!(
+                start.elapsed() < limit,
+                "timed out waiting until {what}; node log:\n{}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Kills the process at once (SIGKILL), as a crash would.
     pub fn kill(mut self) {
         let _ = self.child.kill();
@@ -251,6 +295,22 @@ pub fn finish_get(child: Child) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A ticket for `file` with no addresses in it (`pollen id --ticket`).
+pub fn bare_ticket(file: &Path) -> String {
+    let out = Command::new(pollen_bin())
+        .args(["id", "--ticket"])
+        .arg(file)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run pollen id");
+    assert!(out.status.success(), "pollen id --ticket failed");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("a ticket")
+        .to_string()
 }
 
 /// The BLAKE3 of a file, in hex.

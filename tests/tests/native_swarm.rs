@@ -41,7 +41,7 @@ fn one_seed_and_five_nodes_fetch_64_mib_and_the_seed_uploads_well_under_five_cop
         let opts = NodeOpts {
             peers,
             max_upload_rate: rate,
-            listen: None,
+            ..NodeOpts::default()
         };
         nodes.push(Node::start(&tmp.path().join(format!("node{i}")), &opts));
     }
@@ -117,7 +117,7 @@ fn when_one_of_two_seeds_dies_mid_transfer_every_download_completes() {
                 &NodeOpts {
                     peers: seeds.clone(),
                     max_upload_rate: rate,
-                    listen: None,
+                    ..NodeOpts::default()
                 },
             )
         })

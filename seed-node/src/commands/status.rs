@@ -13,10 +13,16 @@ pub(crate) async fn run(args: &StatusArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(ExitCode::SUCCESS);
     }
+    let zone = if status.zone.is_empty() {
+        String::new()
+    } else {
+        format!("  zone {}", status.zone)
+    };
     println!(
-        "node {}  peers on {} (advertised {})",
+        "node {}  peers on {} (advertised {}){zone}",
         status.peer_id, status.listen, status.advertise
     );
+    print_members(&status);
     if status.artifacts.is_empty() {
         println!("no artifacts");
     }
@@ -58,4 +64,43 @@ pub(crate) async fn run(args: &StatusArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The cluster as gossip tells it: one line per member.
+fn print_members(status: &Status) {
+    let alive = status
+        .members
+        .iter()
+        .filter(|m| m.status == "alive")
+        .count();
+    println!(
+        "\ncluster: {} members known, {alive} alive (this node not counted)",
+        status.members.len()
+    );
+    for m in &status.members {
+        let holds: Vec<String> = m
+            .holds
+            .iter()
+            .map(|h| {
+                let short = h.id.get(..12).unwrap_or(&h.id);
+                if h.complete {
+                    short.to_string()
+                } else {
+                    format!("{short} (partial)")
+                }
+            })
+            .collect();
+        println!(
+            "    {}  {:<8} zone {:<10} {:<22} holds {}",
+            m.peer_id,
+            m.status,
+            if m.zone.is_empty() { "-" } else { &m.zone },
+            m.addr.as_deref().unwrap_or("-"),
+            if holds.is_empty() {
+                "nothing".to_string()
+            } else {
+                holds.join(", ")
+            }
+        );
+    }
 }

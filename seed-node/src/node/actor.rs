@@ -9,6 +9,7 @@ use std::{
 use anyhow::Result;
 use pollen_core::{
     ContentId, Hint, Instant, PeerId, Ticket,
+    membership::{Holding, MemberEvent},
     swarm::{Action, DisconnectReason, Event, LinkId, Swarm, SwarmConfig},
     wire::{self, Message},
 };
@@ -22,10 +23,13 @@ use super::{
     ApiCall, Input,
     conn::{self, ConnHandle, ConnId},
     disk::{self, DiskHandle, DiskOp, DiskResult},
+    gossip::{self, Gossip},
     tickets,
 };
 use crate::{
-    api_types::{ArtifactStatus, GetReply, PeerStatus, ShareReply, Status},
+    api_types::{
+        ArtifactStatus, GetReply, HoldingStatus, MemberStatus, PeerStatus, ShareReply, Status,
+    },
     store::{Artifact, Store},
 };
 
@@ -51,6 +55,11 @@ pub(crate) struct Settings {
     pub(crate) limiter: conn::SharedLimiter,
     /// Recycled buffers for received blocks, shared by all links.
     pub(crate) buffers: super::buffers::BufferPool,
+    /// Upload cap in bytes per second, if any (advertised as capacity; load is measured
+    /// against it).
+    pub(crate) upload_cap: Option<u64>,
+    /// Members to join the cluster through.
+    pub(crate) join: Vec<SocketAddr>,
 }
 
 /// One artifact: its swarm, its disk worker, and where its peers are.
@@ -64,6 +73,8 @@ struct Entry {
     banned: Vec<PeerId>,
     error: Option<String>,
     rate: Rate,
+    /// When the node started fetching it (peer exchange waits a moment before crossing zones).
+    added: TokioInstant,
 }
 
 /// What we know about an address we may dial.
@@ -119,6 +130,7 @@ pub(crate) struct Actor {
     next_seed: u64,
     /// The generation the next disk worker gets.
     next_generation: u64,
+    gossip: Gossip,
 }
 
 impl Actor {
@@ -127,8 +139,10 @@ impl Actor {
         settings: Settings,
         store: Store,
         inputs: UnboundedSender<Input>,
+        gossip: Gossip,
     ) -> Result<Self> {
         let mut actor = Self {
+            gossip,
             next_seed: u64::from_le_bytes(
                 settings.peer_id.as_bytes()[..8]
                     .try_into()
@@ -169,6 +183,15 @@ impl Actor {
                 actor.add_download(ticket);
             }
         }
+        let now = actor.now();
+        let join = actor
+            .settings
+            .join
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        actor.gossip.membership.join(now, join);
+        actor.drive_gossip();
         Ok(actor)
     }
 
@@ -180,6 +203,11 @@ impl Actor {
             let deadline = self.next_deadline();
             tokio::select! {
                 input = inputs.recv() => match input {
+                    Some(Input::Shutdown(done)) => {
+                        self.leave().await;
+                        let _ = done.send(());
+                        return;
+                    }
                     Some(input) => self.on_input(input),
                     None => return,
                 },
@@ -198,9 +226,68 @@ impl Actor {
         self.entries
             .values()
             .filter_map(|e| e.swarm.poll_timeout())
+            .chain(self.gossip.membership.poll_timeout())
             .map(|at| self.started + Duration::from_micros(at.as_micros()))
             .min()
             .unwrap_or(far)
+    }
+
+    /// Tells the cluster we are leaving, and gives the news a moment to spread.
+    async fn leave(&mut self) {
+        let now = self.now();
+        self.gossip.membership.leave(now);
+        self.gossip.drain();
+        for _ in 0..2 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let now = self.now();
+            self.gossip.membership.handle_timeout(now);
+            self.gossip.drain();
+        }
+    }
+
+    /// Sends what membership queued and acts on its news.
+    fn drive_gossip(&mut self) {
+        let mut changed = false;
+        for event in self.gossip.drain() {
+            match event {
+                MemberEvent::Joined(p) => {
+                    tracing::info!(peer = %p, "member joined");
+                    changed = true;
+                }
+                MemberEvent::Updated(_) | MemberEvent::Recovered(_) => changed = true,
+                MemberEvent::Suspected(p) => tracing::info!(peer = %p, "member suspected"),
+                MemberEvent::Died(p) => tracing::warn!(peer = %p, "member declared dead"),
+                MemberEvent::Left(p) => tracing::info!(peer = %p, "member left"),
+                MemberEvent::Refuted => tracing::info!("refuted a suspicion of this node"),
+                MemberEvent::Connect(_) | MemberEvent::Disconnect(_) => {}
+            }
+        }
+        if changed {
+            self.dial_missing();
+        }
+    }
+
+    /// Advertises what this node holds and how loaded its uplink is.
+    fn publish_state(&mut self) {
+        let holdings = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.error.is_none())
+            .map(|(id, e)| Holding {
+                id: *id,
+                complete: e.swarm.is_complete(),
+            })
+            .collect();
+        let load = match self.settings.upload_cap {
+            Some(cap) if cap > 0 => {
+                let up: f64 = self.entries.values().map(|e| e.rate.up).sum();
+                // In steps of 25%, so small wobbles are not news.
+                ((up / cap as f64 * 4.0).round() as u8).min(4) * 25
+            }
+            _ => 0,
+        };
+        self.gossip.publish(holdings, load);
+        self.drive_gossip();
     }
 
     fn config(&mut self) -> (SwarmConfig, u64) {
@@ -281,9 +368,11 @@ impl Actor {
                 banned: Vec::new(),
                 error: None,
                 rate: Rate::default(),
+                added: TokioInstant::now(),
             },
         );
         self.drive(id);
+        self.publish_state();
         self.dial_missing();
     }
 
@@ -345,6 +434,19 @@ impl Actor {
                 }
             }
             Input::Api(call) => self.on_api(call),
+            Input::Gossip(from, bytes) => {
+                let now = self.now();
+                if let Err(err) =
+                    self.gossip
+                        .membership
+                        .handle_packet(now, &from.to_string(), &bytes)
+                {
+                    tracing::debug!(%from, "refused a gossip packet: {err}");
+                }
+                self.drive_gossip();
+            }
+            // Handled by the run loop.
+            Input::Shutdown(_) => {}
         }
     }
 
@@ -477,6 +579,15 @@ impl Actor {
 
     fn on_timeouts(&mut self) {
         let now = self.now();
+        if self
+            .gossip
+            .membership
+            .poll_timeout()
+            .is_some_and(|t| t <= now)
+        {
+            self.gossip.membership.handle_timeout(now);
+            self.drive_gossip();
+        }
         let due: Vec<ContentId> = self
             .entries
             .iter()
@@ -513,19 +624,36 @@ impl Actor {
         for conn in stale {
             self.drop_conn(conn, None);
         }
+        self.publish_state();
         self.dial_missing();
     }
 
-    /// Dials the known addresses of incomplete artifacts that have no link.
+    /// Dials the known addresses of incomplete artifacts that have no link: the ticket's,
+    /// `--peer`s, and the members gossip says hold the artifact (see [`gossip::sources`]).
     fn dial_missing(&mut self) {
         let now = TokioInstant::now();
+        let me = [self.settings.advertise, self.settings.listen];
         for (&id, entry) in &mut self.entries {
             if entry.swarm.is_complete() || entry.error.is_some() {
                 continue;
             }
+            let sources = gossip::sources(
+                &self.gossip.membership,
+                &id,
+                now.duration_since(entry.added),
+            );
+            for addr in sources.dial {
+                entry.addrs.entry(addr).or_insert_with(|| AddrState {
+                    never: me.contains(&addr),
+                    ..AddrState::default()
+                });
+            }
             for (&addr, state) in &mut entry.addrs {
                 let waiting = state.retry_at.is_some_and(|t| t > now);
                 if state.never || state.dialing || state.conn.is_some() || waiting {
+                    continue;
+                }
+                if sources.avoid.contains(&addr) {
                     continue;
                 }
                 state.dialing = true;
@@ -627,7 +755,10 @@ impl Actor {
                     e.banned.push(peer);
                 }
             }
-            Event::Complete => tracing::info!(%id, "complete"),
+            Event::Complete => {
+                tracing::info!(%id, "complete");
+                self.publish_state();
+            }
             Event::ManifestVerified => tracing::debug!(%id, "manifest verified"),
             Event::StoreFailed { piece } => tracing::debug!(%id, piece, "store failed"),
             Event::PieceVerified { .. } => {}
@@ -702,6 +833,7 @@ impl Actor {
                         let _ = reply.send(Err(format!("cannot save the ticket: {err}")));
                         return;
                     }
+                    self.join_through_hints(&ticket);
                     self.add_download(ticket);
                 }
                 let _ = reply.send(Ok(GetReply { id: id.to_string() }));
@@ -755,6 +887,11 @@ impl Actor {
                         let conn = self.conns.get(&ConnId(l.link.0))?;
                         Some(PeerStatus {
                             peer_id: peer.to_string(),
+                            zone: self
+                                .gossip
+                                .membership
+                                .member(&peer)
+                                .map(|m| m.state.zone.clone()),
                             addr: conn.remote.to_string(),
                             pieces: l.peer_pieces,
                             downloaded: l.downloaded,
@@ -782,12 +919,52 @@ impl Actor {
                 }
             })
             .collect();
+        let members = self
+            .gossip
+            .membership
+            .members()
+            .map(|m| MemberStatus {
+                peer_id: m.id.to_string(),
+                status: gossip::status_word(m.status).to_string(),
+                zone: m.state.zone.clone(),
+                addr: m.state.addrs.first().cloned(),
+                holds: m
+                    .state
+                    .holdings
+                    .iter()
+                    .map(|h| HoldingStatus {
+                        id: h.id.to_string(),
+                        complete: h.complete,
+                    })
+                    .collect(),
+            })
+            .collect();
         Status {
             peer_id: self.settings.peer_id.to_string(),
             listen: self.settings.listen.to_string(),
             advertise: self.settings.advertise.to_string(),
+            zone: self.gossip.membership.state().zone.clone(),
             artifacts,
+            members,
         }
+    }
+
+    /// A ticket's node hints double as ways into the cluster when we know no member yet.
+    fn join_through_hints(&mut self, ticket: &Ticket) {
+        if self.gossip.membership.present_count() > 0 {
+            return;
+        }
+        let addrs: Vec<String> = ticket
+            .hints()
+            .iter()
+            .filter_map(|h| match h {
+                Hint::Node(addr) if *addr != self.settings.advertise => Some(addr.to_string()),
+                _ => None,
+            })
+            .collect();
+        let now = self.now();
+        self.gossip.membership.join(now, addrs);
+        self.drive_gossip();
     }
 }
 

@@ -6,14 +6,18 @@ mod api;
 mod buffers;
 mod conn;
 mod disk;
+mod gossip;
 mod tickets;
 
 use std::{net::SocketAddr, path::PathBuf};
 
 use anyhow::{Context, Result};
-use pollen_core::{ContentId, PeerId, Ticket};
+use pollen_core::{
+    ContentId, Instant, PeerId, Ticket,
+    membership::{Membership, MembershipConfig, NodeState, Role},
+};
 use tokio::{
-    net::{TcpListener, TcpStream},
+    net::{TcpListener, TcpStream, UdpSocket},
     sync::{mpsc, oneshot},
 };
 
@@ -43,6 +47,10 @@ pub(crate) enum Input {
     Disk(ContentId, u64, DiskResult),
     /// A request from the HTTP API.
     Api(ApiCall),
+    /// A membership datagram arrived.
+    Gossip(SocketAddr, Vec<u8>),
+    /// Leave the cluster and stop; reply when done.
+    Shutdown(oneshot::Sender<()>),
 }
 
 /// Requests from the HTTP API, each with its reply channel.
@@ -70,6 +78,11 @@ pub(crate) async fn run(args: NodeArgs) -> Result<()> {
         .await
         .with_context(|| format!("cannot serve the API on {}", args.api))?;
     let listen = peers.local_addr()?;
+    // Membership datagrams use the same port number as peer links.
+    let udp = UdpSocket::bind(listen)
+        .await
+        .with_context(|| format!("cannot bind the gossip socket on UDP {listen}"))?;
+    let udp = std::sync::Arc::new(udp);
     let api_addr = api.local_addr()?;
     let advertise = args.advertise.unwrap_or_else(|| {
         if listen.ip().is_unspecified() {
@@ -89,8 +102,26 @@ pub(crate) async fn run(args: NodeArgs) -> Result<()> {
             trimmed.trim_if_idle();
         }
     });
+    let peer_id = PeerId::from_bytes(id);
+    let state = NodeState {
+        addrs: vec![advertise.to_string()],
+        zone: args.zone.clone().unwrap_or_default(),
+        role: Role::Seed,
+        upload_capacity: args.max_upload_rate.map_or(0, |r| r.0),
+        ..NodeState::default()
+    };
+    let seed = u64::from_le_bytes(id[8..16].try_into().unwrap_or_default());
+    let membership = Membership::new(
+        MembershipConfig::default(),
+        peer_id,
+        state,
+        Instant::ZERO,
+        seed,
+    )
+    .context("the --zone label is too long (at most 64 bytes)")?;
+    let gossip = gossip::Gossip::new(membership, udp.clone());
     let settings = actor::Settings {
-        peer_id: PeerId::from_bytes(id),
+        peer_id,
         listen,
         advertise,
         peers: args.peers,
@@ -98,9 +129,12 @@ pub(crate) async fn run(args: NodeArgs) -> Result<()> {
             .max_upload_rate
             .map(|r| std::sync::Arc::new(std::sync::Mutex::new(conn::Limiter::new(r.0)))),
         buffers,
+        upload_cap: args.max_upload_rate.map(|r| r.0),
+        join: args.join,
     };
 
     let (tx, rx) = mpsc::unbounded_channel();
+    gossip::spawn_receiver(udp, tx.clone());
     let accept_tx = tx.clone();
     tokio::spawn(async move {
         loop {
@@ -131,11 +165,15 @@ pub(crate) async fn run(args: NodeArgs) -> Result<()> {
         settings.peer_id,
         args.data.display()
     );
-    let actor = actor::Actor::start(settings, store, tx)?;
-    tokio::select! {
-        () = actor.run(rx) => {}
-        () = shutdown_signal() => eprintln!("pollen node: stopping"),
-    }
+    let stop_tx = tx.clone();
+    let actor = actor::Actor::start(settings, store, tx, gossip)?;
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        eprintln!("pollen node: leaving the cluster and stopping");
+        let (done, _) = oneshot::channel();
+        let _ = stop_tx.send(Input::Shutdown(done));
+    });
+    actor.run(rx).await;
     Ok(())
 }
 

@@ -1,0 +1,276 @@
+//! The node's membership: the core's [`Membership`] over one UDP socket (on the port the node
+//! accepts peer links on), and peer exchange: which members to fetch an artifact from.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use pollen_core::{
+    ContentId, PeerId,
+    membership::{Holding, MAX_HOLDINGS, MemberEvent, Membership, NodeState, Status},
+};
+use tokio::{net::UdpSocket, sync::mpsc::UnboundedSender};
+
+use super::Input;
+
+/// Largest datagram we read (the core never sends more than its packet limit).
+const MAX_DATAGRAM: usize = pollen_core::membership::packet::MAX_PACKET;
+
+/// How long a new download waits to learn of other fetchers in its zone before it may fetch
+/// from another zone.
+pub(crate) const ZONE_GRACE: Duration = Duration::from_secs(2);
+
+/// Reads datagrams into the actor's inputs until the actor is gone.
+pub(crate) fn spawn_receiver(socket: Arc<UdpSocket>, inputs: UnboundedSender<Input>) {
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+        loop {
+            match socket.recv_from(&mut buf).await {
+                Ok((n, from)) if n <= MAX_DATAGRAM => {
+                    if inputs.send(Input::Gossip(from, buf[..n].to_vec())).is_err() {
+                        return;
+                    }
+                }
+                Ok((n, from)) => tracing::debug!(%from, n, "dropping an oversized datagram"),
+                Err(err) => {
+                    tracing::debug!("reading a gossip datagram: {err}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    });
+}
+
+/// The node's view of the cluster, and the socket it gossips on.
+pub(crate) struct Gossip {
+    pub(crate) membership: Membership,
+    socket: Arc<UdpSocket>,
+}
+
+impl Gossip {
+    pub(crate) fn new(membership: Membership, socket: Arc<UdpSocket>) -> Self {
+        Self { membership, socket }
+    }
+
+    /// Sends what the membership queued, and returns its events.
+    pub(crate) fn drain(&mut self) -> Vec<MemberEvent> {
+        while let Some(t) = self.membership.poll_transmit() {
+            match t.addr.parse::<SocketAddr>() {
+                // A full socket buffer drops the datagram, as the network might: gossip
+                // tolerates loss.
+                Ok(addr) => {
+                    if let Err(err) = self.socket.try_send_to(&t.payload, addr) {
+                        tracing::trace!(%addr, "gossip datagram not sent: {err}");
+                    }
+                }
+                Err(_) => {
+                    tracing::debug!(addr = %t.addr, "a member advertised an unusable address")
+                }
+            }
+        }
+        let mut events = Vec::new();
+        while let Some(e) = self.membership.poll_event() {
+            events.push(e);
+        }
+        events
+    }
+
+    /// Publishes what we hold and how loaded we are (a no-op when nothing changed).
+    pub(crate) fn publish(&mut self, mut holdings: Vec<Holding>, load: u8) {
+        // Complete artifacts are the more useful news when there are too many to list.
+        holdings.sort_by_key(|h| (!h.complete, h.id));
+        if holdings.len() > MAX_HOLDINGS {
+            tracing::debug!(
+                held = holdings.len(),
+                "advertising only {MAX_HOLDINGS} artifacts"
+            );
+            holdings.truncate(MAX_HOLDINGS);
+        }
+        let state = NodeState {
+            holdings,
+            load: load.min(100),
+            ..self.membership.state().clone()
+        };
+        // The state only changes within checked bounds.
+        let _ = self.membership.set_state(state);
+    }
+}
+
+/// Where to fetch an artifact from, as gossip tells it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Sources {
+    /// Members to dial, best first.
+    pub(crate) dial: Vec<SocketAddr>,
+    /// Members in other zones not to dial yet: someone else in our zone fetches across.
+    pub(crate) avoid: Vec<SocketAddr>,
+}
+
+/// Chooses sources for artifact `id`, fetched for `fetching_for` so far.
+///
+/// Peers in our zone come first. If one of them holds the whole artifact, nothing is fetched
+/// from other zones. Otherwise one fetcher per zone fetches across: the one whose
+/// `BLAKE3(peer id ‖ artifact id)` is smallest among the zone's fetchers, after
+/// [`ZONE_GRACE`] to learn who they are; the others fetch from it and each other, so an
+/// artifact crosses between zones about once.
+pub(crate) fn sources(m: &Membership, id: &ContentId, fetching_for: Duration) -> Sources {
+    let zone = &m.state().zone;
+    let mut out = Sources::default();
+    let holders = m.holders(id);
+    let local_complete = holders
+        .iter()
+        .any(|(info, h)| h.complete && info.state.zone == *zone);
+    let me = m.local_id();
+    let my_rank = rank(&me, id);
+    let designated = fetching_for >= ZONE_GRACE
+        && holders
+            .iter()
+            .filter(|(info, h)| !h.complete && info.state.zone == *zone)
+            .all(|(info, _)| rank(&info.id, id) > my_rank);
+    for (info, _) in &holders {
+        let Some(addr) = info.state.addrs.first().and_then(|a| a.parse().ok()) else {
+            continue;
+        };
+        if info.state.zone == *zone || (!local_complete && designated) {
+            out.dial.push(addr);
+        } else {
+            out.avoid.push(addr);
+        }
+    }
+    out
+}
+
+/// A fetcher's place in its zone's election for artifact `id` (smallest wins).
+fn rank(peer: &PeerId, id: &ContentId) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(peer.as_bytes());
+    h.update(id.as_bytes());
+    *h.finalize().as_bytes()
+}
+
+/// A member's liveness as `pollen status` prints it.
+pub(crate) fn status_word(s: Status) -> &'static str {
+    match s {
+        Status::Alive => "alive",
+        Status::Suspect => "suspect",
+        Status::Dead => "dead",
+        Status::Left => "left",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use pollen_core::{
+        Instant,
+        membership::{MembershipConfig, Record},
+    };
+
+    use super::*;
+
+    fn node(n: u8, zone: &str, holds: Option<bool>, artifact: ContentId) -> Record {
+        Record {
+            id: PeerId::from_bytes([n; 32]),
+            version: 1,
+            status: Status::Alive,
+            by: PeerId::from_bytes([n; 32]),
+            state: Some(NodeState {
+                addrs: vec![format!("127.0.0.1:{}", 7000 + u16::from(n))],
+                zone: zone.to_string(),
+                holdings: holds
+                    .map(|complete| Holding {
+                        id: artifact,
+                        complete,
+                    })
+                    .into_iter()
+                    .collect(),
+                ..NodeState::default()
+            }),
+        }
+    }
+
+    fn me(zone: &str, n: u8) -> Membership {
+        let state = NodeState {
+            zone: zone.to_string(),
+            ..NodeState::default()
+        };
+        Membership::new(
+            MembershipConfig::default(),
+            PeerId::from_bytes([n; 32]),
+            state,
+            Instant::ZERO,
+            1,
+        )
+        .expect("valid state")
+    }
+
+    fn addr(n: u8) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 7000 + u16::from(n)))
+    }
+
+    #[test]
+    fn a_complete_holder_in_our_zone_means_no_cross_zone_fetch() {
+        let a = ContentId::of(b"x");
+        let mut m = me("b", 100);
+        m.insert_record(Instant::ZERO, node(1, "a", Some(true), a));
+        m.insert_record(Instant::ZERO, node(2, "b", Some(true), a));
+        m.insert_record(Instant::ZERO, node(3, "b", None, a));
+        let s = sources(&m, &a, Duration::from_secs(60));
+        assert_eq!(s.dial, vec![addr(2)]);
+        assert_eq!(s.avoid, vec![addr(1)]);
+    }
+
+    #[test]
+    fn exactly_one_fetcher_per_zone_fetches_across_after_the_grace() {
+        let a = ContentId::of(b"x");
+        // Four fetchers in zone b (ids 10..14), the only complete holder in zone a.
+        let ms: Vec<Membership> = (10..14)
+            .map(|n| {
+                let mut m = me("b", n);
+                m.insert_record(Instant::ZERO, node(1, "a", Some(true), a));
+                for other in (10..14).filter(|o| *o != n) {
+                    m.insert_record(Instant::ZERO, node(other, "b", Some(false), a));
+                }
+                m
+            })
+            .collect();
+        let crossing = |after: Duration| {
+            ms.iter()
+                .filter(|m| sources(m, &a, after).dial.contains(&addr(1)))
+                .count()
+        };
+        assert_eq!(
+            crossing(Duration::ZERO),
+            0,
+            "nobody crosses during the grace"
+        );
+        assert_eq!(crossing(ZONE_GRACE), 1, "one fetcher crosses");
+        // Everyone dials its zone's fetchers.
+        for m in &ms {
+            assert_eq!(
+                sources(m, &a, ZONE_GRACE)
+                    .dial
+                    .iter()
+                    .filter(|d| **d != addr(1))
+                    .count(),
+                3
+            );
+        }
+    }
+
+    #[test]
+    fn a_lone_fetcher_crosses_after_the_grace() {
+        let a = ContentId::of(b"x");
+        let mut m = me("b", 100);
+        m.insert_record(Instant::ZERO, node(1, "a", Some(true), a));
+        assert!(sources(&m, &a, Duration::ZERO).dial.is_empty());
+        assert_eq!(sources(&m, &a, ZONE_GRACE).dial, vec![addr(1)]);
+    }
+
+    #[test]
+    fn with_one_zone_every_holder_is_a_source_at_once() {
+        let a = ContentId::of(b"x");
+        let mut m = me("", 100);
+        m.insert_record(Instant::ZERO, node(1, "", Some(true), a));
+        m.insert_record(Instant::ZERO, node(2, "", Some(false), a));
+        let s = sources(&m, &a, Duration::ZERO);
+        assert_eq!(s.dial, vec![addr(1), addr(2)]);
+        assert!(s.avoid.is_empty());
+    }
+}
