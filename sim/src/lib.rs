@@ -7,6 +7,7 @@
 
 pub mod chart;
 pub mod gossip;
+pub mod gossip_bench;
 pub mod net;
 pub mod run;
 pub mod scenario;

@@ -351,8 +351,23 @@ impl Membership {
                 self.send(Some(target), addr, Body::Ping { seq: mine }, Vec::new());
             }
             Body::Gossip | Body::SyncPush => {}
-            Body::SyncRequest { start, end, digest } => {
-                let (records, wants) = self.answer_sync(start, end, &digest);
+            Body::SyncRequest {
+                start,
+                end,
+                digest,
+                full,
+            } => {
+                // The requester may hold an accusation of us that never reached us as a rumor.
+                if let Some(d) = digest.iter().find(|d| d.id == self.me)
+                    && d.status != Status::Alive
+                    && d.version >= self.version
+                    && !self.left
+                {
+                    self.version = d.version;
+                    self.announce();
+                    self.events.push_back(MemberEvent::Refuted);
+                }
+                let (records, wants) = self.answer_sync(start, end, &digest, full);
                 self.send(
                     reply_to,
                     String::from(from),
@@ -471,7 +486,8 @@ impl Membership {
     }
 
     fn announce(&mut self) {
-        self.version += 1;
+        // Saturating: a forged record at `u64::MAX` about us must not overflow (a remote panic).
+        self.version = self.version.saturating_add(1);
         let bytes = packet::encode_record(&self.own_record());
         self.rumors.push(self.me, bytes);
     }
@@ -576,6 +592,9 @@ impl Membership {
     }
 
     fn start_probe(&mut self, now: Instant) {
+        // One fresh pass at most: if no member in it can be probed (none has an address),
+        // a second would find none either.
+        let mut refilled = false;
         let target = loop {
             if let Some(p) = self.urgent.pop() {
                 if self.is_contact(&p) {
@@ -584,6 +603,10 @@ impl Membership {
                 continue;
             }
             if self.probe_order.is_empty() {
+                if refilled {
+                    break None;
+                }
+                refilled = true;
                 self.probe_order = self.contacts().to_vec();
                 // Fisher-Yates: each member is probed once per pass, in random order.
                 for i in (1..self.probe_order.len()).rev() {
@@ -710,7 +733,11 @@ impl Membership {
         }
         let id = record.id;
         let Some(m) = self.members.get_mut(&id) else {
-            if self.members.len() >= self.cfg.max_members {
+            // A sync must not hand back a dead or departed member we never knew or already
+            // forgot: two nodes would pass it back and forth, and it would never be forgotten.
+            if self.members.len() >= self.cfg.max_members
+                || (via == Via::Sync && !record.status.is_present())
+            {
                 return;
             }
             let status = record.status;
@@ -916,7 +943,14 @@ impl Membership {
             });
         }
         self.sync_cursor = end.unwrap_or(PeerId::from_bytes([0; 32]));
-        self.send_to(peer, Body::SyncRequest { start, end, digest }, Vec::new());
+        let full = self.members.len() >= self.cfg.max_members;
+        let body = Body::SyncRequest {
+            start,
+            end,
+            digest,
+            full,
+        };
+        self.send_to(peer, body, Vec::new());
     }
 
     /// What a sync request lacks (freshest first) and what it knows better.
@@ -925,6 +959,7 @@ impl Membership {
         start: PeerId,
         end: Option<PeerId>,
         digest: &[Digest],
+        full: bool,
     ) -> (Vec<Vec<u8>>, Vec<PeerId>) {
         let theirs: BTreeMap<PeerId, (u64, Status)> = digest
             .iter()
@@ -940,6 +975,8 @@ impl Membership {
         };
         for (id, m) in range {
             match theirs.get(id) {
+                // They would drop a dead or departed member they lack (see `merge`).
+                None if !m.status.is_present() || full => {}
                 None => newer.push((true, m.version, *id)),
                 Some(&(v, s)) if (m.version, m.status) > (v, s) => {
                     newer.push((false, m.version - v, *id));
@@ -971,10 +1008,10 @@ impl Membership {
             .iter()
             .filter(|(id, known)| {
                 **id != self.me
-                    && self
-                        .members
-                        .get(id)
-                        .is_none_or(|m| **known > (m.version, m.status))
+                    && match self.members.get(id) {
+                        Some(m) => **known > (m.version, m.status),
+                        None => known.1.is_present(),
+                    }
             })
             .map(|(id, _)| *id)
             .collect();

@@ -70,6 +70,8 @@ pub enum Body {
         end: Option<PeerId>,
         /// Every member the requester knows in the range.
         digest: Vec<Digest>,
+        /// The requester remembers no more members: send only news of those listed.
+        full: bool,
     },
     /// Anti-entropy answer: the records are what the requester lacked; send me these.
     SyncReply {
@@ -231,6 +233,7 @@ mod tests {
                 version: 7,
                 status: Status::Suspect,
             }],
+            full: false,
         };
         let bytes = packet(body.clone(), &records);
         let decoded = decode(&bytes).expect("decodes");

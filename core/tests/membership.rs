@@ -1,0 +1,780 @@
+//! Gossip membership behaviour: small clusters of real `Membership` state machines, wired
+//! together by an in-test network with simulated time, a fixed latency and switches that drop
+//! packets.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::time::Duration;
+
+use pollen_core::{
+    ContentId, Instant, PeerId,
+    membership::{
+        Holding, MAX_ZONE_LEN, MemberEvent, Membership, MembershipConfig, NodeState, Record, Role,
+        StateError, Status,
+        packet::{self, Body, Header, Packet},
+    },
+};
+
+/// One-way delay of every packet.
+const LATENCY: Duration = Duration::from_millis(1);
+
+/// Most consecutive steps without time advancing before the harness calls it a livelock.
+const MAX_STALLS: u32 = 10_000;
+
+fn id(i: usize) -> PeerId {
+    PeerId::from_bytes([u8::try_from(i + 1).expect("few nodes"); 32])
+}
+
+fn addr(i: usize) -> String {
+    format!("n{i}")
+}
+
+fn state(i: usize, zone: &str) -> NodeState {
+    NodeState {
+        addrs: vec![addr(i)],
+        zone: zone.to_string(),
+        ..NodeState::default()
+    }
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// Sees every packet from one node to another that the other switches let through: may
+/// observe it, rewrite it, or drop it (returns `true`).
+type TamperFn = Box<dyn FnMut(usize, usize, &mut Packet) -> bool>;
+
+struct Flight {
+    at: Instant,
+    from: usize,
+    to: usize,
+    payload: Vec<u8>,
+}
+
+/// Nodes `n0`, `n1`, ... (ids `[1; 32]`, `[2; 32]`, ...) and the packets between them.
+struct Net {
+    now: Instant,
+    nodes: Vec<Membership>,
+    /// Every event each node emitted, in order.
+    events: Vec<Vec<MemberEvent>>,
+    flights: VecDeque<Flight>,
+    /// Crashed nodes: nothing reaches them, nothing leaves them, their timers do not run.
+    down: BTreeSet<usize>,
+    /// Directed links that drop every packet.
+    cut: BTreeSet<(usize, usize)>,
+    tamper: Option<TamperFn>,
+    stalls: u32,
+}
+
+impl Net {
+    /// Nodes with `states`, none joined to any other.
+    fn new(cfg: &MembershipConfig, states: Vec<NodeState>) -> Self {
+        let nodes: Vec<Membership> = states
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| {
+                Membership::new(cfg.clone(), id(i), s, Instant::ZERO, 0x5eed + i as u64)
+                    .expect("valid state")
+            })
+            .collect();
+        let events = vec![Vec::new(); nodes.len()];
+        Self {
+            now: Instant::ZERO,
+            nodes,
+            events,
+            flights: VecDeque::new(),
+            down: BTreeSet::new(),
+            cut: BTreeSet::new(),
+            tamper: None,
+            stalls: 0,
+        }
+    }
+
+    /// `zones.len()` nodes, all joined through `n0` and seeing each other alive.
+    fn joined(cfg: &MembershipConfig, zones: &[&str]) -> Self {
+        let states = zones.iter().enumerate().map(|(i, z)| state(i, z)).collect();
+        let mut net = Self::new(cfg, states);
+        for i in 1..net.nodes.len() {
+            net.nodes[i].join(Instant::ZERO, vec![addr(0)]);
+        }
+        net.collect();
+        assert!(
+            net.run_until(secs(30), Net::all_alive),
+            "the cluster formed within 30 s"
+        );
+        net
+    }
+
+    fn live(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.nodes.len()).filter(|i| !self.down.contains(i))
+    }
+
+    /// Every live node sees every other live node alive, and nothing else present.
+    fn all_alive(&self) -> bool {
+        let live: Vec<usize> = self.live().collect();
+        live.iter().all(|&i| {
+            self.nodes[i].present_count() == live.len() - 1
+                && live.iter().filter(|&&j| j != i).all(|&j| {
+                    self.nodes[i]
+                        .member(&id(j))
+                        .is_some_and(|m| m.status == Status::Alive)
+                })
+        })
+    }
+
+    fn status(&self, observer: usize, of: usize) -> Option<Status> {
+        self.nodes[observer].member(&id(of)).map(|m| m.status)
+    }
+
+    fn saw(&self, i: usize, event: MemberEvent) -> bool {
+        self.events[i].contains(&event)
+    }
+
+    /// Moves every node's transmits onto the network and its events into `events`.
+    fn collect(&mut self) {
+        for i in 0..self.nodes.len() {
+            while let Some(t) = self.nodes[i].poll_transmit() {
+                let mut packet = packet::decode(&t.payload).expect("every packet sent decodes");
+                assert_eq!(packet.header.sender, id(i), "a node sends as itself");
+                if self.down.contains(&i) {
+                    continue;
+                }
+                let Some(to) = t
+                    .addr
+                    .strip_prefix('n')
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .filter(|n| *n < self.nodes.len())
+                else {
+                    continue;
+                };
+                if let Some(peer) = t.to {
+                    assert_eq!(peer, id(to), "a packet for a member goes to its address");
+                }
+                if self.cut.contains(&(i, to)) || self.down.contains(&to) {
+                    continue;
+                }
+                let mut payload = t.payload;
+                if let Some(tamper) = &mut self.tamper {
+                    if tamper(i, to, &mut packet) {
+                        continue;
+                    }
+                    payload = forge(packet.header.sender, packet.header.body, &packet.records);
+                }
+                self.flights.push_back(Flight {
+                    at: self.now + LATENCY,
+                    from: i,
+                    to,
+                    payload,
+                });
+            }
+            while let Some(e) = self.nodes[i].poll_event() {
+                self.events[i].push(e);
+            }
+        }
+    }
+
+    /// Advances to the next delivery or timeout (at most `limit`) and runs it.
+    fn step(&mut self, limit: Instant) {
+        let mut next = limit;
+        if let Some(f) = self.flights.front() {
+            next = next.min(f.at);
+        }
+        for i in self.live() {
+            if let Some(t) = self.nodes[i].poll_timeout() {
+                next = next.min(t);
+            }
+        }
+        if next > self.now {
+            self.now = next;
+            self.stalls = 0;
+        } else {
+            self.stalls += 1;
+            assert!(self.stalls < MAX_STALLS, "time stopped at {:?}", self.now);
+        }
+        while let Some(f) = self.flights.front()
+            && f.at <= self.now
+        {
+            let Some(f) = self.flights.pop_front() else {
+                break;
+            };
+            if self.down.contains(&f.to) {
+                continue;
+            }
+            let now = self.now;
+            self.nodes[f.to]
+                .handle_packet(now, &addr(f.from), &f.payload)
+                .expect("a member's packet is accepted");
+        }
+        let due: Vec<usize> = self
+            .live()
+            .filter(|&i| self.nodes[i].poll_timeout().is_some_and(|t| t <= self.now))
+            .collect();
+        for i in due {
+            let now = self.now;
+            self.nodes[i].handle_timeout(now);
+        }
+        self.collect();
+    }
+
+    /// Runs until `done` holds (true) or `d` of simulated time passed (false).
+    fn run_until(&mut self, d: Duration, mut done: impl FnMut(&Net) -> bool) -> bool {
+        let limit = self.now + d;
+        loop {
+            if done(self) {
+                return true;
+            }
+            if self.now >= limit {
+                return false;
+            }
+            self.step(limit);
+        }
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        self.run_until(d, |_| false);
+    }
+
+    /// Delivers a hand-made packet to node `to` as if it came from node `from`.
+    fn inject(&mut self, from: usize, to: usize, payload: &[u8]) {
+        let now = self.now;
+        self.nodes[to]
+            .handle_packet(now, &addr(from), payload)
+            .expect("a well-formed packet is accepted");
+        self.collect();
+    }
+}
+
+/// A packet from `sender` with `body` and `records`, built with the public packet API.
+fn forge(sender: PeerId, body: Body, records: &[Record]) -> Vec<u8> {
+    let mut out = Vec::new();
+    packet::start(&Header { sender, body }, &mut out);
+    let encoded: Vec<Vec<u8>> = records.iter().map(packet::encode_record).collect();
+    packet::push_records(encoded.iter().map(Vec::as_slice), &mut out);
+    out
+}
+
+/// A record saying node `of` (as `net` node `of` currently is) is suspect, accused by `by`.
+fn suspicion_of(net: &Net, of: usize, by: usize) -> Record {
+    let m = &net.nodes[of];
+    Record {
+        id: id(of),
+        version: m.version(),
+        status: Status::Suspect,
+        by: id(by),
+        state: Some(m.state().clone()),
+    }
+}
+
+#[test]
+fn nodes_joining_through_one_address_all_see_each_other_alive() {
+    let cfg = MembershipConfig::default();
+    let net = Net::joined(&cfg, &["", "", ""]);
+    for i in 0..3 {
+        let n = &net.nodes[i];
+        assert_eq!(n.present_count(), 2, "n{i} sees both others");
+        let mut seen: Vec<(PeerId, Status)> = n.members().map(|m| (m.id, m.status)).collect();
+        seen.sort();
+        let expected: Vec<(PeerId, Status)> = (0..3)
+            .filter(|&j| j != i)
+            .map(|j| (id(j), Status::Alive))
+            .collect();
+        assert_eq!(seen, expected, "n{i}'s member table");
+        for j in (0..3).filter(|&j| j != i) {
+            assert!(net.saw(i, MemberEvent::Joined(id(j))), "n{i}: Joined(n{j})");
+            let m = n.member(&id(j)).expect("known");
+            assert_eq!(m.state.addrs, vec![addr(j)], "n{i} knows n{j}'s address");
+            assert_eq!(m.version, net.nodes[j].version());
+        }
+    }
+    // n1 and n2 never talked to each other before joining, only to n0.
+    assert!(net.saw(1, MemberEvent::Joined(id(2))));
+    assert!(net.saw(2, MemberEvent::Joined(id(1))));
+}
+
+#[test]
+fn a_join_is_retried_until_the_seed_answers() {
+    let cfg = MembershipConfig::default();
+    let mut net = Net::new(&cfg, vec![state(0, ""), state(1, "")]);
+    net.cut.insert((1, 0));
+    net.nodes[1].join(Instant::ZERO, vec![addr(0)]);
+    net.collect();
+    net.run_for(secs(5));
+    assert_eq!(net.nodes[0].present_count(), 0, "no join got through");
+    net.cut.clear();
+    assert!(
+        net.run_until(cfg.join_retry * 2, Net::all_alive),
+        "the next retry joins"
+    );
+}
+
+#[test]
+fn a_suspected_node_refutes_with_a_higher_version() {
+    let cfg = MembershipConfig::default();
+    let mut net = Net::joined(&cfg, &["", "", ""]);
+    let a = 2;
+    let before = net.nodes[a].version();
+    let accusation = forge(id(1), Body::Gossip, &[suspicion_of(&net, a, 1)]);
+    // n0 believes it; A hears it too.
+    net.inject(1, 0, &accusation);
+    assert_eq!(net.status(0, a), Some(Status::Suspect));
+    assert!(net.saw(0, MemberEvent::Suspected(id(a))));
+    net.inject(1, a, &accusation);
+    let after = net.nodes[a].version();
+    assert!(after > before, "A raised its version: {before} -> {after}");
+    assert!(net.saw(a, MemberEvent::Refuted));
+
+    assert!(
+        net.run_until(secs(10), |net| (0..2).all(|i| net.nodes[i]
+            .member(&id(a))
+            .is_some_and(|m| m.status == Status::Alive && m.version == after))),
+        "everyone sees A alive at version {after}"
+    );
+    assert!(net.saw(0, MemberEvent::Recovered(id(a))));
+    for i in 0..3 {
+        assert!(
+            !net.events[i]
+                .iter()
+                .any(|e| matches!(e, MemberEvent::Died(_))),
+            "n{i} declared nobody dead"
+        );
+    }
+}
+
+#[test]
+fn a_sync_digest_listing_us_as_suspect_makes_us_refute() {
+    let cfg = MembershipConfig::default();
+    let mut net = Net::joined(&cfg, &["", "", ""]);
+    let a = 2;
+    let before = net.nodes[a].version();
+    let digest = vec![packet::Digest {
+        id: id(a),
+        version: before,
+        status: Status::Suspect,
+    }];
+    let body = Body::SyncRequest {
+        start: PeerId::from_bytes([0; 32]),
+        end: None,
+        digest,
+        full: false,
+    };
+    net.inject(1, a, &forge(id(1), body, &[]));
+    assert!(net.nodes[a].version() > before, "A raised its version");
+    assert!(net.saw(a, MemberEvent::Refuted));
+}
+
+#[test]
+fn an_accusation_at_an_older_version_is_ignored() {
+    let cfg = MembershipConfig::default();
+    let mut net = Net::joined(&cfg, &["", ""]);
+    net.nodes[1]
+        .set_state(NodeState {
+            load: 5,
+            ..state(1, "")
+        })
+        .expect("valid");
+    net.run_for(secs(2));
+    let version = net.nodes[1].version();
+    assert!(version >= 2);
+    let mut stale = suspicion_of(&net, 1, 0);
+    stale.version = version - 1;
+    net.inject(0, 1, &forge(id(0), Body::Gossip, &[stale]));
+    assert_eq!(net.nodes[1].version(), version, "nothing to refute");
+    assert!(!net.saw(1, MemberEvent::Refuted));
+}
+
+#[test]
+fn one_forged_accusation_does_not_kill_a_reachable_node() {
+    let cfg = MembershipConfig::default();
+    let mut net = Net::joined(&cfg, &["", "", "", ""]);
+    let d = 3;
+    let before = net.nodes[d].version();
+    // n1 alone accuses D, to n2.
+    let accusation = forge(id(1), Body::Gossip, &[suspicion_of(&net, d, 1)]);
+    net.inject(1, 2, &accusation);
+    assert!(net.saw(2, MemberEvent::Suspected(id(d))));
+    net.run_for(secs(60));
+    assert!(
+        net.saw(d, MemberEvent::Refuted),
+        "D heard of it and refuted"
+    );
+    let version = net.nodes[d].version();
+    assert!(version > before);
+    for i in 0..3 {
+        assert!(
+            !net.saw(i, MemberEvent::Died(id(d))),
+            "n{i} declared D dead"
+        );
+        let m = net.nodes[i].member(&id(d)).expect("known");
+        assert_eq!(
+            (m.status, m.version),
+            (Status::Alive, version),
+            "n{i}'s view of D"
+        );
+    }
+    assert!(net.all_alive());
+}
+
+#[test]
+fn one_accuser_is_not_enough_even_when_the_accused_cannot_refute() {
+    let cfg = MembershipConfig::default();
+    let mut net = Net::joined(&cfg, &["", "", "", ""]);
+    let d = 3;
+    // D answers probes, but never hears that it is suspected (the news is cut out of every
+    // packet to it), so it cannot refute: only the rule that one member's word never kills a
+    // node keeps it alive.
+    let d_id = id(d);
+    net.tamper = Some(Box::new(move |_, to, p: &mut Packet| {
+        if to == d {
+            p.records
+                .retain(|r| r.id != d_id || r.status == Status::Alive);
+            // A sync request's digest would also tell D (and D refutes from it).
+            if let Body::SyncRequest { digest, .. } = &mut p.header.body {
+                digest.retain(|e| e.id != d_id);
+            }
+        }
+        false
+    }));
+    let accusation = forge(id(1), Body::Gossip, &[suspicion_of(&net, d, 1)]);
+    net.inject(1, 2, &accusation);
+    net.run_for(secs(120));
+    assert!(!net.saw(d, MemberEvent::Refuted), "D never heard of it");
+    for i in 0..3 {
+        assert!(
+            !net.saw(i, MemberEvent::Died(id(d))),
+            "n{i} declared D dead"
+        );
+        let status = net.status(i, d).expect("known");
+        assert!(status.is_present(), "n{i} sees D as {status:?}");
+    }
+    assert!(
+        net.saw(0, MemberEvent::Suspected(id(d))),
+        "the rumor did spread"
+    );
+}
+
+#[test]
+fn a_broken_link_is_bridged_by_indirect_probes() {
+    let cfg = MembershipConfig::default();
+    let mut net = Net::joined(&cfg, &["", "", "", ""]);
+    net.cut.insert((1, 3));
+    net.cut.insert((3, 1));
+    net.run_for(secs(60));
+    for i in 0..4 {
+        assert!(
+            !net.events[i]
+                .iter()
+                .any(|e| matches!(e, MemberEvent::Suspected(_) | MemberEvent::Died(_))),
+            "n{i} suspected someone: {:?}",
+            net.events[i]
+        );
+    }
+    assert!(net.all_alive());
+}
+
+#[test]
+fn a_crashed_node_is_declared_dead_by_everyone_and_nobody_else_is() {
+    let cfg = MembershipConfig::default();
+    let mut net = Net::joined(&cfg, &["", "", "", "", ""]);
+    let dead = 4;
+    net.down.insert(dead);
+    let others = 0..4;
+    assert!(
+        net.run_until(secs(60), |net| others
+            .clone()
+            .all(|i| net.status(i, dead) == Some(Status::Dead))),
+        "all declared n{dead} dead within 60 s"
+    );
+    for i in others {
+        assert!(net.saw(i, MemberEvent::Died(id(dead))), "n{i}: Died");
+        assert_eq!(net.nodes[i].present_count(), 3);
+        assert!(
+            !net.events[i].iter().any(|e| matches!(
+                e,
+                MemberEvent::Suspected(p) | MemberEvent::Died(p) if *p != id(dead)
+            )),
+            "n{i} suspected a live node: {:?}",
+            net.events[i]
+        );
+    }
+}
+
+#[test]
+fn a_node_declared_dead_comes_back_after_the_partition_heals() {
+    let cfg = MembershipConfig::default();
+    let mut net = Net::joined(&cfg, &["", "", ""]);
+    let p = 2;
+    for i in 0..2 {
+        net.cut.insert((i, p));
+        net.cut.insert((p, i));
+    }
+    assert!(
+        net.run_until(secs(60), |net| (0..2)
+            .all(|i| net.status(i, p) == Some(Status::Dead))),
+        "the isolated node is declared dead"
+    );
+    // Alone, it cannot gather a second accuser: it suspects the others but kills nobody.
+    assert!(
+        !net.events[p]
+            .iter()
+            .any(|e| matches!(e, MemberEvent::Died(_)))
+    );
+    net.cut.clear();
+    assert!(
+        net.run_until(secs(30), Net::all_alive),
+        "after the heal everyone is alive again"
+    );
+    assert!(net.saw(p, MemberEvent::Refuted));
+    assert!(
+        net.saw(0, MemberEvent::Joined(id(p))),
+        "n0 saw it come back"
+    );
+}
+
+#[test]
+fn dead_members_are_forgotten_after_dead_retention() {
+    let cfg = MembershipConfig {
+        dead_retention: secs(10),
+        ..MembershipConfig::default()
+    };
+    let mut net = Net::joined(&cfg, &["", "", ""]);
+    net.down.insert(2);
+    assert!(
+        net.run_until(secs(60), |net| (0..2)
+            .all(|i| net.status(i, 2) == Some(Status::Dead))),
+        "declared dead"
+    );
+    // Anti-entropy must not hand the dead record back and forth forever.
+    assert!(
+        net.run_until(secs(120), |net| (0..2).all(|i| net.status(i, 2).is_none())),
+        "forgotten: n0 {:?}, n1 {:?}",
+        net.status(0, 2),
+        net.status(1, 2)
+    );
+}
+
+#[test]
+fn a_new_holding_spreads_and_holders_prefer_the_same_zone() {
+    let cfg = MembershipConfig::default();
+    let mut net = Net::joined(&cfg, &["a", "b", "a", "b"]);
+    let content = ContentId::from_bytes([7; 32]);
+    let holding = |complete| Holding {
+        id: content,
+        complete,
+    };
+    // n0 (zone a): complete and lightly loaded; n1 (zone b): partial and busy; n2 (zone a):
+    // partial and idle.
+    for (i, zone, complete, load) in [(0, "a", true, 10), (1, "b", false, 90), (2, "a", false, 0)] {
+        let before = net.nodes[i].version();
+        net.nodes[i]
+            .set_state(NodeState {
+                load,
+                holdings: vec![holding(complete)],
+                ..state(i, zone)
+            })
+            .expect("valid");
+        assert_eq!(net.nodes[i].version(), before + 1);
+    }
+    net.collect();
+    let spread = |net: &Net| {
+        (0..4).all(|obs| {
+            (0..3).filter(|&i| i != obs).all(|i| {
+                net.nodes[obs]
+                    .member(&id(i))
+                    .is_some_and(|m| m.state.holdings.contains(&net.nodes[i].state().holdings[0]))
+            })
+        })
+    };
+    assert!(net.run_until(secs(10), spread), "the holdings spread");
+    assert!(net.saw(3, MemberEvent::Updated(id(0))));
+    let order = |obs: usize| -> Vec<PeerId> {
+        net.nodes[obs]
+            .holders(&content)
+            .iter()
+            .map(|(m, _)| m.id)
+            .collect()
+    };
+    // n3 is in zone b: n1 first although partial and busy, then complete before partial.
+    assert_eq!(order(3), vec![id(1), id(0), id(2)]);
+    let holders = net.nodes[3].holders(&content);
+    assert_eq!(holders[0].1, holding(false));
+    assert_eq!(holders[1].1, holding(true));
+    // n0 is in zone a (and never lists itself).
+    assert_eq!(order(0), vec![id(2), id(1)]);
+    assert!(
+        net.nodes[3]
+            .holders(&ContentId::from_bytes([8; 32]))
+            .is_empty()
+    );
+}
+
+#[test]
+fn an_overlong_zone_is_refused_and_changes_nothing() {
+    let cfg = MembershipConfig::default();
+    let mut net = Net::joined(&cfg, &["a", "a"]);
+    net.run_for(secs(5));
+    let version = net.nodes[0].version();
+    let old = net.nodes[0].state().clone();
+    let rumors = net.nodes[0].rumors_in_flight();
+    let overlong = NodeState {
+        zone: "z".repeat(MAX_ZONE_LEN + 1),
+        ..state(0, "")
+    };
+    assert_eq!(net.nodes[0].set_state(overlong), Err(StateError::Zone));
+    assert_eq!(net.nodes[0].version(), version);
+    assert_eq!(net.nodes[0].state(), &old);
+    assert_eq!(net.nodes[0].rumors_in_flight(), rumors);
+    net.run_for(secs(5));
+    let seen = net.nodes[1].member(&id(0)).expect("known");
+    assert_eq!((seen.version, &seen.state.zone), (version, &old.zone));
+    // The longest allowed zone is accepted.
+    let longest = NodeState {
+        zone: "z".repeat(MAX_ZONE_LEN),
+        ..state(0, "")
+    };
+    assert_eq!(net.nodes[0].set_state(longest), Ok(()));
+    assert_eq!(net.nodes[0].version(), version + 1);
+}
+
+#[test]
+fn an_unchanged_state_is_not_news() {
+    let cfg = MembershipConfig::default();
+    let mut net = Net::joined(&cfg, &["a", "a"]);
+    let version = net.nodes[0].version();
+    net.nodes[0].set_state(state(0, "a")).expect("valid");
+    assert_eq!(net.nodes[0].version(), version);
+}
+
+#[test]
+fn a_node_that_leaves_is_seen_as_left_not_dead() {
+    let cfg = MembershipConfig::default();
+    let mut net = Net::joined(&cfg, &["", "", ""]);
+    let l = 2;
+    let now = net.now;
+    net.nodes[l].leave(now);
+    net.collect();
+    assert!(
+        net.run_until(secs(5), |net| (0..2)
+            .all(|i| net.status(i, l) == Some(Status::Left))),
+        "the others saw it leave"
+    );
+    for i in 0..2 {
+        assert!(net.saw(i, MemberEvent::Left(id(l))));
+        assert_eq!(net.nodes[i].present_count(), 1);
+    }
+    // It stops talking; it must not be declared dead, nor come back.
+    net.down.insert(l);
+    net.run_for(secs(60));
+    for i in 0..2 {
+        assert_eq!(net.status(i, l), Some(Status::Left));
+        assert!(!net.saw(i, MemberEvent::Died(id(l))));
+        assert_eq!(
+            net.nodes[i].member(&id(l)).map(|m| m.state.addrs.len()),
+            Some(0)
+        );
+    }
+}
+
+#[test]
+fn anti_entropy_alone_spreads_a_member_nobody_gossips_about() {
+    let cfg = MembershipConfig::default();
+    let mut net = Net::new(&cfg, (0..3).map(|i| state(i, "")).collect());
+    // n0 - n1 - n2: the ends know only the middle, and nothing is news.
+    let records: Vec<Record> = net.nodes.iter().map(Membership::own_record).collect();
+    net.nodes[0].insert_record(Instant::ZERO, records[1].clone());
+    net.nodes[1].insert_record(Instant::ZERO, records[0].clone());
+    net.nodes[1].insert_record(Instant::ZERO, records[2].clone());
+    net.nodes[2].insert_record(Instant::ZERO, records[1].clone());
+    assert!(net.nodes[0].member(&id(2)).is_none());
+    assert!(net.nodes.iter().all(|n| n.rumors_in_flight() == 0));
+    let mut gossip = false;
+    let learned = net.run_until(secs(10), |net| {
+        gossip |= net.nodes.iter().any(|n| n.rumors_in_flight() > 0);
+        net.all_alive()
+    });
+    assert!(learned, "the ends learned of each other by sync");
+    assert!(!gossip, "no rumor was ever in flight");
+    assert!(net.saw(0, MemberEvent::Joined(id(2))));
+    assert!(net.saw(2, MemberEvent::Joined(id(0))));
+}
+
+#[test]
+fn anti_entropy_sweeps_the_id_space_in_bounded_ranges() {
+    let max_digest = 1;
+    let cfg = MembershipConfig {
+        max_digest,
+        ..MembershipConfig::default()
+    };
+    let n = 6;
+    let mut net = Net::new(&cfg, (0..n).map(|i| state(i, "")).collect());
+    let records: Vec<Record> = net.nodes.iter().map(Membership::own_record).collect();
+    // Everyone but the last knows everyone but the last; the last knows only n1.
+    let last = n - 1;
+    for i in 0..last {
+        for j in (0..last).filter(|&j| j != i) {
+            net.nodes[i].insert_record(Instant::ZERO, records[j].clone());
+        }
+    }
+    net.nodes[1].insert_record(Instant::ZERO, records[last].clone());
+    net.nodes[last].insert_record(Instant::ZERO, records[1].clone());
+    let biggest = std::rc::Rc::new(std::cell::Cell::new(0usize));
+    let seen = biggest.clone();
+    net.tamper = Some(Box::new(move |_, _, p: &mut Packet| {
+        if let Body::SyncRequest { digest, .. } = &p.header.body {
+            seen.set(seen.get().max(digest.len()));
+        }
+        false
+    }));
+    let mut gossip = false;
+    let learned = net.run_until(secs(120), |net| {
+        gossip |= net.nodes.iter().any(|n| n.rumors_in_flight() > 0);
+        net.all_alive()
+    });
+    assert!(learned, "everyone learned of the last node by sync");
+    assert!(!gossip, "no rumor was ever in flight");
+    // At most `max_digest` members per request, plus the requester itself.
+    assert!(
+        biggest.get() >= 1 && biggest.get() <= max_digest + 1,
+        "{}",
+        biggest.get()
+    );
+}
+
+#[test]
+fn members_without_addresses_are_never_probed() {
+    // A seed whose only member is a browser (reachable only over links it opens itself).
+    let cfg = MembershipConfig::default();
+    let mut net = Net::new(&cfg, vec![state(0, "")]);
+    let browser = PeerId::from_bytes([9; 32]);
+    net.nodes[0].insert_record(
+        Instant::ZERO,
+        Record {
+            id: browser,
+            version: 1,
+            status: Status::Alive,
+            by: browser,
+            state: Some(NodeState {
+                role: Role::Browser,
+                ..NodeState::default()
+            }),
+        },
+    );
+    net.run_for(secs(10));
+    assert_eq!(net.nodes[0].stats().packets_sent, 0);
+    let seen = net.nodes[0].member(&browser).map(|m| m.status);
+    assert_eq!(seen, Some(Status::Alive), "never suspected");
+}
+
+#[test]
+fn a_record_of_us_at_the_highest_version_does_not_overflow() {
+    let cfg = MembershipConfig::default();
+    let mut net = Net::joined(&cfg, &["", ""]);
+    // Claims of a newer life, and an accusation, at the last version there is.
+    for status in [Status::Alive, Status::Suspect] {
+        let mut record = suspicion_of(&net, 1, 0);
+        record.version = u64::MAX;
+        record.status = status;
+        net.inject(0, 1, &forge(id(0), Body::Gossip, &[record]));
+        assert_eq!(net.nodes[1].version(), u64::MAX);
+    }
+    net.run_for(secs(1));
+}
