@@ -1010,7 +1010,8 @@ impl Membership {
                 **id != self.me
                     && match self.members.get(id) {
                         Some(m) => **known > (m.version, m.status),
-                        None => known.1.is_present(),
+                        // Unknown to us: worth asking for only if we have room for it.
+                        None => known.1.is_present() && self.members.len() < self.cfg.max_members,
                     }
             })
             .map(|(id, _)| *id)
