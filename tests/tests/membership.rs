@@ -3,6 +3,7 @@
 
 use std::{fs, path::Path, time::Duration};
 
+use pollen_core::{Hint, Ticket};
 use pollen_tests::{Node, NodeOpts, b3, bare_ticket, finish_get, pseudo_random};
 
 const MIB: usize = 1024 * 1024;
@@ -46,6 +47,24 @@ fn a_chain_of_five_finds_itself_finds_artifacts_and_declares_the_killed_dead() {
     finish_get(get);
     assert_eq!(b3(&out), id);
 
+    // Any member's address suffices: a new node, told of no cluster, gets a ticket whose only
+    // address is n1's, a member without the artifact.
+    let n1: std::net::SocketAddr = nodes[1].listen.parse().expect("a socket address");
+    let hinted = Ticket::new(id.parse().expect("a content id"), data.len() as u64)
+        .and_then(|t| t.with_hint(Hint::Node(n1)))
+        .expect("a valid ticket")
+        .to_string();
+    nodes.push(start(tmp.path(), "n5", None, None));
+    let out5 = tmp.path().join("out5.bin");
+    let get = nodes[5].cli_spawn(&["get", &hinted, "-o", out5.to_str().expect("utf-8")]);
+    finish_get(get);
+    assert_eq!(b3(&out5), id);
+    for n in &nodes {
+        n.wait_until(LIMIT, "it sees 5 alive members", |n| {
+            n.members_with("alive").len() == 5
+        });
+    }
+
     // Kill n2 without a word: the others declare it dead.
     let victim = nodes[2].peer_id();
     let killed = nodes.remove(2);
@@ -54,7 +73,7 @@ fn a_chain_of_five_finds_itself_finds_artifacts_and_declares_the_killed_dead() {
         n.wait_until(LIMIT, "it declares the killed node dead", |n| {
             n.members_with("dead").contains(&victim)
         });
-        assert_eq!(n.members_with("alive").len(), 3, "the live ones stay alive");
+        assert_eq!(n.members_with("alive").len(), 4, "the live ones stay alive");
     }
 }
 
