@@ -250,7 +250,8 @@ impl Membership {
         }
         self.left = true;
         self.announce();
-        self.gossip_round(now);
+        self.gossip_round();
+        self.next_round = now + self.cfg.round_interval;
     }
 
     /// Members we know of, alive or not.
@@ -388,7 +389,7 @@ impl Membership {
         if self.left {
             if now >= self.next_round {
                 self.next_round = now + self.cfg.round_interval;
-                self.gossip_round(now);
+                self.gossip_round();
             }
             return;
         }
@@ -422,7 +423,7 @@ impl Membership {
         if now >= self.next_round {
             self.next_round = now + self.cfg.round_interval;
             self.refresh_active_view();
-            self.gossip_round(now);
+            self.gossip_round();
         }
         if now >= self.next_sync {
             self.next_sync = now + self.cfg.sync_interval;
@@ -579,7 +580,7 @@ impl Membership {
         out
     }
 
-    fn gossip_round(&mut self, _now: Instant) {
+    fn gossip_round(&mut self) {
         if self.rumors.is_empty() {
             return;
         }
@@ -1041,9 +1042,14 @@ impl Membership {
     fn welcome_records(&mut self) -> Vec<Vec<u8>> {
         let mut out = alloc::vec![packet::encode_record(&self.own_record())];
         let n = self.present.len();
+        if n == 0 {
+            return out;
+        }
         let mut budget = self.cfg.max_packet.min(packet::MAX_PACKET) / 2;
-        for _ in 0..n.min(256) {
-            let i = (self.rng.next_u64() % n as u64) as usize;
+        // Consecutive members from a random start: distinct, and different for each joiner.
+        let first = (self.rng.next_u64() % n as u64) as usize;
+        for k in 0..n.min(256) {
+            let i = (first + k) % n;
             if let Some(bytes) = self.encode_member(&self.present[i]) {
                 if bytes.len() > budget {
                     break;
