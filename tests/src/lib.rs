@@ -297,6 +297,16 @@ pub fn finish_get(child: Child) {
     );
 }
 
+/// Writes `len` pseudo-random bytes (from `seed`) to `dir/artifact.bin`; returns the path,
+/// the bytes and their content id.
+pub fn write_artifact(dir: &Path, len: usize, seed: u64) -> (PathBuf, Vec<u8>, String) {
+    let data = pseudo_random(len, seed);
+    let file = dir.join("artifact.bin");
+    std::fs::write(&file, &data).expect("write artifact");
+    let id = blake3::hash(&data).to_hex().to_string();
+    (file, data, id)
+}
+
 /// A ticket for `file` with no addresses in it (`pollen id --ticket`).
 pub fn bare_ticket(file: &Path) -> String {
     let out = Command::new(pollen_bin())

@@ -1,10 +1,10 @@
 //! Gossip membership between real `pollen node` processes on loopback: joins, failure
 //! detection, and fetching what gossip says is where.
 
-use std::{fs, path::Path, time::Duration};
+use std::{path::Path, time::Duration};
 
 use pollen_core::{Hint, Ticket};
-use pollen_tests::{Node, NodeOpts, b3, bare_ticket, finish_get, pseudo_random};
+use pollen_tests::{Node, NodeOpts, b3, bare_ticket, finish_get, write_artifact};
 
 const MIB: usize = 1024 * 1024;
 const LIMIT: Duration = Duration::from_secs(120);
@@ -36,10 +36,7 @@ fn a_chain_of_five_finds_itself_finds_artifacts_and_declares_the_killed_dead() {
     }
 
     // n4 was never told where the artifact is: the ticket has no addresses.
-    let data = pseudo_random(8 * MIB, 7);
-    let file = tmp.path().join("artifact.bin");
-    fs::write(&file, &data).expect("write artifact");
-    let id = blake3::hash(&data).to_hex().to_string();
+    let (file, data, id) = write_artifact(tmp.path(), 8 * MIB, 7);
     nodes[0].share(&file);
     let ticket = bare_ticket(&file);
     let out = tmp.path().join("out.bin");
@@ -95,10 +92,7 @@ fn an_artifact_crosses_between_two_zones_about_once() {
         });
     }
     let size = 16 * MIB;
-    let data = pseudo_random(size, 11);
-    let file = tmp.path().join("artifact.bin");
-    fs::write(&file, &data).expect("write artifact");
-    let id = blake3::hash(&data).to_hex().to_string();
+    let (file, _, id) = write_artifact(tmp.path(), size, 11);
     a[0].share(&file);
     let ticket = bare_ticket(&file);
     let outs: Vec<_> = (0..4)

@@ -6,18 +6,14 @@ use std::{
     time::Duration,
 };
 
-use pollen_tests::{Node, NodeOpts, b3, finish_get, pseudo_random};
+use pollen_tests::{Node, NodeOpts, b3, finish_get, write_artifact};
 
 const MIB: usize = 1024 * 1024;
 const LIMIT: Duration = Duration::from_secs(300);
 
 /// Writes a pseudo-random artifact of `mib` MiB into `dir`; returns its path, bytes and id.
 fn artifact(dir: &Path, mib: usize, seed: u64) -> (PathBuf, Vec<u8>, String) {
-    let data = pseudo_random(mib * MIB, seed);
-    let file = dir.join("artifact.bin");
-    fs::write(&file, &data).expect("write artifact");
-    let id = blake3::hash(&data).to_hex().to_string();
-    (file, data, id)
+    write_artifact(dir, mib * MIB, seed)
 }
 
 #[test]

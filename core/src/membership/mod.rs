@@ -359,14 +359,8 @@ impl Membership {
                 full,
             } => {
                 // The requester may hold an accusation of us that never reached us as a rumor.
-                if let Some(d) = digest.iter().find(|d| d.id == self.me)
-                    && d.status != Status::Alive
-                    && d.version >= self.version
-                    && !self.left
-                {
-                    self.version = d.version;
-                    self.announce();
-                    self.events.push_back(MemberEvent::Refuted);
+                if let Some(d) = digest.iter().find(|d| d.id == self.me) {
+                    self.refute_if_needed(d.version, d.status);
                 }
                 let (records, wants) = self.answer_sync(start, end, &digest, full);
                 self.send(
@@ -476,13 +470,17 @@ impl Membership {
         Record {
             id: self.me,
             version: self.version,
-            status: if self.left {
-                Status::Left
-            } else {
-                Status::Alive
-            },
+            status: self.own_status(),
             by: self.me,
             state: (!self.left).then(|| self.state.clone()),
+        }
+    }
+
+    fn own_status(&self) -> Status {
+        if self.left {
+            Status::Left
+        } else {
+            Status::Alive
         }
     }
 
@@ -729,7 +727,7 @@ impl Membership {
     /// Applies a record if it is news; returns whether it was.
     fn merge(&mut self, now: Instant, record: Record, via: Via) {
         if record.id == self.me {
-            self.refute_if_needed(&record);
+            self.refute_if_needed(record.version, record.status);
             return;
         }
         let id = record.id;
@@ -847,13 +845,13 @@ impl Membership {
 
     /// Someone says we are suspect, dead or gone (or knows a newer version of us from an
     /// earlier life): re-announce ourselves with a higher version.
-    fn refute_if_needed(&mut self, record: &Record) {
+    fn refute_if_needed(&mut self, version: u64, status: Status) {
         if self.left {
             return;
         }
-        let accused = record.status != Status::Alive && record.version >= self.version;
-        if accused || record.version > self.version {
-            self.version = record.version;
+        let accused = status != Status::Alive && version >= self.version;
+        if accused || version > self.version {
+            self.version = version;
             self.announce();
             if accused {
                 self.events.push_back(MemberEvent::Refuted);
@@ -936,11 +934,10 @@ impl Membership {
             });
         }
         if in_range(&self.me, &start, end.as_ref()) {
-            let me = self.own_record();
             digest.push(Digest {
-                id: me.id,
-                version: me.version,
-                status: me.status,
+                id: self.me,
+                version: self.version,
+                status: self.own_status(),
             });
         }
         self.sync_cursor = end.unwrap_or(PeerId::from_bytes([0; 32]));
@@ -986,7 +983,7 @@ impl Membership {
             }
         }
         if in_range(&self.me, &start, end.as_ref()) {
-            let mine = (self.version, self.own_record().status);
+            let mine = (self.version, self.own_status());
             match theirs.get(&self.me) {
                 Some(&known) if known >= mine => {}
                 _ => newer.push((true, u64::MAX, self.me)),
