@@ -21,6 +21,7 @@ mod manifest;
 pub mod membership;
 mod peer_id;
 mod piece_data;
+pub mod signal;
 pub mod swarm;
 pub mod ticket;
 mod time;
