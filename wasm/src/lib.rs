@@ -1,4 +1,8 @@
-//! pollen-wasm: the browser peer (issue "Browser peers").
+//! pollen-wasm: the browser peer of Pollen.
 //!
-//! Not implemented yet. This crate exists so the workspace has its final shape; it exports
-//! nothing, and nothing in Pollen depends on it yet.
+//! [`driver`] holds the browser peer's swarms without the browser (artifacts in memory, links
+//! as message streams) and builds and tests natively. The `browser` module (wasm32 only) binds
+//! it to the page: a WebSocket to a signaling server, one RTCPeerConnection with an ordered,
+//! reliable data channel per neighbour, timers from the browser, and the JavaScript API.
+
+pub mod driver;

@@ -22,7 +22,7 @@ pub use codec::{
     BlockHeader, decode, decode_block_header, decode_frame, encode, encode_block_header,
 };
 pub use error::{DecodeError, EncodeError, Invalid};
-pub use frame::split_frame;
+pub use frame::{FrameBuffer, pack_messages, split_frame};
 pub use message::{BlockRef, Handshake, Kind, Message};
 
 /// Protocol version carried in every frame.

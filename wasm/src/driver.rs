@@ -1,0 +1,420 @@
+//! The browser peer's swarms, without the browser: artifacts held in memory, links carried as
+//! messages, and the swarm's actions carried out at once. The browser glue feeds it data
+//! channel messages and timers and sends what it returns; tests feed it directly.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use bytes::Bytes;
+use pollen_core::{
+    ContentId, Instant, ManifestBuilder, PeerId, Ticket,
+    swarm::{Action, Event, LinkId, Swarm, SwarmConfig},
+    wire::{FrameBuffer, pack_messages},
+};
+use rand_core::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+/// Largest data channel message sent (every browser accepts 64 KiB).
+pub const MAX_CHANNEL_MESSAGE: usize = 64 * 1024;
+/// Most bytes queued for a link and not yet sent before the link is dropped as too slow.
+pub const MAX_UNSENT: usize = 64 << 20;
+/// Largest artifact a browser peer holds (it keeps artifacts in memory).
+pub const MAX_BROWSER_ARTIFACT: u64 = 2 << 30;
+
+/// Why the driver refused a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DriverError {
+    /// The artifact is larger than a browser peer holds.
+    TooLarge(u64),
+    /// The name is not valid in a ticket.
+    Ticket(String),
+}
+
+impl std::fmt::Display for DriverError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::TooLarge(size) => write!(
+                f,
+                "an artifact of {size} bytes is larger than a browser peer holds ({MAX_BROWSER_ARTIFACT} bytes)"
+            ),
+            Self::Ticket(err) => write!(f, "cannot make a ticket: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for DriverError {}
+
+/// What the driver asks of its glue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send these messages on the link, in order.
+    Send(LinkId, Vec<Vec<u8>>),
+    /// Close the link (the swarm has forgotten it).
+    Close(LinkId),
+    /// An artifact's progress changed.
+    Progress(ContentId),
+    /// An artifact is complete and verified.
+    Complete(ContentId),
+    /// A peer sent data that failed verification and was banned.
+    Banned(ContentId, PeerId),
+}
+
+/// Progress of one artifact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    /// Verified bytes held.
+    pub have_bytes: u64,
+    /// The artifact's size.
+    pub size: u64,
+    /// Verified pieces held.
+    pub have_pieces: u32,
+    /// Pieces in the artifact.
+    pub pieces: u32,
+    /// Links with a completed handshake.
+    pub peers: usize,
+    /// Payload bytes received.
+    pub downloaded: u64,
+    /// Payload bytes sent.
+    pub uploaded: u64,
+    /// Whether every piece is held.
+    pub complete: bool,
+}
+
+struct Artifact {
+    swarm: Swarm,
+    ticket: Ticket,
+    /// The artifact's bytes; pieces not yet held are zeros.
+    data: Vec<u8>,
+}
+
+struct LinkState {
+    swarm: ContentId,
+    frames: FrameBuffer,
+}
+
+/// The browser peer's state machine.
+pub struct Driver {
+    me: PeerId,
+    artifacts: BTreeMap<ContentId, Artifact>,
+    links: BTreeMap<LinkId, LinkState>,
+    next_link: u64,
+    rng: Xoshiro256PlusPlus,
+    out: VecDeque<Output>,
+}
+
+impl Driver {
+    /// A driver for peer `me`, with randomness from `seed`.
+    pub fn new(me: PeerId, seed: u64) -> Self {
+        Self {
+            me,
+            artifacts: BTreeMap::new(),
+            links: BTreeMap::new(),
+            next_link: 0,
+            rng: Xoshiro256PlusPlus::seed_from_u64(seed),
+            out: VecDeque::new(),
+        }
+    }
+
+    /// Our identity.
+    pub fn peer_id(&self) -> PeerId {
+        self.me
+    }
+
+    fn config(&self) -> SwarmConfig {
+        let mut cfg = SwarmConfig::new(self.me);
+        // Browser links are slower and fewer than a data centre's.
+        cfg.upload_slots = 4;
+        cfg
+    }
+
+    /// Seeds `data`; returns its ticket (with `name`, if given).
+    pub fn share(
+        &mut self,
+        now: Instant,
+        data: Vec<u8>,
+        name: Option<&str>,
+    ) -> Result<Ticket, DriverError> {
+        let size = data.len() as u64;
+        if size > MAX_BROWSER_ARTIFACT {
+            return Err(DriverError::TooLarge(size));
+        }
+        let mut builder =
+            ManifestBuilder::new(size).map_err(|e| DriverError::Ticket(e.to_string()))?;
+        builder
+            .update(&data)
+            .map_err(|e| DriverError::Ticket(e.to_string()))?;
+        let manifest = builder
+            .finish()
+            .map_err(|e| DriverError::Ticket(e.to_string()))?;
+        let mut ticket =
+            Ticket::new(manifest.id(), size).map_err(|e| DriverError::Ticket(e.to_string()))?;
+        if let Some(name) = name.filter(|n| !n.is_empty()) {
+            ticket = ticket
+                .with_name(name)
+                .map_err(|e| DriverError::Ticket(e.to_string()))?;
+        }
+        let id = manifest.id();
+        if !self
+            .artifacts
+            .get(&id)
+            .is_some_and(|a| a.swarm.is_complete())
+        {
+            let have = pollen_core::Bitfield::full(manifest.layout().piece_count());
+            let seed = self.rng.next_u64();
+            let swarm = Swarm::with_manifest(self.config(), manifest, have, now, seed);
+            self.replace(id, swarm, ticket.clone(), data);
+        }
+        Ok(ticket)
+    }
+
+    /// Starts fetching the artifact `ticket` names (nothing happens if it is already held or
+    /// being fetched).
+    pub fn fetch(&mut self, now: Instant, ticket: &Ticket) -> Result<(), DriverError> {
+        if ticket.size() > MAX_BROWSER_ARTIFACT {
+            return Err(DriverError::TooLarge(ticket.size()));
+        }
+        if self.artifacts.contains_key(&ticket.id()) {
+            return Ok(());
+        }
+        let seed = self.rng.next_u64();
+        let swarm = Swarm::new(self.config(), ticket, now, seed);
+        let data = vec![0; ticket.size() as usize];
+        self.replace(ticket.id(), swarm, ticket.clone(), data);
+        self.drive(ticket.id(), now);
+        Ok(())
+    }
+
+    fn replace(&mut self, id: ContentId, swarm: Swarm, ticket: Ticket, data: Vec<u8>) {
+        // Links of a replaced swarm belong to the old one: close them.
+        let stale: Vec<LinkId> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.swarm == id)
+            .map(|(k, _)| *k)
+            .collect();
+        for link in stale {
+            self.links.remove(&link);
+            self.out.push_back(Output::Close(link));
+        }
+        self.artifacts.insert(
+            id,
+            Artifact {
+                swarm,
+                ticket,
+                data,
+            },
+        );
+    }
+
+    /// The artifacts held or being fetched.
+    pub fn artifacts(&self) -> impl Iterator<Item = (&ContentId, &Ticket)> {
+        self.artifacts.iter().map(|(id, a)| (id, &a.ticket))
+    }
+
+    /// Whether the artifact is held completely.
+    pub fn is_complete(&self, id: &ContentId) -> bool {
+        self.artifacts
+            .get(id)
+            .is_some_and(|a| a.swarm.is_complete())
+    }
+
+    /// The bytes of a complete artifact.
+    pub fn bytes(&self, id: &ContentId) -> Option<&[u8]> {
+        self.artifacts
+            .get(id)
+            .filter(|a| a.swarm.is_complete())
+            .map(|a| &a.data[..])
+    }
+
+    /// Progress of an artifact.
+    pub fn progress(&self, id: &ContentId) -> Option<Progress> {
+        let a = self.artifacts.get(id)?;
+        let stats = a.swarm.stats();
+        Some(Progress {
+            have_bytes: stats.have_bytes,
+            size: a.ticket.size(),
+            have_pieces: stats.have,
+            pieces: stats.pieces,
+            peers: stats.links.iter().filter(|l| l.peer.is_some()).count(),
+            downloaded: stats.downloaded,
+            uploaded: stats.uploaded,
+            complete: a.swarm.is_complete(),
+        })
+    }
+
+    /// Stops sharing or fetching an artifact and closes its links.
+    pub fn forget(&mut self, id: &ContentId) {
+        if self.artifacts.remove(id).is_some() {
+            let links: Vec<LinkId> = self
+                .links
+                .iter()
+                .filter(|(_, l)| l.swarm == *id)
+                .map(|(k, _)| *k)
+                .collect();
+            for link in links {
+                self.links.remove(&link);
+                self.out.push_back(Output::Close(link));
+            }
+        }
+    }
+
+    /// A link for `swarm` opened; `None` if we hold no such artifact.
+    pub fn open_link(&mut self, now: Instant, swarm: ContentId) -> Option<LinkId> {
+        let artifact = self.artifacts.get_mut(&swarm)?;
+        self.next_link += 1;
+        let link = LinkId(self.next_link);
+        self.links.insert(
+            link,
+            LinkState {
+                swarm,
+                frames: FrameBuffer::new(),
+            },
+        );
+        artifact.swarm.handle_connected(now, link);
+        self.drive(swarm, now);
+        Some(link)
+    }
+
+    /// A message arrived on `link`.
+    pub fn handle_message(&mut self, now: Instant, link: LinkId, data: &[u8]) {
+        let Some(state) = self.links.get_mut(&link) else {
+            return;
+        };
+        let swarm = state.swarm;
+        state.frames.push(data);
+        loop {
+            match state.frames.next_frame() {
+                Ok(Some(body)) => {
+                    if let Some(a) = self.artifacts.get_mut(&swarm) {
+                        a.swarm.handle_frame(now, link, body);
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    self.links.remove(&link);
+                    if let Some(a) = self.artifacts.get_mut(&swarm) {
+                        a.swarm.handle_disconnected(now, link);
+                    }
+                    self.out.push_back(Output::Close(link));
+                    break;
+                }
+            }
+        }
+        self.drive(swarm, now);
+    }
+
+    /// `link` closed.
+    pub fn handle_closed(&mut self, now: Instant, link: LinkId) {
+        if let Some(state) = self.links.remove(&link) {
+            if let Some(a) = self.artifacts.get_mut(&state.swarm) {
+                a.swarm.handle_disconnected(now, link);
+            }
+            self.drive(state.swarm, now);
+        }
+    }
+
+    /// Time passed; runs every swarm's timers that are due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<ContentId> = self
+            .artifacts
+            .iter()
+            .filter(|(_, a)| a.swarm.poll_timeout().is_some_and(|t| t <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            if let Some(a) = self.artifacts.get_mut(&id) {
+                a.swarm.handle_timeout(now);
+            }
+            self.drive(id, now);
+        }
+    }
+
+    /// The earliest time [`Driver::handle_timeout`] has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.artifacts
+            .values()
+            .filter_map(|a| a.swarm.poll_timeout())
+            .min()
+    }
+
+    /// The next thing for the glue to do.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// Carries out the swarm's actions and collects its transmits and events.
+    fn drive(&mut self, id: ContentId, now: Instant) {
+        // Actions feed results back, which may produce more actions: loop until quiet.
+        for _ in 0..10_000 {
+            let Some(a) = self.artifacts.get_mut(&id) else {
+                return;
+            };
+            let mut progressed = false;
+            let mut busy = false;
+            while let Some(action) = a.swarm.poll_action() {
+                busy = true;
+                match action {
+                    Action::ReadPiece { piece } => {
+                        let range = a
+                            .swarm
+                            .manifest()
+                            .and_then(|m| m.layout().piece_range(piece));
+                        let data = range
+                            .and_then(|r| a.data.get(r.start as usize..r.end as usize))
+                            .map(Bytes::copy_from_slice);
+                        a.swarm.handle_piece_read(now, piece, data);
+                    }
+                    Action::CheckPiece(check) => {
+                        let checked = check.run();
+                        a.swarm.handle_piece_checked(now, checked);
+                    }
+                    Action::StorePiece { piece, data } => {
+                        let start = a
+                            .swarm
+                            .manifest()
+                            .and_then(|m| m.layout().piece_range(piece))
+                            .map(|r| r.start as usize);
+                        let mut ok = false;
+                        if let Some(mut at) = start {
+                            ok = true;
+                            for seg in data.segments() {
+                                match a.data.get_mut(at..at + seg.len()) {
+                                    Some(dst) => dst.copy_from_slice(seg),
+                                    None => ok = false,
+                                }
+                                at += seg.len();
+                            }
+                        }
+                        a.swarm.handle_piece_stored(now, piece, ok);
+                        progressed = true;
+                    }
+                    Action::StoreManifest(_) => {}
+                    Action::Disconnect { link, .. } => {
+                        self.links.remove(&link);
+                        self.out.push_back(Output::Close(link));
+                    }
+                }
+            }
+            while let Some((link, segments)) = a.swarm.poll_transmit() {
+                busy = true;
+                self.out.push_back(Output::Send(
+                    link,
+                    pack_messages(&segments, MAX_CHANNEL_MESSAGE),
+                ));
+            }
+            while let Some(event) = a.swarm.poll_event() {
+                match event {
+                    Event::Complete => self.out.push_back(Output::Complete(id)),
+                    Event::PeerBanned { peer, .. } => self.out.push_back(Output::Banned(id, peer)),
+                    Event::PeerConnected { .. } | Event::ManifestVerified => progressed = true,
+                    Event::PieceVerified { .. } | Event::StoreFailed { .. } => {}
+                }
+            }
+            if progressed {
+                self.out.push_back(Output::Progress(id));
+            }
+            if !busy {
+                return;
+            }
+        }
+    }
+}
