@@ -6,3 +6,8 @@
 //! reliable data channel per neighbour, timers from the browser, and the JavaScript API.
 
 pub mod driver;
+
+#[cfg(target_arch = "wasm32")]
+mod browser;
+#[cfg(target_arch = "wasm32")]
+pub use browser::Peer;

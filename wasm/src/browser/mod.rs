@@ -1,0 +1,500 @@
+//! The browser glue: binds a [`Driver`] to a signaling WebSocket, RTCPeerConnections with one
+//! ordered, reliable data channel each, and the browser's clock; exposes [`Peer`] to
+//! JavaScript.
+
+mod channel;
+mod rtc;
+
+use std::{
+    cell::RefCell,
+    collections::{BTreeSet, HashMap},
+    rc::Rc,
+};
+
+use js_sys::{Function, Promise, Uint8Array};
+use pollen_core::{
+    ContentId, Instant, PeerId, Ticket,
+    signal::{self, FromServer, PeerKind, ToServer},
+    swarm::LinkId,
+};
+use wasm_bindgen::{JsCast, prelude::*};
+use wasm_bindgen_futures::{JsFuture, future_to_promise};
+use web_sys::{BinaryType, MessageEvent, RtcDataChannel, WebSocket};
+
+use crate::driver::{Driver, Output, Progress};
+use channel::Outbox;
+use rtc::Conn;
+
+/// Most peer connections opened per swarm while fetching.
+const MAX_DIALS_PER_SWARM: usize = 8;
+/// How often the timer runs the swarms' timeouts (ms).
+const TICK_MS: i32 = 20;
+/// Ticks between asking signaling for a fresh sample while a fetch lacks peers.
+const REJOIN_TICKS: u32 = 150;
+
+/// A fetch waiting for its artifact.
+struct Waiter {
+    resolve: Function,
+    reject: Function,
+    on_progress: Option<Function>,
+}
+
+/// An open data channel carrying a link.
+struct Link {
+    key: (ContentId, PeerId),
+    dc: RtcDataChannel,
+    outbox: Outbox,
+}
+
+/// Everything the callbacks share.
+pub(crate) struct Shared {
+    driver: Driver,
+    ws: WebSocket,
+    ice_servers: JsValue,
+    conns: HashMap<(ContentId, PeerId), Conn>,
+    links: HashMap<LinkId, Link>,
+    joined: BTreeSet<ContentId>,
+    waiters: HashMap<ContentId, Vec<Waiter>>,
+    on_event: Option<Function>,
+    ticks: u32,
+    /// Keeps the socket's and the timer's callbacks alive.
+    _callbacks: Vec<Closure<dyn FnMut(JsValue)>>,
+    /// Callbacks of closed connections, dropped on the next tick (one may be running now).
+    graveyard: Vec<Closure<dyn FnMut(JsValue)>>,
+    timer: i32,
+}
+
+/// A callback to run once the shared state is no longer borrowed.
+enum Notify {
+    Call(Function, JsValue),
+    Event(JsValue),
+}
+
+pub(crate) type State = Rc<RefCell<Shared>>;
+
+/// Milliseconds since the page loaded, as the core's clock.
+fn now() -> Instant {
+    let ms = web_sys::window()
+        .and_then(|w| w.performance())
+        .map_or(0.0, |p| p.now());
+    Instant::from_micros((ms * 1000.0) as u64)
+}
+
+fn obj(pairs: &[(&str, JsValue)]) -> JsValue {
+    let o = js_sys::Object::new();
+    for (k, v) in pairs {
+        let _ = js_sys::Reflect::set(&o, &JsValue::from_str(k), v);
+    }
+    o.into()
+}
+
+fn progress_js(id: &ContentId, p: &Progress) -> JsValue {
+    obj(&[
+        ("id", JsValue::from_str(&id.to_string())),
+        ("haveBytes", JsValue::from_f64(p.have_bytes as f64)),
+        ("size", JsValue::from_f64(p.size as f64)),
+        ("havePieces", JsValue::from_f64(f64::from(p.have_pieces))),
+        ("pieces", JsValue::from_f64(f64::from(p.pieces))),
+        ("peers", JsValue::from_f64(p.peers as f64)),
+        ("downloaded", JsValue::from_f64(p.downloaded as f64)),
+        ("uploaded", JsValue::from_f64(p.uploaded as f64)),
+        ("complete", JsValue::from_bool(p.complete)),
+    ])
+}
+
+fn event(kind: &str, mut fields: Vec<(&str, JsValue)>) -> Notify {
+    fields.push(("type", JsValue::from_str(kind)));
+    Notify::Event(obj(&fields))
+}
+
+fn run_notifications(state: &State, notes: Vec<Notify>) {
+    let on_event = state.borrow().on_event.clone();
+    for n in notes {
+        match n {
+            Notify::Call(f, arg) => {
+                let _ = f.call1(&JsValue::NULL, &arg);
+            }
+            Notify::Event(ev) => {
+                if let Some(f) = &on_event {
+                    let _ = f.call1(&JsValue::NULL, &ev);
+                }
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// Sends a message to the signaling server (dropped if the socket is not open).
+    fn signal(&self, msg: &ToServer) {
+        if let Ok(bytes) = signal::encode_to_server(msg) {
+            let _ = self.ws.send_with_u8_array(&bytes);
+        }
+    }
+
+    fn join(&mut self, swarm: ContentId) {
+        self.joined.insert(swarm);
+        self.signal(&ToServer::Join { swarm });
+    }
+
+    /// Carries out the driver's outputs; returns callbacks to run afterwards.
+    fn flush(&mut self) -> Vec<Notify> {
+        let mut notes = Vec::new();
+        while let Some(out) = self.driver.poll_output() {
+            match out {
+                Output::Send(link, messages) => {
+                    let failed = match self.links.get_mut(&link) {
+                        Some(l) => l.outbox.push(messages).and_then(|()| l.outbox.pump(&l.dc)).is_err(),
+                        None => false,
+                    };
+                    if failed {
+                        self.close_link(link);
+                        self.driver.handle_closed(now(), link);
+                    }
+                }
+                Output::Close(link) => self.close_link(link),
+                Output::Progress(id) => self.progress(&id, &mut notes),
+                Output::Complete(id) => {
+                    self.progress(&id, &mut notes);
+                    notes.push(event("complete", vec![("id", JsValue::from_str(&id.to_string()))]));
+                    if let Some(bytes) = self.driver.bytes(&id) {
+                        for w in self.waiters.remove(&id).unwrap_or_default() {
+                            let data: JsValue = Uint8Array::from(bytes).into();
+                            notes.push(Notify::Call(w.resolve, data));
+                        }
+                    }
+                }
+                Output::Banned(id, peer) => notes.push(event(
+                    "banned",
+                    vec![
+                        ("id", JsValue::from_str(&id.to_string())),
+                        ("peer", JsValue::from_str(&peer.to_string())),
+                    ],
+                )),
+            }
+        }
+        notes
+    }
+
+    fn progress(&self, id: &ContentId, notes: &mut Vec<Notify>) {
+        if let Some(p) = self.driver.progress(id) {
+            let js = progress_js(id, &p);
+            for w in self.waiters.get(id).into_iter().flatten() {
+                if let Some(f) = &w.on_progress {
+                    notes.push(Notify::Call(f.clone(), js.clone()));
+                }
+            }
+            notes.push(Notify::Event(obj(&[("type", JsValue::from_str("progress")), ("progress", js)])));
+        }
+    }
+
+    /// Closes a link's channel and its peer connection.
+    fn close_link(&mut self, link: LinkId) {
+        if let Some(l) = self.links.remove(&link)
+            && let Some(conn) = self.conns.remove(&l.key)
+        {
+            conn.close(&mut self.graveyard);
+        }
+    }
+
+    /// A peer connection failed or closed: forget it and its link.
+    pub(crate) fn conn_closed(&mut self, key: (ContentId, PeerId)) {
+        if let Some(conn) = self.conns.remove(&key) {
+            if let Some(link) = conn.link {
+                self.links.remove(&link);
+                self.driver.handle_closed(now(), link);
+            }
+            conn.close(&mut self.graveyard);
+        }
+    }
+
+    /// A data channel opened: it becomes a link of the swarm.
+    pub(crate) fn channel_open(&mut self, key: (ContentId, PeerId), dc: RtcDataChannel) -> Option<LinkId> {
+        let link = self.driver.open_link(now(), key.0)?;
+        if let Some(conn) = self.conns.get_mut(&key) {
+            conn.link = Some(link);
+        }
+        self.links.insert(link, Link { key, dc, outbox: Outbox::new() });
+        Some(link)
+    }
+
+    pub(crate) fn channel_message(&mut self, link: LinkId, data: &[u8]) {
+        self.driver.handle_message(now(), link, data);
+    }
+
+    pub(crate) fn channel_low(&mut self, link: LinkId) {
+        let failed = self.links.get_mut(&link).is_some_and(|l| l.outbox.pump(&l.dc).is_err());
+        if failed {
+            self.close_link(link);
+            self.driver.handle_closed(now(), link);
+        }
+    }
+}
+
+/// A Pollen peer in this page.
+#[wasm_bindgen]
+pub struct Peer {
+    state: State,
+}
+
+#[wasm_bindgen]
+impl Peer {
+    /// Connects to the signaling server at `url` (`ws://…/signal`). `ice_servers` is an
+    /// optional array of RTCIceServer objects (STUN/TURN); none are needed on a LAN.
+    pub fn connect(url: String, ice_servers: JsValue) -> Promise {
+        future_to_promise(async move {
+            let mut id = [0u8; 32];
+            let crypto = web_sys::window()
+                .ok_or_else(|| JsValue::from_str("no window"))?
+                .crypto()?;
+            crypto.get_random_values_with_u8_array(&mut id)?;
+            let me = PeerId::from_bytes(id);
+            let seed = u64::from_le_bytes(id[..8].try_into().unwrap_or_default());
+            let ws = WebSocket::new(&url)
+                .map_err(|_| JsValue::from_str(&format!("cannot open a WebSocket to {url}")))?;
+            ws.set_binary_type(BinaryType::Arraybuffer);
+            wait_open(&ws, &url).await?;
+            let state: State = Rc::new(RefCell::new(Shared {
+                driver: Driver::new(me, seed),
+                ws: ws.clone(),
+                ice_servers,
+                conns: HashMap::new(),
+                links: HashMap::new(),
+                joined: BTreeSet::new(),
+                waiters: HashMap::new(),
+                on_event: None,
+                ticks: 0,
+                _callbacks: Vec::new(),
+                graveyard: Vec::new(),
+                timer: 0,
+            }));
+            install_callbacks(&state)?;
+            state.borrow().signal(&ToServer::Hello { peer: me, kind: PeerKind::Browser });
+            Ok(Peer { state }.into())
+        })
+    }
+
+    /// This peer's id (hex of its first 8 bytes).
+    #[wasm_bindgen(getter, js_name = peerId)]
+    pub fn peer_id(&self) -> String {
+        self.state.borrow().driver.peer_id().to_string()
+    }
+
+    /// Calls `callback(event)` for peers, progress and completion events.
+    #[wasm_bindgen(js_name = onEvent)]
+    pub fn on_event(&self, callback: Option<Function>) {
+        self.state.borrow_mut().on_event = callback;
+    }
+
+    /// Shares a `File`, `Blob` or `Uint8Array`; resolves to its ticket string.
+    pub fn share(&self, data: JsValue, name: Option<String>) -> Promise {
+        let state = self.state.clone();
+        future_to_promise(async move {
+            let name = name.or_else(|| data.dyn_ref::<web_sys::File>().map(web_sys::File::name));
+            let bytes = if let Some(blob) = data.dyn_ref::<web_sys::Blob>() {
+                let buf = JsFuture::from(blob.array_buffer()).await?;
+                Uint8Array::new(&buf).to_vec()
+            } else if let Some(arr) = data.dyn_ref::<Uint8Array>() {
+                arr.to_vec()
+            } else {
+                return Err(JsValue::from_str("share takes a File, a Blob or a Uint8Array"));
+            };
+            let ticket = {
+                let mut s = state.borrow_mut();
+                let ticket = s
+                    .driver
+                    .share(now(), bytes, name.as_deref())
+                    .map_err(|e| JsValue::from_str(&e.to_string()))?;
+                s.join(ticket.id());
+                ticket
+            };
+            Ok(JsValue::from_str(&ticket.to_string()))
+        })
+    }
+
+    /// Fetches the artifact a ticket names; resolves to its bytes (a `Uint8Array`) once every
+    /// piece is verified. `on_progress(progress)` is called as pieces arrive.
+    pub fn fetch(&self, ticket: String, on_progress: Option<Function>) -> Promise {
+        let state = self.state.clone();
+        let parsed = ticket.trim().rsplit('#').next().unwrap_or_default().parse::<Ticket>();
+        Promise::new(&mut |resolve, reject| {
+            let ticket = match &parsed {
+                Ok(t) => t.clone(),
+                Err(err) => {
+                    let _ = reject.call1(&JsValue::NULL, &JsValue::from_str(&format!("bad ticket: {err}")));
+                    return;
+                }
+            };
+            let id = ticket.id();
+            let notes = {
+                let mut s = state.borrow_mut();
+                if let Err(err) = s.driver.fetch(now(), &ticket) {
+                    let _ = reject.call1(&JsValue::NULL, &JsValue::from_str(&err.to_string()));
+                    return;
+                }
+                s.waiters.entry(id).or_default().push(Waiter {
+                    resolve,
+                    reject,
+                    on_progress: on_progress.clone(),
+                });
+                s.join(id);
+                let mut notes = s.flush();
+                // Already held: resolve at once.
+                if let Some(bytes) = s.driver.bytes(&id) {
+                    let data: JsValue = Uint8Array::from(bytes).into();
+                    for w in s.waiters.remove(&id).unwrap_or_default() {
+                        notes.push(Notify::Call(w.resolve, data.clone()));
+                    }
+                }
+                notes
+            };
+            run_notifications(&state, notes);
+        })
+    }
+
+    /// Progress of an artifact (by content id or ticket), or `undefined`.
+    pub fn progress(&self, id: String) -> JsValue {
+        let id = id
+            .parse::<ContentId>()
+            .ok()
+            .or_else(|| id.rsplit('#').next().and_then(|t| t.parse::<Ticket>().ok()).map(|t| t.id()));
+        let s = self.state.borrow();
+        id.and_then(|id| s.driver.progress(&id).map(|p| progress_js(&id, &p)))
+            .unwrap_or(JsValue::UNDEFINED)
+    }
+
+    /// Closes every connection and the signaling socket.
+    pub fn close(&self) {
+        let mut s = self.state.borrow_mut();
+        let keys: Vec<_> = s.conns.keys().copied().collect();
+        for key in keys {
+            s.conn_closed(key);
+        }
+        let err = JsValue::from_str("the peer was closed");
+        for (_, ws) in s.waiters.drain() {
+            for w in ws {
+                let _ = w.reject.call1(&JsValue::NULL, &err);
+            }
+        }
+        if let Some(w) = web_sys::window() {
+            w.clear_interval_with_handle(s.timer);
+        }
+        let _ = s.ws.close();
+    }
+}
+
+/// Resolves when the socket opens; rejects if it fails first.
+async fn wait_open(ws: &WebSocket, url: &str) -> Result<(), JsValue> {
+    let url = url.to_string();
+    let opened = Promise::new(&mut |resolve, reject| {
+        ws.set_onopen(Some(&resolve));
+        let url = url.clone();
+        let on_error = Closure::once_into_js(move |_: JsValue| {
+            let _ = reject.call1(
+                &JsValue::NULL,
+                &JsValue::from_str(&format!("cannot reach the signaling server at {url}")),
+            );
+        });
+        ws.set_onerror(Some(on_error.unchecked_ref()));
+    });
+    JsFuture::from(opened).await?;
+    ws.set_onopen(None);
+    ws.set_onerror(None);
+    Ok(())
+}
+
+/// The socket's message and close handlers, and the timer.
+fn install_callbacks(state: &State) -> Result<(), JsValue> {
+    let on_message = {
+        let state = state.clone();
+        Closure::<dyn FnMut(JsValue)>::new(move |ev: JsValue| {
+            let Some(ev) = ev.dyn_ref::<MessageEvent>() else { return };
+            let data = Uint8Array::new(&ev.data()).to_vec();
+            match signal::decode_from_server(&data) {
+                Ok(msg) => on_signal(&state, msg),
+                Err(err) => web_sys::console::warn_1(&JsValue::from_str(&format!("pollen: bad signaling message: {err}"))),
+            }
+        })
+    };
+    let on_close = {
+        let state = state.clone();
+        Closure::<dyn FnMut(JsValue)>::new(move |_: JsValue| {
+            let notes = vec![event("signaling-closed", vec![])];
+            run_notifications(&state, notes);
+        })
+    };
+    let tick = {
+        let state = state.clone();
+        Closure::<dyn FnMut(JsValue)>::new(move |_: JsValue| on_tick(&state))
+    };
+    let window = web_sys::window().ok_or_else(|| JsValue::from_str("no window"))?;
+    let timer = window.set_interval_with_callback_and_timeout_and_arguments_0(tick.as_ref().unchecked_ref(), TICK_MS)?;
+    let mut s = state.borrow_mut();
+    s.ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    s.ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+    s.timer = timer;
+    s._callbacks.extend([on_message, on_close, tick]);
+    Ok(())
+}
+
+fn on_tick(state: &State) {
+    let notes = {
+        let mut s = state.borrow_mut();
+        s.graveyard.clear();
+        s.driver.handle_timeout(now());
+        s.ticks = s.ticks.wrapping_add(1);
+        if s.ticks % REJOIN_TICKS == 0 {
+            // Fetches with few peers ask for a fresh sample; the server's answer dials them.
+            let wanting: Vec<ContentId> = s
+                .joined
+                .iter()
+                .filter(|id| !s.driver.is_complete(id))
+                .filter(|id| s.conns.keys().filter(|k| k.0 == **id).count() < MAX_DIALS_PER_SWARM)
+                .copied()
+                .collect();
+            for id in wanting {
+                s.signal(&ToServer::Join { swarm: id });
+            }
+            s.signal(&ToServer::Ping);
+        }
+        s.flush()
+    };
+    run_notifications(state, notes);
+}
+
+fn on_signal(state: &State, msg: FromServer) {
+    match msg {
+        FromServer::Welcome { .. } | FromServer::Pong => {}
+        FromServer::Members { swarm, members } => {
+            let mut s = state.borrow_mut();
+            if s.driver.is_complete(&swarm) || s.driver.progress(&swarm).is_none() {
+                return;
+            }
+            let mut open = s.conns.keys().filter(|k| k.0 == swarm).count();
+            for m in members {
+                if open >= MAX_DIALS_PER_SWARM {
+                    break;
+                }
+                if s.conns.contains_key(&(swarm, m.peer)) {
+                    continue;
+                }
+                open += 1;
+                rtc::dial(state, &mut s, swarm, m.peer);
+            }
+        }
+        FromServer::Relay { swarm, from, signal, .. } => rtc::on_relay(state, swarm, from, signal),
+        FromServer::Error { code, text } => {
+            web_sys::console::warn_1(&JsValue::from_str(&format!("pollen: signaling refused: {code:?}: {text}")));
+            let notes = vec![event(
+                "signaling-error",
+                vec![("code", JsValue::from_str(&format!("{code:?}"))), ("text", JsValue::from_str(&text))],
+            )];
+            run_notifications(state, notes);
+        }
+    }
+}
+
+/// Runs the driver's outputs after a callback changed something.
+pub(crate) fn after(state: &State) {
+    let notes = state.borrow_mut().flush();
+    run_notifications(state, notes);
+}
