@@ -19,3 +19,35 @@ ensure_b3sum() {
     cargo install --locked b3sum --version "$B3SUM_VERSION"
   fi
 }
+
+# The wasm-bindgen CLI must match the wasm-bindgen crate exactly (wasm/Cargo.toml pins it).
+WASM_BINDGEN_VERSION=0.2.130
+
+ensure_wasm_bindgen() {
+  if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $WASM_BINDGEN_VERSION" ]; then
+    step "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (from crates.io)"
+    # Not --locked: its lockfile names a webpki-roots version the registry lacks.
+    cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
+  fi
+}
+
+# Debian's Chromium and its matching chromedriver, for the browser tests.
+ensure_chromium() {
+  if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+    step "installing chromium and chromium-driver (apt)"
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -q || true
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q chromium chromium-driver
+  fi
+}
+
+# Builds the browser peer into target/pollen-www: the page, and pkg/ from wasm-bindgen.
+build_www() {
+  step "build the browser peer (pollen-wasm) into target/pollen-www"
+  cargo build -p pollen-wasm --target wasm32-unknown-unknown --release --locked
+  mkdir -p target/pollen-www
+  wasm-bindgen --target web --out-dir target/pollen-www/pkg \
+    target/wasm32-unknown-unknown/release/pollen_wasm.wasm
+  cp wasm/www/* target/pollen-www/
+}

@@ -15,6 +15,8 @@ use std::{
 
 use serde_json::Value;
 
+pub mod browser;
+
 /// The `pollen` binary next to this test executable (`target/<profile>/pollen`).
 pub fn pollen_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");

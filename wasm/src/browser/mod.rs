@@ -13,7 +13,7 @@ use std::{
 
 use js_sys::{Function, Promise, Uint8Array};
 use pollen_core::{
-    ContentId, Instant, PeerId, Ticket,
+    ContentId, Hint, Instant, PeerId, Ticket,
     signal::{self, FromServer, PeerKind, ToServer},
     swarm::LinkId,
 };
@@ -50,6 +50,8 @@ struct Link {
 pub(crate) struct Shared {
     driver: Driver,
     ws: WebSocket,
+    /// The signaling server's URL, put in the tickets we make.
+    url: String,
     ice_servers: JsValue,
     conns: HashMap<(ContentId, PeerId), Conn>,
     links: HashMap<LinkId, Link>,
@@ -256,6 +258,7 @@ impl Peer {
             let state: State = Rc::new(RefCell::new(Shared {
                 driver: Driver::new(me, seed),
                 ws: ws.clone(),
+                url: url.clone(),
                 ice_servers,
                 conns: HashMap::new(),
                 links: HashMap::new(),
@@ -305,7 +308,8 @@ impl Peer {
                     .share(now(), bytes, name.as_deref())
                     .map_err(|e| JsValue::from_str(&e.to_string()))?;
                 s.join(ticket.id());
-                ticket
+                // Whoever gets the ticket finds us through the same server.
+                ticket.clone().with_hint(Hint::Signal(s.url.clone())).unwrap_or(ticket)
             };
             Ok(JsValue::from_str(&ticket.to_string()))
         })
@@ -497,4 +501,10 @@ fn on_signal(state: &State, msg: FromServer) {
 pub(crate) fn after(state: &State) {
     let notes = state.borrow_mut().flush();
     run_notifications(state, notes);
+}
+
+/// The content id (BLAKE3, as `b3sum` prints it) of some bytes.
+#[wasm_bindgen(js_name = contentId)]
+pub fn content_id(data: &[u8]) -> String {
+    blake3::hash(data).to_hex().to_string()
 }
