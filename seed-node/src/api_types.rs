@@ -61,6 +61,9 @@ pub(crate) struct Status {
     pub(crate) advertise: String,
     /// This node's locality label ("" when none was given).
     pub(crate) zone: String,
+    /// The signaling server this node serves for browsers, if any.
+    #[serde(default)]
+    pub(crate) signal_url: Option<String>,
     /// Every artifact the node holds or fetches.
     pub(crate) artifacts: Vec<ArtifactStatus>,
     /// Every member of the cluster this node knows of (itself excluded).

@@ -72,6 +72,43 @@ pub(crate) struct NodeArgs {
     /// Cap on upload bandwidth to peers, in bytes per second (suffixes k, M, G: powers of 1000).
     #[arg(long, value_name = "RATE")]
     pub(crate) max_upload_rate: Option<Rate>,
+    /// Do not serve the signaling server for browsers at the API address's /signal.
+    #[arg(long)]
+    pub(crate) no_signal: bool,
+    /// Another signaling server to find browser peers through (`ws://host:port/signal`;
+    /// repeatable). Tickets' signaling hints are used as well.
+    #[arg(long = "signal", value_name = "URL", value_parser = parse_ws_url)]
+    pub(crate) signal: Vec<String>,
+    /// A STUN or TURN server for WebRTC (`stun:host:port`, `turn:host:port`; repeatable).
+    /// None are needed on a LAN or on one machine.
+    #[arg(long = "ice-server", value_name = "URL", value_parser = parse_ice_url)]
+    pub(crate) ice_servers: Vec<String>,
+    /// User name and credential for the TURN servers, as USER:PASSWORD.
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub(crate) turn_credentials: Option<String>,
+}
+
+fn parse_ws_url(s: &str) -> Result<String, String> {
+    if s.starts_with("ws://") || s.starts_with("wss://") {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "'{s}' is not a WebSocket URL (ws://host:port/signal)"
+        ))
+    }
+}
+
+fn parse_ice_url(s: &str) -> Result<String, String> {
+    if ["stun:", "stuns:", "turn:", "turns:"]
+        .iter()
+        .any(|p| s.starts_with(p))
+    {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "'{s}' is not a STUN or TURN URL (stun:host:port, turn:host:port)"
+        ))
+    }
 }
 
 /// A rate in bytes per second, parsed from e.g. `500k`, `20M`, `1G` or `1500000`.

@@ -33,7 +33,9 @@ const CHROMIUM_ARGS: &[&str] = &[
 /// The built browser peer (`target/pollen-www`, with `pkg/`), if present.
 pub fn www_dir() -> Option<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/pollen-www");
-    root.join("pkg/pollen_wasm_bg.wasm").is_file().then_some(root)
+    root.join("pkg/pollen_wasm_bg.wasm")
+        .is_file()
+        .then_some(root)
 }
 
 /// Whether browser tests can run; panics with what is missing when they are required.
@@ -151,10 +153,12 @@ impl Browser {
         let client = rt.block_on(async {
             let mut last = None;
             for _ in 0..100 {
-                match fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-                    .capabilities(caps.clone())
-                    .connect(&url)
-                    .await
+                match fantoccini::ClientBuilder::new(
+                    hyper_util::client::legacy::connect::HttpConnector::new(),
+                )
+                .capabilities(caps.clone())
+                .connect(&url)
+                .await
                 {
                     Ok(c) => return c,
                     Err(e) => last = Some(e),
@@ -220,7 +224,8 @@ impl Browser {
 
     /// A PNG screenshot of the current page.
     pub fn screenshot(&self) -> Vec<u8> {
-        self.rt.block_on(async { self.client().screenshot().await.expect("a screenshot") })
+        self.rt
+            .block_on(async { self.client().screenshot().await.expect("a screenshot") })
     }
 }
 

@@ -58,8 +58,14 @@ fn two_browsers_exchange_8_mib_through_signaling_and_webrtc() {
         b.open(&web.url("index.html"));
         b.script_timeout(Duration::from_secs(180));
     }
-    let shared = sharer.run(&script(SHARE), vec![json!(signal.url), json!(len), json!(seed)]);
-    let ticket = field(&shared, "ticket").as_str().expect("a string").to_string();
+    let shared = sharer.run(
+        &script(SHARE),
+        vec![json!(signal.url), json!(len), json!(seed)],
+    );
+    let ticket = field(&shared, "ticket")
+        .as_str()
+        .expect("a string")
+        .to_string();
     let parsed: Ticket = ticket.parse().expect("the page makes valid tickets");
     let data = page_bytes(len, seed);
     assert_eq!(parsed.id().as_bytes(), blake3::hash(&data).as_bytes());
@@ -77,4 +83,92 @@ fn two_browsers_exchange_8_mib_through_signaling_and_webrtc() {
         "browser <- browser: {len} bytes in {ms:.0} ms ({:.1} MB/s)",
         len as f64 / ms / 1000.0
     );
+}
+
+/// The signaling URL a ticket names.
+fn signal_hint(ticket: &str) -> String {
+    let t: Ticket = ticket.parse().expect("a valid ticket");
+    t.hints()
+        .iter()
+        .find_map(|h| match h {
+            pollen_core::Hint::Signal(url) => Some(url.clone()),
+            pollen_core::Hint::Node(_) => None,
+        })
+        .unwrap_or_else(|| panic!("the ticket names no signaling server: {t:?}"))
+}
+
+/// Fetches a ticket in this page; returns its length, content id and first bytes.
+const FETCH_SUMMARY: &str = "
+const [url, ticket, done] = arguments;
+(async () => {
+  window.peer = await Pollen.Peer.connect(url, null);
+  const t0 = performance.now();
+  const got = await window.peer.fetch(ticket, null);
+  const ms = performance.now() - t0;
+  done({ len: got.length, id: Pollen.contentId(got), head: Array.from(got.slice(0, 64)), ms });
+})().catch(e => done({ error: String(e) }));
+";
+
+#[test]
+fn a_browser_fetches_32_mib_from_a_native_node() {
+    if !browser::available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("a temp dir");
+    let node = pollen_tests::Node::start(&tmp.path().join("node"), &Default::default());
+    let (file, data, id) = pollen_tests::write_artifact(tmp.path(), 32 << 20, 5);
+    let ticket = node.share(&file);
+    let url = signal_hint(&ticket);
+    let web = WebServer::start(browser::www_dir().expect("checked"));
+    let page = Browser::start();
+    page.open(&web.url("index.html"));
+    page.script_timeout(Duration::from_secs(240));
+    let got = page.run(FETCH_SUMMARY, vec![json!(url), json!(ticket)]);
+    assert_eq!(field(&got, "len"), &json!(data.len()));
+    assert_eq!(field(&got, "id"), &json!(id));
+    assert_eq!(field(&got, "head"), &json!(data[..64].to_vec()));
+    let ms = field(&got, "ms").as_f64().unwrap_or(0.0);
+    eprintln!(
+        "browser <- native: {} bytes in {ms:.0} ms ({:.1} MB/s)",
+        data.len(),
+        data.len() as f64 / ms / 1000.0
+    );
+}
+
+#[test]
+fn a_native_node_fetches_what_only_a_browser_holds() {
+    if !browser::available() {
+        return;
+    }
+    let len = 8 << 20;
+    let seed = 23;
+    let tmp = tempfile::tempdir().expect("a temp dir");
+    let node = pollen_tests::Node::start(&tmp.path().join("node"), &Default::default());
+    // The node's own signaling server: the browser shares through it.
+    let status = node.status_http();
+    let url = status["signal_url"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("the node reports its signaling URL: {status}"));
+    let web = WebServer::start(browser::www_dir().expect("checked"));
+    let page = Browser::start();
+    page.open(&web.url("index.html"));
+    page.script_timeout(Duration::from_secs(60));
+    let shared = page.run(&script(SHARE), vec![json!(url), json!(len), json!(seed)]);
+    let ticket = field(&shared, "ticket")
+        .as_str()
+        .expect("a string")
+        .to_string();
+    assert_eq!(signal_hint(&ticket), url);
+
+    let out = tmp.path().join("fetched.bin");
+    let get = node.cli_spawn(&["get", "-o", out.to_str().expect("utf-8"), &ticket]);
+    pollen_tests::finish_get(get);
+    let data = page_bytes(len, seed);
+    assert_eq!(std::fs::read(&out).expect("the output exists"), data);
+    assert_eq!(
+        pollen_tests::b3(&out),
+        blake3::hash(&data).to_hex().to_string()
+    );
+    // The browser was the only holder, so every byte came over its data channel.
 }

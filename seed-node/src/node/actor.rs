@@ -3,6 +3,7 @@
 use std::{
     collections::{BTreeMap, HashMap},
     net::SocketAddr,
+    sync::Arc,
     time::Duration,
 };
 
@@ -10,6 +11,7 @@ use anyhow::Result;
 use pollen_core::{
     ContentId, Hint, Instant, PeerId, Ticket,
     membership::{Holding, MemberEvent},
+    signal::{Member, PeerKind},
     swarm::{Action, DisconnectReason, Event, LinkId, Swarm, SwarmConfig},
     wire::{self, Message},
 };
@@ -25,6 +27,7 @@ use super::{
     disk::{self, DiskHandle, DiskOp, DiskResult},
     gossip::{self, Gossip},
     tickets,
+    webrtc::Command as RtcCommand,
 };
 use crate::{
     api_types::{
@@ -60,7 +63,35 @@ pub(crate) struct Settings {
     pub(crate) upload_cap: Option<u64>,
     /// Members to join the cluster through.
     pub(crate) join: Vec<SocketAddr>,
+    /// WebRTC to browsers, through signaling (unless disabled).
+    pub(crate) rtc: Option<super::webrtc::Rtc>,
+    /// The signaling URL put in our tickets (our embedded server's), if any.
+    pub(crate) signal_url: Option<String>,
 }
+
+/// Where a link goes.
+#[derive(Debug, Clone, Copy)]
+enum Remote {
+    /// A TCP peer at this address.
+    Tcp(SocketAddr),
+    /// A peer over a WebRTC data channel.
+    WebRtc(PeerId, PeerKind),
+}
+
+impl std::fmt::Display for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tcp(addr) => write!(f, "{addr}"),
+            Self::WebRtc(peer, PeerKind::Browser) => write!(f, "webrtc:browser:{peer}"),
+            Self::WebRtc(peer, PeerKind::Native) => write!(f, "webrtc:native:{peer}"),
+        }
+    }
+}
+
+/// Most WebRTC links one incomplete artifact dials.
+const MAX_RTC_DIALS: usize = 8;
+/// Ticks between asking signaling again for members of an artifact still being fetched.
+const RTC_REFRESH_TICKS: u64 = 5;
 
 /// One artifact: its swarm, its disk worker, and where its peers are.
 struct Entry {
@@ -110,7 +141,7 @@ struct Rate {
 struct Conn {
     handle: ConnHandle,
     swarm: Option<ContentId>,
-    remote: SocketAddr,
+    remote: Remote,
     peer: Option<PeerId>,
     /// When the link opened (an accepted link must name its swarm soon).
     opened: TokioInstant,
@@ -130,6 +161,8 @@ pub(crate) struct Actor {
     next_seed: u64,
     /// The generation the next disk worker gets.
     next_generation: u64,
+    /// Seconds ticked since start.
+    ticks: u64,
     gossip: Gossip,
 }
 
@@ -156,6 +189,7 @@ impl Actor {
             conns: HashMap::new(),
             next_conn: 0,
             next_generation: 0,
+            ticks: 0,
         };
         let saved: BTreeMap<ContentId, Ticket> = tickets::load_all(actor.store.dir())
             .into_iter()
@@ -374,6 +408,20 @@ impl Actor {
         self.drive(id);
         self.publish_state();
         self.dial_missing();
+        if let Some(rtc) = &self.settings.rtc
+            && let Some(entry) = self.entries.get(&id)
+        {
+            let servers = entry
+                .ticket
+                .hints()
+                .iter()
+                .filter_map(|h| match h {
+                    Hint::Signal(url) => Some(url.clone()),
+                    Hint::Node(_) => None,
+                })
+                .collect();
+            rtc.send(RtcCommand::Join { swarm: id, servers });
+        }
     }
 
     /// The ticket this node hands out for an artifact it holds.
@@ -384,9 +432,14 @@ impl Actor {
         if let Some(name) = artifact.name() {
             t = t.clone().with_name(name).unwrap_or(t);
         }
-        t.clone()
+        t = t
+            .clone()
             .with_hint(Hint::Node(self.settings.advertise))
-            .unwrap_or(t)
+            .unwrap_or(t);
+        if let Some(url) = &self.settings.signal_url {
+            t = t.clone().with_hint(Hint::Signal(url.clone())).unwrap_or(t);
+        }
+        t
     }
 
     // ----- inputs -----
@@ -406,7 +459,7 @@ impl Actor {
                     Conn {
                         handle,
                         swarm: None,
-                        remote,
+                        remote: Remote::Tcp(remote),
                         peer: None,
                         opened: TokioInstant::now(),
                         dialed: None,
@@ -445,6 +498,18 @@ impl Actor {
                 }
                 self.drive_gossip();
             }
+            Input::RtcMembers {
+                server,
+                swarm,
+                members,
+            } => self.on_rtc_members(server, swarm, members),
+            Input::RtcOpened {
+                swarm,
+                peer,
+                kind,
+                dc,
+                pc,
+            } => self.on_rtc_opened(swarm, peer, kind, dc, pc),
             // Handled by the run loop.
             Input::Shutdown(_) => {}
         }
@@ -469,13 +534,12 @@ impl Actor {
                 self.next_conn += 1;
                 state.conn = Some(conn);
                 let handle = spawn_link(&self.inputs, &self.settings, conn, stream);
-                let remote = addr;
                 self.conns.insert(
                     conn,
                     Conn {
                         handle,
                         swarm: Some(id),
-                        remote,
+                        remote: Remote::Tcp(addr),
                         peer: None,
                         opened: TokioInstant::now(),
                         dialed: Some(addr),
@@ -517,7 +581,7 @@ impl Actor {
                 let remote = c.remote;
                 if let Some(entry) = self.entries.get_mut(&id) {
                     // If we meant to dial this peer, the link it opened will do.
-                    if let Some(port) = listen_port {
+                    if let (Some(port), Remote::Tcp(remote)) = (listen_port, remote) {
                         let addr = SocketAddr::new(remote.ip(), port);
                         if let Some(state) = entry.addrs.get_mut(&addr) {
                             state.conn.get_or_insert(conn);
@@ -626,6 +690,104 @@ impl Actor {
         }
         self.publish_state();
         self.dial_missing();
+        self.ticks += 1;
+        if self.ticks % RTC_REFRESH_TICKS == 0
+            && let Some(rtc) = &self.settings.rtc
+        {
+            for (&id, entry) in &self.entries {
+                let links = self.conns.values().filter(|c| c.swarm == Some(id)).count();
+                if !entry.swarm.is_complete() && entry.error.is_none() && links < MAX_RTC_DIALS {
+                    rtc.send(RtcCommand::Refresh(id));
+                }
+            }
+        }
+    }
+
+    /// Dials members that signaling found for an artifact we are fetching. Native members are
+    /// reached over TCP through gossip; this is how browsers are found.
+    fn on_rtc_members(&mut self, server: String, id: ContentId, members: Vec<Member>) {
+        let Some(entry) = self.entries.get(&id) else {
+            return;
+        };
+        let Some(rtc) = &self.settings.rtc else {
+            return;
+        };
+        if entry.swarm.is_complete() || entry.error.is_some() {
+            return;
+        }
+        let linked: Vec<PeerId> = self
+            .conns
+            .values()
+            .filter(|c| c.swarm == Some(id))
+            .filter_map(|c| match c.remote {
+                Remote::WebRtc(p, _) => Some(p),
+                Remote::Tcp(_) => c.peer,
+            })
+            .collect();
+        let mut rtc_links = self
+            .conns
+            .values()
+            .filter(|c| c.swarm == Some(id) && matches!(c.remote, Remote::WebRtc(..)))
+            .count();
+        for m in members {
+            if rtc_links >= MAX_RTC_DIALS {
+                break;
+            }
+            if m.kind != PeerKind::Browser
+                || m.peer == self.settings.peer_id
+                || linked.contains(&m.peer)
+                || entry.banned.contains(&m.peer)
+            {
+                continue;
+            }
+            rtc_links += 1;
+            rtc.send(RtcCommand::Dial {
+                swarm: id,
+                peer: m.peer,
+                server: server.clone(),
+            });
+        }
+    }
+
+    /// A data channel opened: it becomes a link of the artifact's swarm.
+    fn on_rtc_opened(
+        &mut self,
+        id: ContentId,
+        peer: PeerId,
+        kind: PeerKind,
+        dc: Arc<dyn webrtc::data_channel::DataChannel>,
+        pc: Arc<dyn webrtc::peer_connection::PeerConnection>,
+    ) {
+        if !self.entries.contains_key(&id) {
+            tokio::spawn(async move {
+                let _ = pc.close().await;
+            });
+            return;
+        }
+        let conn = self.new_conn();
+        let handle = super::webrtc::link::spawn(
+            conn,
+            dc,
+            pc,
+            self.inputs.clone(),
+            self.settings.limiter.clone(),
+        );
+        self.conns.insert(
+            conn,
+            Conn {
+                handle,
+                swarm: Some(id),
+                remote: Remote::WebRtc(peer, kind),
+                peer: None,
+                opened: TokioInstant::now(),
+                dialed: None,
+            },
+        );
+        let now = self.now();
+        if let Some(entry) = self.entries.get_mut(&id) {
+            entry.swarm.handle_connected(now, LinkId(conn.0));
+        }
+        self.drive(id);
     }
 
     /// Dials the known addresses of incomplete artifacts that have no link: the ticket's,
@@ -944,6 +1106,7 @@ impl Actor {
             listen: self.settings.listen.to_string(),
             advertise: self.settings.advertise.to_string(),
             zone: self.gossip.membership.state().zone.clone(),
+            signal_url: self.settings.signal_url.clone(),
             artifacts,
             members,
         }

@@ -39,9 +39,28 @@ pub(crate) struct ConnHandle {
     unsent: Arc<AtomicUsize>,
     reader: AbortHandle,
     writer: AbortHandle,
+    /// Extra work when the link closes (a WebRTC link closes its peer connection).
+    on_close: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl ConnHandle {
+    /// A handle on link tasks started elsewhere (a WebRTC data channel's).
+    pub(crate) fn from_parts(
+        tx: UnboundedSender<Vec<Bytes>>,
+        unsent: Arc<AtomicUsize>,
+        reader: AbortHandle,
+        writer: AbortHandle,
+        on_close: Option<Box<dyn FnOnce() + Send>>,
+    ) -> Self {
+        Self {
+            tx,
+            unsent,
+            reader,
+            writer,
+            on_close,
+        }
+    }
+
     /// Queues bytes for the peer; fails if the peer is not reading them (more than
     /// [`MAX_UNSENT`] waiting) or the writer has stopped. The caller then drops the link.
     pub(crate) fn send(&self, segments: Vec<Bytes>) -> Result<(), ()> {
@@ -56,9 +75,13 @@ impl ConnHandle {
     pub(crate) fn close(self) {
         self.reader.abort();
         let writer = self.writer;
+        let on_close = self.on_close;
         tokio::spawn(async move {
             tokio::time::sleep(CLOSE_GRACE).await;
             writer.abort();
+            if let Some(f) = on_close {
+                f();
+            }
         });
     }
 }
@@ -82,7 +105,7 @@ impl Limiter {
     }
 
     /// Grants `len` bytes; returns how long to wait before sending them.
-    fn reserve(&mut self, len: usize) -> std::time::Duration {
+    pub(crate) fn reserve(&mut self, len: usize) -> std::time::Duration {
         let now = std::time::Instant::now();
         let start = self.busy_until.max(now);
         self.busy_until = start + std::time::Duration::from_secs_f64(len as f64 / self.rate);
@@ -142,6 +165,7 @@ pub(crate) fn spawn(
         unsent,
         reader: reader.abort_handle(),
         writer: writer.abort_handle(),
+        on_close: None,
     }
 }
 

@@ -8,6 +8,7 @@ mod conn;
 mod disk;
 mod gossip;
 mod tickets;
+mod webrtc;
 
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -51,6 +52,20 @@ pub(crate) enum Input {
     Gossip(SocketAddr, Vec<u8>),
     /// Leave the cluster and stop; reply when done.
     Shutdown(oneshot::Sender<()>),
+    /// A signaling server sampled members of a swarm.
+    RtcMembers {
+        server: String,
+        swarm: ContentId,
+        members: Vec<pollen_core::signal::Member>,
+    },
+    /// A WebRTC data channel to a peer opened for a swarm.
+    RtcOpened {
+        swarm: ContentId,
+        peer: PeerId,
+        kind: pollen_core::signal::PeerKind,
+        dc: std::sync::Arc<dyn ::webrtc::data_channel::DataChannel>,
+        pc: std::sync::Arc<dyn ::webrtc::peer_connection::PeerConnection>,
+    },
 }
 
 /// Requests from the HTTP API, each with its reply channel.
@@ -131,9 +146,44 @@ pub(crate) async fn run(args: NodeArgs) -> Result<()> {
         buffers,
         upload_cap: args.max_upload_rate.map(|r| r.0),
         join: args.join,
+        rtc: None,
+        signal_url: None,
+    };
+    let mut settings = settings;
+    let signal_host = if api_addr.ip().is_unspecified() {
+        advertise.ip()
+    } else {
+        api_addr.ip()
+    };
+    let own_signal = (!args.no_signal).then(|| {
+        format!(
+            "ws://{}{}",
+            SocketAddr::new(signal_host, api_addr.port()),
+            pollen_signal::PATH
+        )
+    });
+    let turn_credentials = match &args.turn_credentials {
+        None => None,
+        Some(s) => Some(
+            s.split_once(':')
+                .map(|(u, p)| (u.to_string(), p.to_string()))
+                .context("--turn-credentials takes USER:PASSWORD")?,
+        ),
     };
 
     let (tx, rx) = mpsc::unbounded_channel();
+    let servers: Vec<String> = own_signal.iter().cloned().chain(args.signal).collect();
+    settings.rtc = Some(webrtc::spawn(
+        peer_id,
+        webrtc::RtcConfig {
+            udp_ip: advertise.ip(),
+            ice_servers: args.ice_servers,
+            turn_credentials,
+        },
+        servers,
+        tx.clone(),
+    ));
+    settings.signal_url = own_signal.clone();
     gossip::spawn_receiver(udp, tx.clone());
     let accept_tx = tx.clone();
     tokio::spawn(async move {
@@ -151,19 +201,27 @@ pub(crate) async fn run(args: NodeArgs) -> Result<()> {
             }
         }
     });
-    let app = api::router(api::AppState {
+    let mut app = api::router(api::AppState {
         inputs: tx.clone(),
         store: store.clone(),
     });
+    if own_signal.is_some() {
+        let signaling = pollen_signal::Signaling::new(pollen_signal::Config::default());
+        app = app.merge(pollen_signal::router(signaling));
+    }
     tokio::spawn(async move {
         if let Err(err) = axum::serve(api, app).await {
             tracing::error!("the API server stopped: {err}");
         }
     });
     eprintln!(
-        "pollen node {}: peers on {listen} (advertised as {advertise}), API on http://{api_addr}, data in {}",
+        "pollen node {}: peers on {listen} (advertised as {advertise}), API on http://{api_addr}, data in {}{}",
         settings.peer_id,
-        args.data.display()
+        args.data.display(),
+        own_signal
+            .as_deref()
+            .map(|u| format!(", signaling on {u}"))
+            .unwrap_or_default()
     );
     let stop_tx = tx.clone();
     let actor = actor::Actor::start(settings, store, tx, gossip)?;

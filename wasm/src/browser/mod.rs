@@ -145,7 +145,11 @@ impl Shared {
             match out {
                 Output::Send(link, messages) => {
                     let failed = match self.links.get_mut(&link) {
-                        Some(l) => l.outbox.push(messages).and_then(|()| l.outbox.pump(&l.dc)).is_err(),
+                        Some(l) => l
+                            .outbox
+                            .push(messages)
+                            .and_then(|()| l.outbox.pump(&l.dc))
+                            .is_err(),
                         None => false,
                     };
                     if failed {
@@ -157,7 +161,10 @@ impl Shared {
                 Output::Progress(id) => self.progress(&id, &mut notes),
                 Output::Complete(id) => {
                     self.progress(&id, &mut notes);
-                    notes.push(event("complete", vec![("id", JsValue::from_str(&id.to_string()))]));
+                    notes.push(event(
+                        "complete",
+                        vec![("id", JsValue::from_str(&id.to_string()))],
+                    ));
                     if let Some(bytes) = self.driver.bytes(&id) {
                         for w in self.waiters.remove(&id).unwrap_or_default() {
                             let data: JsValue = Uint8Array::from(bytes).into();
@@ -185,7 +192,10 @@ impl Shared {
                     notes.push(Notify::Call(f.clone(), js.clone()));
                 }
             }
-            notes.push(Notify::Event(obj(&[("type", JsValue::from_str("progress")), ("progress", js)])));
+            notes.push(Notify::Event(obj(&[
+                ("type", JsValue::from_str("progress")),
+                ("progress", js),
+            ])));
         }
     }
 
@@ -210,12 +220,23 @@ impl Shared {
     }
 
     /// A data channel opened: it becomes a link of the swarm.
-    pub(crate) fn channel_open(&mut self, key: (ContentId, PeerId), dc: RtcDataChannel) -> Option<LinkId> {
+    pub(crate) fn channel_open(
+        &mut self,
+        key: (ContentId, PeerId),
+        dc: RtcDataChannel,
+    ) -> Option<LinkId> {
         let link = self.driver.open_link(now(), key.0)?;
         if let Some(conn) = self.conns.get_mut(&key) {
             conn.link = Some(link);
         }
-        self.links.insert(link, Link { key, dc, outbox: Outbox::new() });
+        self.links.insert(
+            link,
+            Link {
+                key,
+                dc,
+                outbox: Outbox::new(),
+            },
+        );
         Some(link)
     }
 
@@ -224,7 +245,10 @@ impl Shared {
     }
 
     pub(crate) fn channel_low(&mut self, link: LinkId) {
-        let failed = self.links.get_mut(&link).is_some_and(|l| l.outbox.pump(&l.dc).is_err());
+        let failed = self
+            .links
+            .get_mut(&link)
+            .is_some_and(|l| l.outbox.pump(&l.dc).is_err());
         if failed {
             self.close_link(link);
             self.driver.handle_closed(now(), link);
@@ -271,7 +295,10 @@ impl Peer {
                 timer: 0,
             }));
             install_callbacks(&state)?;
-            state.borrow().signal(&ToServer::Hello { peer: me, kind: PeerKind::Browser });
+            state.borrow().signal(&ToServer::Hello {
+                peer: me,
+                kind: PeerKind::Browser,
+            });
             Ok(Peer { state }.into())
         })
     }
@@ -299,7 +326,9 @@ impl Peer {
             } else if let Some(arr) = data.dyn_ref::<Uint8Array>() {
                 arr.to_vec()
             } else {
-                return Err(JsValue::from_str("share takes a File, a Blob or a Uint8Array"));
+                return Err(JsValue::from_str(
+                    "share takes a File, a Blob or a Uint8Array",
+                ));
             };
             let ticket = {
                 let mut s = state.borrow_mut();
@@ -309,7 +338,10 @@ impl Peer {
                     .map_err(|e| JsValue::from_str(&e.to_string()))?;
                 s.join(ticket.id());
                 // Whoever gets the ticket finds us through the same server.
-                ticket.clone().with_hint(Hint::Signal(s.url.clone())).unwrap_or(ticket)
+                ticket
+                    .clone()
+                    .with_hint(Hint::Signal(s.url.clone()))
+                    .unwrap_or(ticket)
             };
             Ok(JsValue::from_str(&ticket.to_string()))
         })
@@ -319,12 +351,20 @@ impl Peer {
     /// piece is verified. `on_progress(progress)` is called as pieces arrive.
     pub fn fetch(&self, ticket: String, on_progress: Option<Function>) -> Promise {
         let state = self.state.clone();
-        let parsed = ticket.trim().rsplit('#').next().unwrap_or_default().parse::<Ticket>();
+        let parsed = ticket
+            .trim()
+            .rsplit('#')
+            .next()
+            .unwrap_or_default()
+            .parse::<Ticket>();
         Promise::new(&mut |resolve, reject| {
             let ticket = match &parsed {
                 Ok(t) => t.clone(),
                 Err(err) => {
-                    let _ = reject.call1(&JsValue::NULL, &JsValue::from_str(&format!("bad ticket: {err}")));
+                    let _ = reject.call1(
+                        &JsValue::NULL,
+                        &JsValue::from_str(&format!("bad ticket: {err}")),
+                    );
                     return;
                 }
             };
@@ -357,10 +397,12 @@ impl Peer {
 
     /// Progress of an artifact (by content id or ticket), or `undefined`.
     pub fn progress(&self, id: String) -> JsValue {
-        let id = id
-            .parse::<ContentId>()
-            .ok()
-            .or_else(|| id.rsplit('#').next().and_then(|t| t.parse::<Ticket>().ok()).map(|t| t.id()));
+        let id = id.parse::<ContentId>().ok().or_else(|| {
+            id.rsplit('#')
+                .next()
+                .and_then(|t| t.parse::<Ticket>().ok())
+                .map(|t| t.id())
+        });
         let s = self.state.borrow();
         id.and_then(|id| s.driver.progress(&id).map(|p| progress_js(&id, &p)))
             .unwrap_or(JsValue::UNDEFINED)
@@ -411,11 +453,15 @@ fn install_callbacks(state: &State) -> Result<(), JsValue> {
     let on_message = {
         let state = state.clone();
         Closure::<dyn FnMut(JsValue)>::new(move |ev: JsValue| {
-            let Some(ev) = ev.dyn_ref::<MessageEvent>() else { return };
+            let Some(ev) = ev.dyn_ref::<MessageEvent>() else {
+                return;
+            };
             let data = Uint8Array::new(&ev.data()).to_vec();
             match signal::decode_from_server(&data) {
                 Ok(msg) => on_signal(&state, msg),
-                Err(err) => web_sys::console::warn_1(&JsValue::from_str(&format!("pollen: bad signaling message: {err}"))),
+                Err(err) => web_sys::console::warn_1(&JsValue::from_str(&format!(
+                    "pollen: bad signaling message: {err}"
+                ))),
             }
         })
     };
@@ -431,7 +477,10 @@ fn install_callbacks(state: &State) -> Result<(), JsValue> {
         Closure::<dyn FnMut(JsValue)>::new(move |_: JsValue| on_tick(&state))
     };
     let window = web_sys::window().ok_or_else(|| JsValue::from_str("no window"))?;
-    let timer = window.set_interval_with_callback_and_timeout_and_arguments_0(tick.as_ref().unchecked_ref(), TICK_MS)?;
+    let timer = window.set_interval_with_callback_and_timeout_and_arguments_0(
+        tick.as_ref().unchecked_ref(),
+        TICK_MS,
+    )?;
     let mut s = state.borrow_mut();
     s.ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     s.ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
@@ -485,12 +534,22 @@ fn on_signal(state: &State, msg: FromServer) {
                 rtc::dial(state, &mut s, swarm, m.peer);
             }
         }
-        FromServer::Relay { swarm, from, signal, .. } => rtc::on_relay(state, swarm, from, signal),
+        FromServer::Relay {
+            swarm,
+            from,
+            signal,
+            ..
+        } => rtc::on_relay(state, swarm, from, signal),
         FromServer::Error { code, text } => {
-            web_sys::console::warn_1(&JsValue::from_str(&format!("pollen: signaling refused: {code:?}: {text}")));
+            web_sys::console::warn_1(&JsValue::from_str(&format!(
+                "pollen: signaling refused: {code:?}: {text}"
+            )));
             let notes = vec![event(
                 "signaling-error",
-                vec![("code", JsValue::from_str(&format!("{code:?}"))), ("text", JsValue::from_str(&text))],
+                vec![
+                    ("code", JsValue::from_str(&format!("{code:?}"))),
+                    ("text", JsValue::from_str(&text)),
+                ],
             )];
             run_notifications(state, notes);
         }

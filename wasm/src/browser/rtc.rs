@@ -61,14 +61,20 @@ fn new_conn(state: &State, s: &Shared, swarm: ContentId, peer: PeerId) -> Result
     let on_candidate = {
         let state = state.clone();
         Callback::new(move |ev: JsValue| {
-            let Some(ev) = ev.dyn_ref::<RtcPeerConnectionIceEvent>() else { return };
+            let Some(ev) = ev.dyn_ref::<RtcPeerConnectionIceEvent>() else {
+                return;
+            };
             let Some(c) = ev.candidate() else { return };
             let signal = Signal::Candidate {
                 candidate: c.candidate(),
                 mid: c.sdp_mid(),
                 mline_index: c.sdp_m_line_index(),
             };
-            state.borrow().signal(&ToServer::Relay { swarm, to: peer, signal });
+            state.borrow().signal(&ToServer::Relay {
+                swarm,
+                to: peer,
+                signal,
+            });
         })
     };
     let on_state = {
@@ -117,7 +123,9 @@ fn attach_channel(state: &State, key: (ContentId, PeerId), dc: &RtcDataChannel) 
     let on_message = {
         let (state, link) = (state.clone(), link.clone());
         Callback::new(move |ev: JsValue| {
-            let (Some(ev), Some(l)) = (ev.dyn_ref::<MessageEvent>(), link.get()) else { return };
+            let (Some(ev), Some(l)) = (ev.dyn_ref::<MessageEvent>(), link.get()) else {
+                return;
+            };
             let data = Uint8Array::new(&ev.data()).to_vec();
             state.borrow_mut().channel_message(l, &data);
             after(&state);
@@ -186,10 +194,16 @@ pub(crate) fn dial(state: &State, s: &mut Shared, swarm: ContentId, peer: PeerId
             Err(err) => return warn("cannot create an offer", &err),
         };
         let sdp = sdp_of(&offer);
-        if let Err(err) = JsFuture::from(pc.set_local_description(&description(RtcSdpType::Offer, &sdp))).await {
+        if let Err(err) =
+            JsFuture::from(pc.set_local_description(&description(RtcSdpType::Offer, &sdp))).await
+        {
             return warn("cannot set the local offer", &err);
         }
-        state.borrow().signal(&ToServer::Relay { swarm, to: peer, signal: Signal::Offer(sdp) });
+        state.borrow().signal(&ToServer::Relay {
+            swarm,
+            to: peer,
+            signal: Signal::Offer(sdp),
+        });
     });
 }
 
@@ -199,7 +213,9 @@ pub(crate) fn on_relay(state: &State, swarm: ContentId, from: PeerId, signal: Si
     match signal {
         Signal::Offer(sdp) => answer(state, key, sdp),
         Signal::Answer(sdp) => {
-            let Some(pc) = state.borrow().conns.get(&key).map(|c| c.pc.clone()) else { return };
+            let Some(pc) = state.borrow().conns.get(&key).map(|c| c.pc.clone()) else {
+                return;
+            };
             let state = state.clone();
             spawn_local(async move {
                 let desc = description(RtcSdpType::Answer, &sdp);
@@ -209,14 +225,22 @@ pub(crate) fn on_relay(state: &State, swarm: ContentId, from: PeerId, signal: Si
                 remote_set(&state, key);
             });
         }
-        Signal::Candidate { candidate, mid, mline_index } => {
+        Signal::Candidate {
+            candidate,
+            mid,
+            mline_index,
+        } => {
             let init = RtcIceCandidateInit::new(&candidate);
             init.set_sdp_mid(mid.as_deref());
             init.set_sdp_m_line_index(mline_index);
             let mut s = state.borrow_mut();
-            let Some(conn) = s.conns.get_mut(&key) else { return };
+            let Some(conn) = s.conns.get_mut(&key) else {
+                return;
+            };
             if conn.remote_set {
-                let _ = conn.pc.add_ice_candidate_with_opt_rtc_ice_candidate_init(Some(&init));
+                let _ = conn
+                    .pc
+                    .add_ice_candidate_with_opt_rtc_ice_candidate_init(Some(&init));
             } else {
                 conn.pending.push(init);
             }
@@ -230,7 +254,9 @@ fn remote_set(state: &State, key: (ContentId, PeerId)) {
     if let Some(conn) = s.conns.get_mut(&key) {
         conn.remote_set = true;
         for init in conn.pending.drain(..) {
-            let _ = conn.pc.add_ice_candidate_with_opt_rtc_ice_candidate_init(Some(&init));
+            let _ = conn
+                .pc
+                .add_ice_candidate_with_opt_rtc_ice_candidate_init(Some(&init));
         }
     }
 }
@@ -256,7 +282,9 @@ fn answer(state: &State, key: (ContentId, PeerId), sdp: String) {
         let on_channel = {
             let state = state.clone();
             Callback::new(move |ev: JsValue| {
-                let Some(ev) = ev.dyn_ref::<RtcDataChannelEvent>() else { return };
+                let Some(ev) = ev.dyn_ref::<RtcDataChannelEvent>() else {
+                    return;
+                };
                 let dc = ev.channel();
                 let callbacks = attach_channel(&state, key, &dc);
                 if let Some(conn) = state.borrow_mut().conns.get_mut(&key) {
@@ -265,7 +293,8 @@ fn answer(state: &State, key: (ContentId, PeerId), sdp: String) {
                 }
             })
         };
-        conn.pc.set_ondatachannel(Some(on_channel.as_ref().unchecked_ref()));
+        conn.pc
+            .set_ondatachannel(Some(on_channel.as_ref().unchecked_ref()));
         conn.callbacks.push(on_channel);
         let pc = conn.pc.clone();
         s.conns.insert(key, conn);
@@ -283,9 +312,15 @@ fn answer(state: &State, key: (ContentId, PeerId), sdp: String) {
             Err(err) => return warn("cannot create an answer", &err),
         };
         let sdp = sdp_of(&answer);
-        if let Err(err) = JsFuture::from(pc.set_local_description(&description(RtcSdpType::Answer, &sdp))).await {
+        if let Err(err) =
+            JsFuture::from(pc.set_local_description(&description(RtcSdpType::Answer, &sdp))).await
+        {
             return warn("cannot set the local answer", &err);
         }
-        state.borrow().signal(&ToServer::Relay { swarm: key.0, to: key.1, signal: Signal::Answer(sdp) });
+        state.borrow().signal(&ToServer::Relay {
+            swarm: key.0,
+            to: key.1,
+            signal: Signal::Answer(sdp),
+        });
     });
 }
