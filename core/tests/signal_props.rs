@@ -117,10 +117,8 @@ proptest! {
         if let Ok(ToServer::Relay { signal, .. }) = signal::decode_to_server(&bytes) {
             prop_assert!(within_limits(&signal));
         }
-        if let Ok(msg) = signal::decode_from_server(&bytes) {
-            if let FromServer::Members { members, .. } = &msg {
-                prop_assert!(members.len() <= signal::MAX_MEMBERS);
-            }
+        if let Ok(FromServer::Members { members, .. }) = signal::decode_from_server(&bytes) {
+            prop_assert!(members.len() <= signal::MAX_MEMBERS);
         }
     }
 

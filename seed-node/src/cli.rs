@@ -23,7 +23,7 @@ pub(crate) enum Command {
     /// Print the content id of files, in the same format as `b3sum`.
     Id(IdArgs),
     /// Run a node: store artifacts, serve them to peers, fetch them from peers.
-    Node(NodeArgs),
+    Node(Box<NodeArgs>),
     /// Import a file into the running node, seed it, and print its ticket.
     Share(ShareArgs),
     /// Fetch the artifact a ticket names through the running node, and write it out.

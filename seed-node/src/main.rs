@@ -41,7 +41,7 @@ fn run_async(command: cli::Command) -> anyhow::Result<ExitCode> {
         match command {
             cli::Command::Node(args) => {
                 init_logging();
-                node::run(args).await.map(|()| ExitCode::SUCCESS)
+                node::run(*args).await.map(|()| ExitCode::SUCCESS)
             }
             cli::Command::Share(args) => commands::share::run(&args).await,
             cli::Command::Get(args) => commands::get::run(&args).await,

@@ -691,7 +691,7 @@ impl Actor {
         self.publish_state();
         self.dial_missing();
         self.ticks += 1;
-        if self.ticks % RTC_REFRESH_TICKS == 0
+        if self.ticks.is_multiple_of(RTC_REFRESH_TICKS)
             && let Some(rtc) = &self.settings.rtc
         {
             for (&id, entry) in &self.entries {

@@ -495,7 +495,7 @@ fn on_tick(state: &State) {
         s.graveyard.clear();
         s.driver.handle_timeout(now());
         s.ticks = s.ticks.wrapping_add(1);
-        if s.ticks % REJOIN_TICKS == 0 {
+        if s.ticks.is_multiple_of(REJOIN_TICKS) {
             // Fetches with few peers ask for a fresh sample; the server's answer dials them.
             let wanting: Vec<ContentId> = s
                 .joined
