@@ -172,3 +172,53 @@ fn a_native_node_fetches_what_only_a_browser_holds() {
     );
     // The browser was the only holder, so every byte came over its data channel.
 }
+
+/// From a page: sends a raw WebSocket oversize, malformed and text messages, then a Ping;
+/// returns the first bytes of each reply and whether the socket is still open.
+const ABUSE: &str = "
+const [url, done] = arguments;
+const ws = new WebSocket(url);
+ws.binaryType = 'arraybuffer';
+const replies = [];
+ws.onmessage = (ev) => {
+  replies.push(Array.from(new Uint8Array(ev.data).slice(0, 3)));
+  if (replies.length === 4) done({ replies, open: ws.readyState === WebSocket.OPEN });
+};
+ws.onclose = () => done({ replies, open: false });
+ws.onopen = () => {
+  ws.send(new Uint8Array(100 * 1024).fill(1));   // over the 64 KiB limit
+  ws.send(new Uint8Array([1, 250, 250, 250]));    // not a message
+  ws.send('hello');                               // text
+  ws.send(new Uint8Array([1, 4]));                // Ping
+};
+";
+
+#[test]
+fn signaling_answers_abuse_from_a_page_with_errors_and_keeps_serving() {
+    if !browser::available() {
+        return;
+    }
+    let signal = SignalServer::start();
+    let web = WebServer::start(browser::www_dir().expect("checked"));
+    let page = Browser::start();
+    page.open(&web.url("index.html"));
+    page.script_timeout(Duration::from_secs(60));
+    let got = page.run(ABUSE, vec![json!(signal.url)]);
+    // FromServer::Error is variant 4; ErrorCode::TooLarge is 1, Malformed 0. Pong is 3.
+    assert_eq!(
+        field(&got, "replies"),
+        &json!([[1, 4, 1], [1, 4, 0], [1, 4, 0], [1, 3]])
+    );
+    assert_eq!(field(&got, "open"), &json!(true));
+    // The server still serves others: two peers in another page exchange an artifact.
+    let shared = page.run(&script(SHARE), vec![json!(signal.url), json!(1 << 20), json!(3)]);
+    let ticket = field(&shared, "ticket").as_str().expect("a string").to_string();
+    let other = Browser::start();
+    other.open(&web.url("index.html"));
+    other.script_timeout(Duration::from_secs(120));
+    let fetched = other.run(
+        &script(FETCH),
+        vec![json!(signal.url), json!(ticket), json!(1 << 20), json!(3)],
+    );
+    assert_eq!(field(&fetched, "equal"), &json!(true));
+}
