@@ -75,6 +75,8 @@ pub struct NodeOpts {
     pub join: Vec<String>,
     /// `--zone`.
     pub zone: Option<String>,
+    /// Any other arguments.
+    pub extra: Vec<String>,
 }
 
 impl Node {
@@ -98,6 +100,7 @@ impl Node {
         if let Some(rate) = opts.max_upload_rate {
             cmd.args(["--max-upload-rate", &rate.to_string()]);
         }
+        cmd.args(&opts.extra);
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -211,8 +211,14 @@ fn signaling_answers_abuse_from_a_page_with_errors_and_keeps_serving() {
     );
     assert_eq!(field(&got, "open"), &json!(true));
     // The server still serves others: two peers in another page exchange an artifact.
-    let shared = page.run(&script(SHARE), vec![json!(signal.url), json!(1 << 20), json!(3)]);
-    let ticket = field(&shared, "ticket").as_str().expect("a string").to_string();
+    let shared = page.run(
+        &script(SHARE),
+        vec![json!(signal.url), json!(1 << 20), json!(3)],
+    );
+    let ticket = field(&shared, "ticket")
+        .as_str()
+        .expect("a string")
+        .to_string();
     let other = Browser::start();
     other.open(&web.url("index.html"));
     other.script_timeout(Duration::from_secs(120));

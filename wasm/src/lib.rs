@@ -10,4 +10,4 @@ pub mod driver;
 #[cfg(target_arch = "wasm32")]
 mod browser;
 #[cfg(target_arch = "wasm32")]
-pub use browser::{Peer, content_id};
+pub use browser::{Peer, content_id, verify_throughput};

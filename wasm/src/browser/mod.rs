@@ -567,3 +567,43 @@ pub(crate) fn after(state: &State) {
 pub fn content_id(data: &[u8]) -> String {
     blake3::hash(data).to_hex().to_string()
 }
+
+/// Measures piece verification against plain BLAKE3 hashing of the same `mib` MiB in this
+/// build: `{ bytes, verifyMs, hashMs }` (a diagnostic for benchmarks).
+#[wasm_bindgen(js_name = verifyThroughput)]
+pub fn verify_throughput(mib: u32) -> Result<JsValue, JsValue> {
+    let len = (mib.clamp(1, 512) as usize) << 20;
+    let mut x = 0x9E37_79B9_u32;
+    let data: Vec<u8> = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect();
+    let manifest =
+        pollen_core::Manifest::of(&data).map_err(|e| JsValue::from_str(&e.to_string()))?;
+    let layout = *manifest.layout();
+    let t0 = now();
+    for piece in 0..layout.piece_count() {
+        let Some(r) = layout.piece_range(piece) else {
+            continue;
+        };
+        manifest
+            .verify_piece(piece, &data[r.start as usize..r.end as usize])
+            .map_err(|e| JsValue::from_str(&e.to_string()))?;
+    }
+    let t1 = now();
+    let hash = blake3::hash(&data);
+    let t2 = now();
+    if hash.as_bytes() != manifest.id().as_bytes() {
+        return Err(JsValue::from_str("the manifest disagrees with BLAKE3"));
+    }
+    let ms = |a: Instant, b: Instant| b.saturating_since(a).as_secs_f64() * 1000.0;
+    Ok(obj(&[
+        ("bytes", JsValue::from_f64(len as f64)),
+        ("verifyMs", JsValue::from_f64(ms(t0, t1))),
+        ("hashMs", JsValue::from_f64(ms(t1, t2))),
+    ]))
+}
