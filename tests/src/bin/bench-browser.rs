@@ -3,7 +3,7 @@
 //! verification against raw BLAKE3 in the same wasm build, and native for comparison.
 //!
 //! `./scripts/test` (or `source scripts/lib.sh; build_www`) builds the page, then:
-//! `cargo build --release -p pollen -p pollen-signal -p pollen-tests --bin bench-browser &&
+//! `cargo build --release -p pollen -p pollen-signal -p pollen-tests --bins &&
 //!  target/release/bench-browser [MiB]`
 
 use std::time::{Duration, Instant};
@@ -21,10 +21,13 @@ const [url, ticket, done] = arguments;
 (async () => {
   const peer = await Pollen.Peer.connect(url, null);
   const t0 = performance.now();
-  let first = null;
-  const got = await peer.fetch(ticket, (p) => { if (first === null && p.haveBytes > 0) first = performance.now(); });
+  let first = null, peers = 0;
+  const got = await peer.fetch(ticket, (p) => {
+    if (first === null && p.haveBytes > 0) first = performance.now();
+    peers = Math.max(peers, p.peers);
+  });
   const t1 = performance.now();
-  done({ len: got.length, id: Pollen.contentId(got), ms: t1 - t0, dataMs: t1 - (first ?? t0) });
+  done({ len: got.length, id: Pollen.contentId(got), ms: t1 - t0, dataMs: t1 - (first ?? t0), peers });
 })().catch(e => done({ error: String(e) }));
 ";
 
@@ -51,8 +54,9 @@ fn page(web: &WebServer) -> Browser {
 }
 
 /// Fetches `ticket` in a fresh page; returns MB/s over the whole fetch (connection set-up
-/// included) and over the data phase (from the first verified piece).
-fn fetch_rate(web: &WebServer, url: &str, ticket: &str, len: usize, id: &str) -> (f64, f64) {
+/// included) and over the data phase (from the first verified piece), and the most peers the
+/// fetch had at once.
+fn fetch_rate(web: &WebServer, url: &str, ticket: &str, len: usize, id: &str) -> (f64, f64, u64) {
     let b = page(web);
     let got = b.run(FETCH, vec![json!(url), json!(ticket)]);
     assert_eq!(get(&got, "len"), &json!(len));
@@ -60,7 +64,8 @@ fn fetch_rate(web: &WebServer, url: &str, ticket: &str, len: usize, id: &str) ->
     let mb = len as f64 / 1e6;
     let ms = get(&got, "ms").as_f64().unwrap_or(f64::NAN);
     let data_ms = get(&got, "dataMs").as_f64().unwrap_or(f64::NAN);
-    (mb / ms * 1000.0, mb / data_ms * 1000.0)
+    let peers = get(&got, "peers").as_u64().unwrap_or(0);
+    (mb / ms * 1000.0, mb / data_ms * 1000.0, peers)
 }
 
 fn main() {
@@ -110,7 +115,8 @@ fn main() {
         .as_str()
         .expect("a signaling URL")
         .to_string();
-    let (from_native, from_native_data) = fetch_rate(&web, &own_url, &ticket, len, &id);
+    let (from_native, from_native_data, native_peers) =
+        fetch_rate(&web, &own_url, &ticket, len, &id);
     drop(n1);
 
     // Browser <- browser, through pollen-signal.
@@ -126,7 +132,8 @@ fn main() {
     let bid = blake3::hash(&browser::page_bytes(len, 77))
         .to_hex()
         .to_string();
-    let (from_browser, from_browser_data) = fetch_rate(&web, &signal.url, &bticket, len, &bid);
+    let (from_browser, from_browser_data, browser_peers) =
+        fetch_rate(&web, &signal.url, &bticket, len, &bid);
     drop(sharer);
 
     // Browser <- three native seeds at once, all on pollen-signal.
@@ -142,16 +149,21 @@ fn main() {
         multi_ticket = s.share(&file);
     }
     std::thread::sleep(Duration::from_millis(500));
-    let (from_three, from_three_data) = fetch_rate(&web, &signal.url, &multi_ticket, len, &id);
+    let (from_three, from_three_data, three_peers) =
+        fetch_rate(&web, &signal.url, &multi_ticket, len, &id);
     drop(seeds);
 
     println!(
         "browser bench, {mib} MiB, Chromium headless, loopback (MB/s; whole fetch / data phase)"
     );
-    println!("  browser <- native (1 seed):   {from_native:7.1} / {from_native_data:7.1}");
-    println!("  browser <- browser:           {from_browser:7.1} / {from_browser_data:7.1}");
     println!(
-        "  browser <- 3 native seeds:    {from_three:7.1} / {from_three_data:7.1}  ({:.2}x one seed)",
+        "  browser <- native (1 seed):   {from_native:7.1} / {from_native_data:7.1}  ({native_peers} peer)"
+    );
+    println!(
+        "  browser <- browser:           {from_browser:7.1} / {from_browser_data:7.1}  ({browser_peers} peer)"
+    );
+    println!(
+        "  browser <- 3 native seeds:    {from_three:7.1} / {from_three_data:7.1}  ({three_peers} peers; {:.2}x one seed)",
         from_three_data / from_native_data
     );
     println!("verification (MB/s):");
