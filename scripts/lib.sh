@@ -42,6 +42,25 @@ ensure_chromium() {
   fi
 }
 
+# Chromium offers WebRTC host candidates only on the interface of the default route, never on
+# loopback: two pages on a machine with no default route cannot connect to each other. On
+# such a machine (an offline sandbox), give it a veth interface with a test address
+# (198.18.0.0/15 is reserved for benchmarks) and a default route through it.
+ensure_browser_route() {
+  if ip -4 route show default 2>/dev/null | grep -q .; then
+    return
+  fi
+  step "no default route: adding a veth interface for WebRTC between local browsers"
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  ip link show pollen-test0 >/dev/null 2>&1 ||
+    $sudo ip link add pollen-test0 type veth peer name pollen-test1
+  $sudo ip link set pollen-test1 up
+  $sudo ip addr replace 198.18.0.1/24 dev pollen-test0
+  $sudo ip link set pollen-test0 up
+  $sudo ip route replace default dev pollen-test0
+}
+
 # Builds the browser peer into target/pollen-www: the page, and pkg/ from wasm-bindgen.
 build_www() {
   step "build the browser peer (pollen-wasm) into target/pollen-www"

@@ -38,6 +38,23 @@ pub fn www_dir() -> Option<PathBuf> {
         .then_some(root)
 }
 
+/// Panics unless the machine has an IPv4 default route: Chromium offers WebRTC host
+/// candidates only on that route's interface, never on loopback, so two pages on a machine
+/// without one cannot connect. `./scripts/test` adds one where it is missing.
+pub fn require_default_route() {
+    let routes = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
+    let has_default = routes
+        .lines()
+        .skip(1)
+        .any(|l| l.split_whitespace().nth(1) == Some("00000000"));
+    assert!(
+        has_default,
+        "this machine has no IPv4 default route, so Chromium offers no WebRTC candidates for \
+         two local pages to connect: run ./scripts/test (source scripts/lib.sh; \
+         ensure_browser_route) to add a veth interface with one"
+    );
+}
+
 /// Whether browser tests can run; panics with what is missing when they are required.
 pub fn available() -> bool {
     let mut missing = Vec::new();

@@ -7,28 +7,32 @@ use pollen_core::Ticket;
 use pollen_tests::browser::{self, Browser, PAGE_BYTES_JS, SignalServer, WebServer, page_bytes};
 use serde_json::{Value, json};
 
-/// Shares `pollenBytes(len, seed)` from this page; returns `{ticket}` or `{error}`.
+/// Shares `pollenBytes(len, seed)` from this page; returns `{ticket, peer}` or `{error}`.
 const SHARE: &str = "
 const [url, len, seed, done] = arguments;
 (async () => {
   window.peer = await Pollen.Peer.connect(url, null);
   const ticket = await window.peer.share(pollenBytes(len, seed), 'data.bin');
-  done({ ticket });
+  done({ ticket, peer: window.peer.peerId });
 })().catch(e => done({ error: String(e) }));
 ";
 
-/// Fetches a ticket in this page and compares with `pollenBytes(len, seed)`.
+/// Fetches a ticket in this page and compares with `pollenBytes(len, seed)`; also returns the
+/// peer events seen, the number of progress calls and the last progress.
 const FETCH: &str = "
 const [url, ticket, len, seed, done] = arguments;
 (async () => {
   window.peer = await Pollen.Peer.connect(url, null);
+  const events = [];
+  window.peer.onEvent((e) => { if (e.type !== 'progress') events.push(e); });
+  let calls = 0, last = null;
   const t0 = performance.now();
-  const got = await window.peer.fetch(ticket, null);
+  const got = await window.peer.fetch(ticket, (p) => { calls++; last = p; });
   const ms = performance.now() - t0;
   const want = pollenBytes(len, seed);
   let equal = got.length === want.length;
   for (let i = 0; equal && i < got.length; i++) if (got[i] !== want[i]) equal = false;
-  done({ equal, len: got.length, id: Pollen.contentId(got), ms });
+  done({ equal, len: got.length, id: Pollen.contentId(got), ms, events, calls, last });
 })().catch(e => done({ error: String(e) }));
 ";
 
@@ -48,6 +52,7 @@ fn two_browsers_exchange_8_mib_through_signaling_and_webrtc() {
     if !browser::available() {
         return;
     }
+    browser::require_default_route();
     let len = 8 << 20;
     let seed = 11;
     let signal = SignalServer::start();
@@ -78,6 +83,34 @@ fn two_browsers_exchange_8_mib_through_signaling_and_webrtc() {
     assert_eq!(field(&fetched, "len"), &json!(len));
     assert_eq!(field(&fetched, "equal"), &json!(true));
     assert_eq!(field(&fetched, "id"), &json!(parsed.id().to_string()));
+    // Progress reached the caller piece by piece and ended complete.
+    let pieces = pollen_core::PieceLayout::for_size(parsed.size())
+        .expect("a valid size")
+        .piece_count();
+    assert!(
+        field(&fetched, "calls").as_u64().unwrap_or(0) >= 2,
+        "progress was reported: {fetched}"
+    );
+    let last = field(&fetched, "last");
+    assert_eq!(field(last, "complete"), &json!(true));
+    assert_eq!(field(last, "havePieces"), &json!(pieces));
+    assert_eq!(field(last, "haveBytes"), &json!(len));
+    // The page was told about the sharer as a peer, and about completion.
+    let id = json!(parsed.id().to_string());
+    let sharer_id = field(&shared, "peer");
+    let events = field(&fetched, "events").as_array().expect("an array");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "peer-open" && &e["peer"] == sharer_id && e["id"] == id),
+        "a peer-open event names the sharer: {events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "complete" && e["id"] == id),
+        "a complete event: {events:?}"
+    );
     let ms = field(&fetched, "ms").as_f64().unwrap_or(0.0);
     eprintln!(
         "browser <- browser: {len} bytes in {ms:.0} ms ({:.1} MB/s)",
@@ -198,6 +231,7 @@ fn signaling_answers_abuse_from_a_page_with_errors_and_keeps_serving() {
     if !browser::available() {
         return;
     }
+    browser::require_default_route();
     let signal = SignalServer::start();
     let web = WebServer::start(browser::www_dir().expect("checked"));
     let page = Browser::start();

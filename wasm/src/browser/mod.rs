@@ -63,6 +63,8 @@ pub(crate) struct Shared {
     _callbacks: Vec<Closure<dyn FnMut(JsValue)>>,
     /// Callbacks of closed connections, dropped on the next tick (one may be running now).
     graveyard: Vec<Closure<dyn FnMut(JsValue)>>,
+    /// Peer events raised while the state was borrowed, delivered by the next `flush`.
+    events: Vec<Notify>,
     timer: i32,
 }
 
@@ -109,6 +111,17 @@ fn event(kind: &str, mut fields: Vec<(&str, JsValue)>) -> Notify {
     Notify::Event(obj(&fields))
 }
 
+/// A `peer-open` or `peer-closed` event: `{ type, id, peer }`.
+fn peer_event(kind: &str, (id, peer): (ContentId, PeerId)) -> Notify {
+    event(
+        kind,
+        vec![
+            ("id", JsValue::from_str(&id.to_string())),
+            ("peer", JsValue::from_str(&peer.to_string())),
+        ],
+    )
+}
+
 fn run_notifications(state: &State, notes: Vec<Notify>) {
     let on_event = state.borrow().on_event.clone();
     for n in notes {
@@ -140,7 +153,7 @@ impl Shared {
 
     /// Carries out the driver's outputs; returns callbacks to run afterwards.
     fn flush(&mut self) -> Vec<Notify> {
-        let mut notes = Vec::new();
+        let mut notes = core::mem::take(&mut self.events);
         while let Some(out) = self.driver.poll_output() {
             match out {
                 Output::Send(link, messages) => {
@@ -201,10 +214,11 @@ impl Shared {
 
     /// Closes a link's channel and its peer connection.
     fn close_link(&mut self, link: LinkId) {
-        if let Some(l) = self.links.remove(&link)
-            && let Some(conn) = self.conns.remove(&l.key)
-        {
-            conn.close(&mut self.graveyard);
+        if let Some(l) = self.links.remove(&link) {
+            self.events.push(peer_event("peer-closed", l.key));
+            if let Some(conn) = self.conns.remove(&l.key) {
+                conn.close(&mut self.graveyard);
+            }
         }
     }
 
@@ -214,6 +228,7 @@ impl Shared {
             if let Some(link) = conn.link {
                 self.links.remove(&link);
                 self.driver.handle_closed(now(), link);
+                self.events.push(peer_event("peer-closed", key));
             }
             conn.close(&mut self.graveyard);
         }
@@ -226,6 +241,7 @@ impl Shared {
         dc: RtcDataChannel,
     ) -> Option<LinkId> {
         let link = self.driver.open_link(now(), key.0)?;
+        self.events.push(peer_event("peer-open", key));
         if let Some(conn) = self.conns.get_mut(&key) {
             conn.link = Some(link);
         }
@@ -292,6 +308,7 @@ impl Peer {
                 ticks: 0,
                 _callbacks: Vec::new(),
                 graveyard: Vec::new(),
+                events: Vec::new(),
                 timer: 0,
             }));
             install_callbacks(&state)?;
