@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
 use pollen_core::{
-    ContentId, Instant, ManifestBuilder, PeerId, Ticket,
+    ContentId, Instant, Manifest, ManifestBuilder, PeerId, Ticket,
     swarm::{Action, Event, LinkId, Swarm, SwarmConfig},
     wire::{FrameBuffer, pack_messages},
 };
@@ -84,11 +84,70 @@ struct Artifact {
     ticket: Ticket,
     /// The artifact's bytes; pieces not yet held are zeros.
     data: Vec<u8>,
+    /// Per piece, who sent it: [`PieceMap::LOCAL`] or an index into `senders` plus
+    /// [`PieceMap::FIRST_PEER`]; [`PieceMap::MISSING`] until it is verified.
+    sources: Vec<u8>,
+    senders: Vec<PeerId>,
+}
+
+/// Which pieces of an artifact are held, and who sent each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PieceMap {
+    /// The peers pieces came from; `pieces` refers to them by index.
+    pub peers: Vec<PeerId>,
+    /// One entry per piece: [`PieceMap::MISSING`], [`PieceMap::LOCAL`], or
+    /// `FIRST_PEER + i` for `peers[i]` ([`PieceMap::OTHER`] beyond the last index that fits).
+    pub pieces: Vec<u8>,
+}
+
+impl PieceMap {
+    /// Not held yet.
+    pub const MISSING: u8 = 0;
+    /// Held from the start (shared from this page).
+    pub const LOCAL: u8 = 1;
+    /// The first peer's index.
+    pub const FIRST_PEER: u8 = 2;
+    /// From a peer beyond the ones that fit in a byte.
+    pub const OTHER: u8 = u8::MAX;
+}
+
+/// One connected peer of an artifact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkInfo {
+    /// The peer, once its handshake arrived.
+    pub peer: Option<PeerId>,
+    /// Pieces the peer says it holds.
+    pub peer_pieces: u32,
+    /// Payload bytes received from it.
+    pub downloaded: u64,
+    /// Payload bytes sent to it.
+    pub uploaded: u64,
 }
 
 struct LinkState {
     swarm: ContentId,
     frames: FrameBuffer,
+}
+
+impl Artifact {
+    /// Notes that `piece` verified, sent by `from`.
+    fn record_source(&mut self, piece: u32, from: PeerId) {
+        let fits = usize::from(PieceMap::OTHER - PieceMap::FIRST_PEER);
+        let index = match self.senders.iter().position(|p| *p == from) {
+            Some(i) => Some(i),
+            None if self.senders.len() < fits => {
+                self.senders.push(from);
+                Some(self.senders.len() - 1)
+            }
+            None => None,
+        };
+        let code = index
+            .and_then(|i| u8::try_from(i).ok())
+            .map_or(PieceMap::OTHER, |i| i + PieceMap::FIRST_PEER);
+        if let Some(s) = self.sources.get_mut(piece as usize) {
+            *s = code;
+        }
+    }
 }
 
 /// The browser peer's state machine.
@@ -145,6 +204,28 @@ impl Driver {
         let manifest = builder
             .finish()
             .map_err(|e| DriverError::Ticket(e.to_string()))?;
+        self.share_hashed(now, manifest, data, name)
+    }
+
+    /// Seeds `data`, whose manifest the caller built from it (so that it could show
+    /// progress while hashing); returns its ticket.
+    pub fn share_hashed(
+        &mut self,
+        now: Instant,
+        manifest: Manifest,
+        data: Vec<u8>,
+        name: Option<&str>,
+    ) -> Result<Ticket, DriverError> {
+        let size = data.len() as u64;
+        if size > MAX_BROWSER_ARTIFACT {
+            return Err(DriverError::TooLarge(size));
+        }
+        if manifest.layout().size() != size {
+            return Err(DriverError::Ticket(format!(
+                "the manifest is for {} bytes, not {size}",
+                manifest.layout().size()
+            )));
+        }
         let mut ticket =
             Ticket::new(manifest.id(), size).map_err(|e| DriverError::Ticket(e.to_string()))?;
         if let Some(name) = name.filter(|n| !n.is_empty()) {
@@ -158,10 +239,14 @@ impl Driver {
             .get(&id)
             .is_some_and(|a| a.swarm.is_complete())
         {
-            let have = pollen_core::Bitfield::full(manifest.layout().piece_count());
+            let pieces = manifest.layout().piece_count();
+            let have = pollen_core::Bitfield::full(pieces);
             let seed = self.rng.next_u64();
             let swarm = Swarm::with_manifest(self.config(), manifest, have, now, seed);
             self.replace(id, swarm, ticket.clone(), data);
+            if let Some(a) = self.artifacts.get_mut(&id) {
+                a.sources = vec![PieceMap::LOCAL; pieces as usize];
+            }
         }
         Ok(ticket)
     }
@@ -195,12 +280,16 @@ impl Driver {
             self.links.remove(&link);
             self.out.push_back(Output::Close(link));
         }
+        let pieces = pollen_core::PieceLayout::for_size(ticket.size())
+            .map_or(0, |l| l.piece_count() as usize);
         self.artifacts.insert(
             id,
             Artifact {
                 swarm,
                 ticket,
                 data,
+                sources: vec![PieceMap::MISSING; pieces],
+                senders: Vec::new(),
             },
         );
     }
@@ -238,6 +327,32 @@ impl Driver {
             downloaded: stats.downloaded,
             uploaded: stats.uploaded,
             complete: a.swarm.is_complete(),
+        })
+    }
+
+    /// Which pieces are held and who sent them.
+    pub fn piece_map(&self, id: &ContentId) -> Option<PieceMap> {
+        let a = self.artifacts.get(id)?;
+        Some(PieceMap {
+            peers: a.senders.clone(),
+            pieces: a.sources.clone(),
+        })
+    }
+
+    /// The artifact's links and their counters.
+    pub fn links(&self, id: &ContentId) -> Vec<LinkInfo> {
+        self.artifacts.get(id).map_or_else(Vec::new, |a| {
+            a.swarm
+                .stats()
+                .links
+                .iter()
+                .map(|l| LinkInfo {
+                    peer: l.peer,
+                    peer_pieces: l.peer_pieces,
+                    downloaded: l.downloaded,
+                    uploaded: l.uploaded,
+                })
+                .collect()
         })
     }
 
@@ -406,7 +521,12 @@ impl Driver {
                     Event::Complete => self.out.push_back(Output::Complete(id)),
                     Event::PeerBanned { peer, .. } => self.out.push_back(Output::Banned(id, peer)),
                     Event::PeerConnected { .. } | Event::ManifestVerified => progressed = true,
-                    Event::PieceVerified { .. } | Event::StoreFailed { .. } => {}
+                    Event::PieceVerified { piece, from } => a.record_source(piece, from),
+                    Event::StoreFailed { piece } => {
+                        if let Some(s) = a.sources.get_mut(piece as usize) {
+                            *s = PieceMap::MISSING;
+                        }
+                    }
                 }
             }
             if progressed {

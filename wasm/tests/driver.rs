@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use pollen_core::{Instant, PeerId, swarm::LinkId};
-use pollen_wasm::driver::{Driver, MAX_CHANNEL_MESSAGE, Output};
+use pollen_wasm::driver::{Driver, MAX_CHANNEL_MESSAGE, Output, PieceMap};
 
 fn bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
@@ -85,6 +85,18 @@ fn a_browser_driver_fetches_a_verified_artifact_from_another() {
     assert!(progress.complete);
     assert_eq!(progress.have_bytes, data.len() as u64);
     assert_eq!(progress.peers, 1);
+    // Every piece is mapped to the seed, and the seed's own pieces are local.
+    let map = leech.piece_map(&ticket.id()).expect("known");
+    assert_eq!(map.peers, vec![seed.peer_id()]);
+    assert_eq!(map.pieces.len(), progress.pieces as usize);
+    assert!(map.pieces.iter().all(|p| *p == PieceMap::FIRST_PEER));
+    let seed_map = seed.piece_map(&ticket.id()).expect("held");
+    assert!(seed_map.peers.is_empty());
+    assert!(seed_map.pieces.iter().all(|p| *p == PieceMap::LOCAL));
+    let links = seed.links(&ticket.id());
+    assert_eq!(links.len(), 1);
+    assert_eq!(links[0].peer, Some(leech.peer_id()));
+    assert_eq!(links[0].uploaded, data.len() as u64);
 }
 
 #[test]

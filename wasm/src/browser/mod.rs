@@ -7,13 +7,13 @@ mod rtc;
 
 use std::{
     cell::RefCell,
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     rc::Rc,
 };
 
-use js_sys::{Function, Promise, Uint8Array};
+use js_sys::{Array, Function, Promise, Uint8Array};
 use pollen_core::{
-    ContentId, Hint, Instant, PeerId, Ticket,
+    ContentId, Hint, Instant, ManifestBuilder, PeerId, Ticket,
     signal::{self, FromServer, PeerKind, ToServer},
     swarm::LinkId,
 };
@@ -21,7 +21,7 @@ use wasm_bindgen::{JsCast, prelude::*};
 use wasm_bindgen_futures::{JsFuture, future_to_promise};
 use web_sys::{BinaryType, MessageEvent, RtcDataChannel, WebSocket};
 
-use crate::driver::{Driver, Output, Progress};
+use crate::driver::{Driver, MAX_BROWSER_ARTIFACT, Output, Progress};
 use channel::Outbox;
 use rtc::Conn;
 
@@ -31,6 +31,10 @@ const MAX_DIALS_PER_SWARM: usize = 8;
 const TICK_MS: i32 = 20;
 /// Ticks between asking signaling for a fresh sample while a fetch lacks peers.
 const REJOIN_TICKS: u32 = 150;
+/// Most members remembered per swarm (for display).
+const MAX_KNOWN_MEMBERS: usize = 64;
+/// Bytes of a shared file read (and hashed) at a time.
+const READ_CHUNK: f64 = (4 << 20) as f64;
 
 /// A fetch waiting for its artifact.
 struct Waiter {
@@ -56,6 +60,8 @@ pub(crate) struct Shared {
     conns: HashMap<(ContentId, PeerId), Conn>,
     links: HashMap<LinkId, Link>,
     joined: BTreeSet<ContentId>,
+    /// Members each swarm's signaling samples and offers named, and their kind.
+    members: HashMap<ContentId, BTreeMap<PeerId, PeerKind>>,
     waiters: HashMap<ContentId, Vec<Waiter>>,
     on_event: Option<Function>,
     ticks: u32,
@@ -144,6 +150,29 @@ impl Shared {
         if let Ok(bytes) = signal::encode_to_server(msg) {
             let _ = self.ws.send_with_u8_array(&bytes);
         }
+    }
+
+    /// Remembers that `peer` (of `kind`) is a member of `swarm`.
+    fn note_member(&mut self, swarm: ContentId, peer: PeerId, kind: PeerKind) {
+        let known = self.members.entry(swarm).or_default();
+        if known.len() < MAX_KNOWN_MEMBERS || known.contains_key(&peer) {
+            known.insert(peer, kind);
+        }
+    }
+
+    /// `ticket` with this peer's signaling server as a hint, so whoever gets it finds us.
+    fn with_our_hint(&self, ticket: Ticket) -> Ticket {
+        if ticket
+            .hints()
+            .iter()
+            .any(|h| matches!(h, Hint::Signal(u) if *u == self.url))
+        {
+            return ticket;
+        }
+        ticket
+            .clone()
+            .with_hint(Hint::Signal(self.url.clone()))
+            .unwrap_or(ticket)
     }
 
     fn join(&mut self, swarm: ContentId) {
@@ -283,41 +312,7 @@ impl Peer {
     /// Connects to the signaling server at `url` (`ws://…/signal`). `ice_servers` is an
     /// optional array of RTCIceServer objects (STUN/TURN); none are needed on a LAN.
     pub fn connect(url: String, ice_servers: JsValue) -> Promise {
-        future_to_promise(async move {
-            let mut id = [0u8; 32];
-            let crypto = web_sys::window()
-                .ok_or_else(|| JsValue::from_str("no window"))?
-                .crypto()?;
-            crypto.get_random_values_with_u8_array(&mut id)?;
-            let me = PeerId::from_bytes(id);
-            let seed = u64::from_le_bytes(id[..8].try_into().unwrap_or_default());
-            let ws = WebSocket::new(&url)
-                .map_err(|_| JsValue::from_str(&format!("cannot open a WebSocket to {url}")))?;
-            ws.set_binary_type(BinaryType::Arraybuffer);
-            wait_open(&ws, &url).await?;
-            let state: State = Rc::new(RefCell::new(Shared {
-                driver: Driver::new(me, seed),
-                ws: ws.clone(),
-                url: url.clone(),
-                ice_servers,
-                conns: HashMap::new(),
-                links: HashMap::new(),
-                joined: BTreeSet::new(),
-                waiters: HashMap::new(),
-                on_event: None,
-                ticks: 0,
-                _callbacks: Vec::new(),
-                graveyard: Vec::new(),
-                events: Vec::new(),
-                timer: 0,
-            }));
-            install_callbacks(&state)?;
-            state.borrow().signal(&ToServer::Hello {
-                peer: me,
-                kind: PeerKind::Browser,
-            });
-            Ok(Peer { state }.into())
-        })
+        future_to_promise(async move { Ok(Peer::open(url, ice_servers).await?.into()) })
     }
 
     /// This peer's id (hex of its first 8 bytes).
@@ -333,35 +328,111 @@ impl Peer {
     }
 
     /// Shares a `File`, `Blob` or `Uint8Array`; resolves to its ticket string.
-    pub fn share(&self, data: JsValue, name: Option<String>) -> Promise {
+    /// `on_progress({ hashedBytes, size })` is called as the bytes are read and hashed.
+    pub fn share(
+        &self,
+        data: JsValue,
+        name: Option<String>,
+        on_progress: Option<Function>,
+    ) -> Promise {
         let state = self.state.clone();
         future_to_promise(async move {
             let name = name.or_else(|| data.dyn_ref::<web_sys::File>().map(web_sys::File::name));
-            let bytes = if let Some(blob) = data.dyn_ref::<web_sys::Blob>() {
-                let buf = JsFuture::from(blob.array_buffer()).await?;
-                Uint8Array::new(&buf).to_vec()
-            } else if let Some(arr) = data.dyn_ref::<Uint8Array>() {
-                arr.to_vec()
-            } else {
-                return Err(JsValue::from_str(
-                    "share takes a File, a Blob or a Uint8Array",
-                ));
-            };
+            let (manifest, bytes) = read_and_hash(&data, on_progress.as_ref()).await?;
             let ticket = {
                 let mut s = state.borrow_mut();
                 let ticket = s
                     .driver
-                    .share(now(), bytes, name.as_deref())
+                    .share_hashed(now(), manifest, bytes, name.as_deref())
                     .map_err(|e| JsValue::from_str(&e.to_string()))?;
                 s.join(ticket.id());
-                // Whoever gets the ticket finds us through the same server.
-                ticket
-                    .clone()
-                    .with_hint(Hint::Signal(s.url.clone()))
-                    .unwrap_or(ticket)
+                s.with_our_hint(ticket)
             };
             Ok(JsValue::from_str(&ticket.to_string()))
         })
+    }
+
+    /// The artifacts this page holds or fetches: progress objects with `name` and `ticket`.
+    pub fn artifacts(&self) -> Array {
+        let s = self.state.borrow();
+        s.driver
+            .artifacts()
+            .filter_map(|(id, ticket)| {
+                let p = s.driver.progress(id)?;
+                let js = progress_js(id, &p);
+                let name = ticket.name().map_or(JsValue::NULL, JsValue::from_str);
+                let _ = js_sys::Reflect::set(&js, &"name".into(), &name);
+                let link = s.with_our_hint(ticket.clone()).to_string();
+                let _ = js_sys::Reflect::set(&js, &"ticket".into(), &link.into());
+                Some(js)
+            })
+            .collect()
+    }
+
+    /// Which pieces of an artifact are verified and who sent each: `{ peers, pieces }`, where
+    /// `pieces` holds a byte per piece: 0 missing, 1 held from the start, 2 + i sent by
+    /// `peers[i]`, 255 sent by a peer beyond those; `undefined` for an unknown artifact.
+    #[wasm_bindgen(js_name = pieceMap)]
+    pub fn piece_map(&self, id: String) -> JsValue {
+        let s = self.state.borrow();
+        let Some(map) = parse_id(&id).and_then(|id| s.driver.piece_map(&id)) else {
+            return JsValue::UNDEFINED;
+        };
+        let peers: Array = map
+            .peers
+            .iter()
+            .map(|p| JsValue::from_str(&p.to_string()))
+            .collect();
+        obj(&[
+            ("peers", peers.into()),
+            ("pieces", Uint8Array::from(&map.pieces[..]).into()),
+        ])
+    }
+
+    /// The peers of an artifact: members signaling named and peers linked to us, each
+    /// `{ peer, kind, connected, pieces, downloaded, uploaded }` (`kind` "browser", "native"
+    /// or null when unknown).
+    pub fn peers(&self, id: String) -> Array {
+        let s = self.state.borrow();
+        let Some(id) = parse_id(&id) else {
+            return Array::new();
+        };
+        let mut rows: BTreeMap<PeerId, (Option<PeerKind>, Option<crate::driver::LinkInfo>)> =
+            BTreeMap::new();
+        for (peer, kind) in s.members.get(&id).into_iter().flatten() {
+            rows.entry(*peer).or_default().0 = Some(*kind);
+        }
+        for link in s.driver.links(&id) {
+            if let Some(peer) = link.peer {
+                rows.entry(peer).or_default().1 = Some(link);
+            }
+        }
+        rows.into_iter()
+            .map(|(peer, (kind, link))| {
+                let kind = match kind {
+                    Some(PeerKind::Browser) => JsValue::from_str("browser"),
+                    Some(PeerKind::Native) => JsValue::from_str("native"),
+                    None => JsValue::NULL,
+                };
+                let num = |f: fn(&crate::driver::LinkInfo) -> u64| {
+                    JsValue::from_f64(link.as_ref().map_or(0, f) as f64)
+                };
+                obj(&[
+                    ("peer", JsValue::from_str(&peer.to_string())),
+                    ("kind", kind),
+                    ("connected", JsValue::from_bool(link.is_some())),
+                    ("pieces", num(|l| u64::from(l.peer_pieces))),
+                    ("downloaded", num(|l| l.downloaded)),
+                    ("uploaded", num(|l| l.uploaded)),
+                ])
+            })
+            .collect()
+    }
+
+    /// The signaling server this peer uses.
+    #[wasm_bindgen(getter, js_name = signalUrl)]
+    pub fn signal_url(&self) -> String {
+        self.state.borrow().url.clone()
     }
 
     /// Fetches the artifact a ticket names; resolves to its bytes (a `Uint8Array`) once every
@@ -414,12 +485,7 @@ impl Peer {
 
     /// Progress of an artifact (by content id or ticket), or `undefined`.
     pub fn progress(&self, id: String) -> JsValue {
-        let id = id.parse::<ContentId>().ok().or_else(|| {
-            id.rsplit('#')
-                .next()
-                .and_then(|t| t.parse::<Ticket>().ok())
-                .map(|t| t.id())
-        });
+        let id = parse_id(&id);
         let s = self.state.borrow();
         id.and_then(|id| s.driver.progress(&id).map(|p| progress_js(&id, &p)))
             .unwrap_or(JsValue::UNDEFINED)
@@ -442,6 +508,123 @@ impl Peer {
             w.clear_interval_with_handle(s.timer);
         }
         let _ = s.ws.close();
+    }
+}
+
+/// A content id, or the id of a ticket or ticket link.
+fn parse_id(text: &str) -> Option<ContentId> {
+    let text = text.trim();
+    text.parse::<ContentId>().ok().or_else(|| {
+        text.rsplit('#')
+            .next()
+            .and_then(|t| t.parse::<Ticket>().ok())
+            .map(|t| t.id())
+    })
+}
+
+/// Reads a `File`, `Blob` or `Uint8Array` and builds its manifest on the way, reporting
+/// `{ hashedBytes, size }` to `on_progress`.
+async fn read_and_hash(
+    data: &JsValue,
+    on_progress: Option<&Function>,
+) -> Result<(pollen_core::Manifest, Vec<u8>), JsValue> {
+    let err = |e: &dyn core::fmt::Display| JsValue::from_str(&e.to_string());
+    let report = |done: usize, size: usize| {
+        if let Some(f) = on_progress {
+            let p = obj(&[
+                ("hashedBytes", JsValue::from_f64(done as f64)),
+                ("size", JsValue::from_f64(size as f64)),
+            ]);
+            let _ = f.call1(&JsValue::NULL, &p);
+        }
+    };
+    let too_large = |size: f64| {
+        JsValue::from_str(&format!(
+            "{size} bytes is more than a browser peer holds ({MAX_BROWSER_ARTIFACT} bytes)"
+        ))
+    };
+    if let Some(blob) = data.dyn_ref::<web_sys::Blob>() {
+        let size = blob.size();
+        if size > MAX_BROWSER_ARTIFACT as f64 {
+            return Err(too_large(size));
+        }
+        let size = size as usize;
+        let mut builder = ManifestBuilder::new(size as u64).map_err(|e| err(&e))?;
+        let mut bytes = Vec::new();
+        bytes
+            .try_reserve_exact(size)
+            .map_err(|_| JsValue::from_str("not enough memory for the file"))?;
+        report(0, size);
+        let mut at = 0.0;
+        while (at as usize) < size {
+            let end = (at + READ_CHUNK).min(size as f64);
+            let part = blob.slice_with_f64_and_f64(at, end)?;
+            let buf = JsFuture::from(part.array_buffer()).await?;
+            let chunk = Uint8Array::new(&buf).to_vec();
+            if chunk.is_empty() {
+                return Err(JsValue::from_str("the file changed or could not be read"));
+            }
+            builder.update(&chunk).map_err(|e| err(&e))?;
+            bytes.extend_from_slice(&chunk);
+            at += chunk.len() as f64;
+            report(bytes.len(), size);
+        }
+        if bytes.len() != size {
+            return Err(JsValue::from_str("the file changed while it was read"));
+        }
+        Ok((builder.finish().map_err(|e| err(&e))?, bytes))
+    } else if let Some(arr) = data.dyn_ref::<Uint8Array>() {
+        if f64::from(arr.length()) > MAX_BROWSER_ARTIFACT as f64 {
+            return Err(too_large(f64::from(arr.length())));
+        }
+        let bytes = arr.to_vec();
+        let manifest = pollen_core::Manifest::of(&bytes).map_err(|e| err(&e))?;
+        report(bytes.len(), bytes.len());
+        Ok((manifest, bytes))
+    } else {
+        Err(JsValue::from_str(
+            "share takes a File, a Blob or a Uint8Array",
+        ))
+    }
+}
+
+impl Peer {
+    /// [`Peer::connect`] for Rust callers (the dashboard).
+    pub async fn open(url: String, ice_servers: JsValue) -> Result<Peer, JsValue> {
+        let mut id = [0u8; 32];
+        let crypto = web_sys::window()
+            .ok_or_else(|| JsValue::from_str("no window"))?
+            .crypto()?;
+        crypto.get_random_values_with_u8_array(&mut id)?;
+        let me = PeerId::from_bytes(id);
+        let seed = u64::from_le_bytes(id[..8].try_into().unwrap_or_default());
+        let ws = WebSocket::new(&url)
+            .map_err(|_| JsValue::from_str(&format!("cannot open a WebSocket to {url}")))?;
+        ws.set_binary_type(BinaryType::Arraybuffer);
+        wait_open(&ws, &url).await?;
+        let state: State = Rc::new(RefCell::new(Shared {
+            driver: Driver::new(me, seed),
+            ws: ws.clone(),
+            url: url.clone(),
+            ice_servers,
+            conns: HashMap::new(),
+            links: HashMap::new(),
+            joined: BTreeSet::new(),
+            members: HashMap::new(),
+            waiters: HashMap::new(),
+            on_event: None,
+            ticks: 0,
+            _callbacks: Vec::new(),
+            graveyard: Vec::new(),
+            events: Vec::new(),
+            timer: 0,
+        }));
+        install_callbacks(&state)?;
+        state.borrow().signal(&ToServer::Hello {
+            peer: me,
+            kind: PeerKind::Browser,
+        });
+        Ok(Peer { state })
     }
 }
 
@@ -536,6 +719,9 @@ fn on_signal(state: &State, msg: FromServer) {
         FromServer::Welcome { .. } | FromServer::Pong => {}
         FromServer::Members { swarm, members } => {
             let mut s = state.borrow_mut();
+            for m in &members {
+                s.note_member(swarm, m.peer, m.kind);
+            }
             if s.driver.is_complete(&swarm) || s.driver.progress(&swarm).is_none() {
                 return;
             }
@@ -554,9 +740,12 @@ fn on_signal(state: &State, msg: FromServer) {
         FromServer::Relay {
             swarm,
             from,
+            kind,
             signal,
-            ..
-        } => rtc::on_relay(state, swarm, from, signal),
+        } => {
+            state.borrow_mut().note_member(swarm, from, kind);
+            rtc::on_relay(state, swarm, from, signal);
+        }
         FromServer::Error { code, text } => {
             web_sys::console::warn_1(&JsValue::from_str(&format!(
                 "pollen: signaling refused: {code:?}: {text}"
