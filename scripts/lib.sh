@@ -61,12 +61,15 @@ ensure_browser_route() {
   $sudo ip route replace default dev pollen-test0
 }
 
-# Builds the browser peer into target/pollen-www: the page, and pkg/ from wasm-bindgen.
+# Builds the browser peer and the dashboard into target/pollen-www: the pages, and pkg/ from
+# wasm-bindgen (pollen_wasm.js for the minimal peer page, pollen_web.js for the dashboard).
 build_www() {
-  step "build the browser peer (pollen-wasm) into target/pollen-www"
-  cargo build -p pollen-wasm --target wasm32-unknown-unknown --release --locked
+  step "build the browser peer (pollen-wasm) and the dashboard (pollen-web) into target/pollen-www"
+  cargo build -p pollen-wasm -p pollen-web --target wasm32-unknown-unknown --release --locked
   mkdir -p target/pollen-www
-  wasm-bindgen --target web --out-dir target/pollen-www/pkg \
-    target/wasm32-unknown-unknown/release/pollen_wasm.wasm
-  cp wasm/www/* target/pollen-www/
+  for crate in pollen_wasm pollen_web; do
+    wasm-bindgen --target web --no-typescript --out-dir target/pollen-www/pkg \
+      "target/wasm32-unknown-unknown/release/$crate.wasm"
+  done
+  cp wasm/www/* web/www/* target/pollen-www/
 }

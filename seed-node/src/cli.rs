@@ -72,6 +72,10 @@ pub(crate) struct NodeArgs {
     /// Cap on upload bandwidth to peers, in bytes per second (suffixes k, M, G: powers of 1000).
     #[arg(long, value_name = "RATE")]
     pub(crate) max_upload_rate: Option<Rate>,
+    /// The dashboard's files (built by ./scripts/run into target/pollen-www). Default: the
+    /// `pollen-www` directory next to the binary's directory, if it exists.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) web: Option<PathBuf>,
     /// Do not serve the signaling server for browsers at the API address's /signal.
     #[arg(long)]
     pub(crate) no_signal: bool,

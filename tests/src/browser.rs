@@ -30,12 +30,18 @@ const CHROMIUM_ARGS: &[&str] = &[
     "--disable-renderer-backgrounding",
 ];
 
-/// The built browser peer (`target/pollen-www`, with `pkg/`), if present.
+/// The built browser peer and dashboard (`target/pollen-www`, with `pkg/`), if present.
 pub fn www_dir() -> Option<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/pollen-www");
-    root.join("pkg/pollen_wasm_bg.wasm")
-        .is_file()
-        .then_some(root)
+    [
+        "pkg/pollen_wasm_bg.wasm",
+        "pkg/pollen_web_bg.wasm",
+        "index.html",
+        "peer.html",
+    ]
+    .iter()
+    .all(|f| root.join(f).is_file())
+    .then_some(root)
 }
 
 /// Panics unless the machine has an IPv4 default route: Chromium offers WebRTC host
@@ -59,7 +65,9 @@ pub fn require_default_route() {
 pub fn available() -> bool {
     let mut missing = Vec::new();
     if www_dir().is_none() {
-        missing.push("the built browser peer (target/pollen-www; ./scripts/test builds it)");
+        missing.push(
+            "the built browser peer and dashboard (target/pollen-www; ./scripts/test builds it)",
+        );
     }
     for bin in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
         if !Path::new(bin).exists() {
@@ -243,6 +251,69 @@ impl Browser {
     pub fn screenshot(&self) -> Vec<u8> {
         self.rt
             .block_on(async { self.client().screenshot().await.expect("a screenshot") })
+    }
+
+    /// Saves a screenshot as `target/test-artifacts/NAME.png` (kept for people to look at);
+    /// returns its path.
+    pub fn save_screenshot(&self, name: &str) -> PathBuf {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
+        std::fs::create_dir_all(&dir).expect("the artifacts directory");
+        let path = dir.join(format!("{name}.png"));
+        let png = self.screenshot();
+        assert!(png.starts_with(b"\x89PNG"), "the screenshot is a PNG");
+        std::fs::write(&path, png).expect("the screenshot is written");
+        path
+    }
+
+    /// Sets the browser window's size (for screenshots).
+    pub fn resize(&self, width: u32, height: u32) {
+        self.rt.block_on(async {
+            self.client()
+                .set_window_size(width, height)
+                .await
+                .expect("the window resizes");
+        });
+    }
+
+    /// Chooses `file` in the file input `selector`, as a person picking it would.
+    pub fn choose_file(&self, selector: &str, file: &Path) {
+        self.rt.block_on(async {
+            let input = self
+                .client()
+                .find(fantoccini::Locator::Css(selector))
+                .await
+                .unwrap_or_else(|e| panic!("no {selector}: {e}"));
+            input
+                .send_keys(&file.display().to_string())
+                .await
+                .expect("the file is chosen");
+        });
+    }
+
+    /// Waits until the JavaScript expression `condition` is truthy and returns its value;
+    /// panics with `what` and the page's text after `limit`.
+    pub fn wait_for(&self, condition: &str, limit: Duration, what: &str) -> Value {
+        let script = format!(
+            "const done = arguments[arguments.length - 1];
+             const t0 = Date.now();
+             (function poll() {{
+               let v = null;
+               try {{ v = ({condition}); }} catch (e) {{}}
+               if (v) return done({{ ok: true, v }});
+               if (Date.now() - t0 > {ms}) return done({{ ok: false, text: document.body.innerText }});
+               setTimeout(poll, 100);
+             }})();",
+            ms = limit.as_millis()
+        );
+        self.script_timeout(limit + Duration::from_secs(30));
+        let got = self.run(&script, vec![]);
+        assert_eq!(
+            got["ok"],
+            Value::Bool(true),
+            "timed out waiting for {what}; the page shows:\n{}",
+            got["text"].as_str().unwrap_or_default()
+        );
+        got["v"].clone()
     }
 }
 

@@ -60,7 +60,7 @@ fn two_browsers_exchange_8_mib_through_signaling_and_webrtc() {
     let sharer = Browser::start();
     let fetcher = Browser::start();
     for b in [&sharer, &fetcher] {
-        b.open(&web.url("index.html"));
+        b.open(&web.url("peer.html"));
         b.script_timeout(Duration::from_secs(180));
     }
     let shared = sharer.run(
@@ -154,7 +154,7 @@ fn a_browser_fetches_32_mib_from_a_native_node() {
     let url = signal_hint(&ticket);
     let web = WebServer::start(browser::www_dir().expect("checked"));
     let page = Browser::start();
-    page.open(&web.url("index.html"));
+    page.open(&web.url("peer.html"));
     page.script_timeout(Duration::from_secs(240));
     let got = page.run(FETCH_SUMMARY, vec![json!(url), json!(ticket)]);
     assert_eq!(field(&got, "len"), &json!(data.len()));
@@ -185,7 +185,7 @@ fn a_native_node_fetches_what_only_a_browser_holds() {
         .unwrap_or_else(|| panic!("the node reports its signaling URL: {status}"));
     let web = WebServer::start(browser::www_dir().expect("checked"));
     let page = Browser::start();
-    page.open(&web.url("index.html"));
+    page.open(&web.url("peer.html"));
     page.script_timeout(Duration::from_secs(60));
     let shared = page.run(&script(SHARE), vec![json!(url), json!(len), json!(seed)]);
     let ticket = field(&shared, "ticket")
@@ -235,7 +235,7 @@ fn signaling_answers_abuse_from_a_page_with_errors_and_keeps_serving() {
     let signal = SignalServer::start();
     let web = WebServer::start(browser::www_dir().expect("checked"));
     let page = Browser::start();
-    page.open(&web.url("index.html"));
+    page.open(&web.url("peer.html"));
     page.script_timeout(Duration::from_secs(60));
     let got = page.run(ABUSE, vec![json!(signal.url)]);
     // FromServer::Error is variant 4; ErrorCode::TooLarge is 1, Malformed 0. Pong is 3.
@@ -254,7 +254,7 @@ fn signaling_answers_abuse_from_a_page_with_errors_and_keeps_serving() {
         .expect("a string")
         .to_string();
     let other = Browser::start();
-    other.open(&web.url("index.html"));
+    other.open(&web.url("peer.html"));
     other.script_timeout(Duration::from_secs(120));
     let fetched = other.run(
         &script(FETCH),

@@ -8,6 +8,7 @@ mod conn;
 mod disk;
 mod gossip;
 mod tickets;
+mod web;
 mod webrtc;
 
 use std::{net::SocketAddr, path::PathBuf};
@@ -209,19 +210,37 @@ pub(crate) async fn run(args: NodeArgs) -> Result<()> {
         let signaling = pollen_signal::Signaling::new(pollen_signal::Config::default());
         app = app.merge(pollen_signal::router(signaling));
     }
+    let web_dir = web::find_dir(args.web.as_deref());
+    if let Some(dir) = web_dir.as_deref()
+        && !dir.join("index.html").is_file()
+    {
+        anyhow::bail!(
+            "{} holds no index.html: give --web the directory ./scripts/run builds (target/pollen-www)",
+            dir.display()
+        );
+    }
+    app = app.merge(web::router(web_dir.as_deref()));
     tokio::spawn(async move {
         if let Err(err) = axum::serve(api, app).await {
             tracing::error!("the API server stopped: {err}");
         }
     });
     eprintln!(
-        "pollen node {}: peers on {listen} (advertised as {advertise}), API on http://{api_addr}, data in {}{}",
+        "pollen node {}: peers on {listen} (advertised as {advertise}), API on http://{api_addr}, data in {}{}{}",
         settings.peer_id,
         args.data.display(),
         own_signal
             .as_deref()
             .map(|u| format!(", signaling on {u}"))
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        if web_dir.is_some() {
+            format!(
+                ", dashboard on http://{}/",
+                SocketAddr::new(signal_host, api_addr.port())
+            )
+        } else {
+            String::new()
+        }
     );
     let stop_tx = tx.clone();
     let actor = actor::Actor::start(settings, store, tx, gossip)?;

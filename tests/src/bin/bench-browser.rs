@@ -48,7 +48,7 @@ fn get<'a>(v: &'a Value, key: &str) -> &'a Value {
 
 fn page(web: &WebServer) -> Browser {
     let b = Browser::start();
-    b.open(&web.url("index.html"));
+    b.open(&web.url("peer.html"));
     b.script_timeout(Duration::from_secs(600));
     b
 }

@@ -1,0 +1,237 @@
+//! The dashboard in real headless Chromium, served by a `pollen node` (which finds the built
+//! files in target/pollen-www by itself): a file shared through the file input downloads in
+//! a second browser that opens its link; a page fetches what the node holds from the node's
+//! own table; a bad ticket is shown plainly. Screenshots of every page are kept in
+//! target/test-artifacts/.
+
+use std::time::Duration;
+
+use pollen_tests::{
+    Node, NodeOpts,
+    browser::{self, Browser},
+    write_artifact,
+};
+use serde_json::{Value, json};
+
+/// Reads the file behind the link `selector` (a blob URL) as `{ len, bytes }`.
+const READ_LINK: &str = "
+const [selector, done] = arguments;
+const a = document.querySelector(selector);
+fetch(a.href)
+  .then((r) => r.arrayBuffer())
+  .then((b) => done({ len: b.byteLength, bytes: Array.from(new Uint8Array(b)), name: a.download }))
+  .catch((e) => done({ error: String(e) }));
+";
+
+fn page(url: &str) -> Browser {
+    let b = Browser::start();
+    b.resize(1280, 1100);
+    b.open(url);
+    b.script_timeout(Duration::from_secs(120));
+    b
+}
+
+/// The bytes the page's save link of artifact `id` offers.
+fn saved_bytes(b: &Browser, id: &str) -> (Vec<u8>, String) {
+    let got = b.run(
+        READ_LINK,
+        vec![json!(format!(".transfer[data-id=\"{id}\"] a.save"))],
+    );
+    assert!(got.get("error").is_none(), "reading the saved file: {got}");
+    let bytes: Vec<u8> = got["bytes"]
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|v| {
+            v.as_u64()
+                .and_then(|n| u8::try_from(n).ok())
+                .expect("a byte")
+        })
+        .collect();
+    assert_eq!(got["len"], json!(bytes.len()));
+    (bytes, got["name"].as_str().unwrap_or_default().to_string())
+}
+
+fn text(b: &Browser, expr: &str) -> String {
+    b.run(
+        &format!(
+            "const done = arguments[arguments.length - 1]; \
+             const v = ({expr}); done(v == null ? null : String(v));"
+        ),
+        vec![],
+    )
+    .as_str()
+    .unwrap_or_default()
+    .to_string()
+}
+
+#[test]
+fn a_file_shared_from_the_dashboard_downloads_in_another_browser_by_its_link() {
+    if !browser::available() {
+        return;
+    }
+    browser::require_default_route();
+    let tmp = tempfile::tempdir().expect("a temp dir");
+    let node = Node::start(&tmp.path().join("node"), &NodeOpts::default());
+    let node_id = node.status_http()["peer_id"]
+        .as_str()
+        .expect("a peer id")
+        .to_string();
+    // An odd size: the last piece is short.
+    let (file, data, id) = write_artifact(tmp.path(), (2 << 20) + 1234, 31);
+
+    let sharer = page(&format!("{}/", node.api));
+    sharer.wait_for(
+        "document.getElementById('peer-id')",
+        Duration::from_secs(30),
+        "the page to join the swarm",
+    );
+    let sharer_id = text(&sharer, "document.getElementById('peer-id').textContent");
+    // The node card reads the node's status.
+    sharer.wait_for(
+        &format!("document.getElementById('node')?.textContent.includes('{node_id}')"),
+        Duration::from_secs(30),
+        "the node's status",
+    );
+    sharer.choose_file("#share-file", &file);
+    let link = sharer
+        .wait_for(
+            &format!(
+                "document.querySelector('.transfer[data-id=\"{id}\"] .pill.seeding') && \
+                 document.querySelector('.transfer[data-id=\"{id}\"] a.ticket-link').href"
+            ),
+            Duration::from_secs(60),
+            "the shared file's ticket link",
+        )
+        .as_str()
+        .expect("a link")
+        .to_string();
+    assert!(
+        link.starts_with(&format!("{}/#pollen", node.api)),
+        "the link opens this dashboard with the ticket: {link}"
+    );
+    let shared_map = sharer.wait_for(
+        &format!(
+            "document.querySelector('.transfer[data-id=\"{id}\"] svg.piece-map')?.dataset.held"
+        ),
+        Duration::from_secs(10),
+        "the sharer's piece map",
+    );
+    assert_eq!(
+        shared_map,
+        json!("129"),
+        "every piece is held from the start"
+    );
+    sharer.save_screenshot("dashboard-share");
+
+    let fetcher = page(&link);
+    fetcher.wait_for(
+        &format!("document.querySelector('.transfer[data-id=\"{id}\"] a.save')"),
+        Duration::from_secs(120),
+        "the download to finish",
+    );
+    let (bytes, name) = saved_bytes(&fetcher, &id);
+    assert_eq!(bytes.len(), data.len());
+    assert!(bytes == data, "the saved file equals the shared one");
+    assert_eq!(name, "artifact.bin");
+    // The piece map is full, and every piece came from the sharer, whom the swarm view lists
+    // as a connected browser.
+    let map = fetcher.run(
+        "const [id, done] = arguments; \
+         const svg = document.querySelector(`.transfer[data-id=\"${id}\"] svg.piece-map`); \
+         done({ held: svg.dataset.held, pieces: svg.dataset.pieces });",
+        vec![json!(id)],
+    );
+    assert_eq!(map, json!({ "held": "129", "pieces": "129" }));
+    let row = format!(".transfer[data-id=\"{id}\"] tr[data-peer=\"{sharer_id}\"]");
+    assert_eq!(
+        text(
+            &fetcher,
+            &format!("document.querySelector('{row} .kind').textContent")
+        ),
+        "browser"
+    );
+    assert_eq!(
+        text(
+            &fetcher,
+            &format!("document.querySelector('{row} td:nth-child(4)').textContent")
+        ),
+        "connected"
+    );
+    assert_eq!(
+        text(
+            &fetcher,
+            &format!("document.querySelector('.transfer[data-id=\"{id}\"]').dataset.complete")
+        ),
+        "true"
+    );
+    fetcher.save_screenshot("dashboard-fetch");
+}
+
+#[test]
+fn the_dashboard_fetches_what_the_node_holds_and_shows_bad_tickets_plainly() {
+    if !browser::available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("a temp dir");
+    let node = Node::start(&tmp.path().join("node"), &NodeOpts::default());
+    let node_id = node.status_http()["peer_id"]
+        .as_str()
+        .expect("a peer id")
+        .to_string();
+    let (file, data, id) = write_artifact(tmp.path(), 3 << 20, 32);
+    node.share(&file);
+
+    let b = page(&format!("{}/", node.api));
+    b.wait_for(
+        "document.getElementById('peer-id')",
+        Duration::from_secs(30),
+        "the page to join the swarm",
+    );
+    // The node's table lists the artifact with a link that fetches it in this page.
+    b.wait_for(
+        &format!("document.querySelector('#node tr[data-id=\"{id}\"] a.node-link')"),
+        Duration::from_secs(30),
+        "the node's artifact",
+    );
+    b.run(
+        "const [id, done] = arguments; \
+         document.querySelector(`#node tr[data-id=\"${id}\"] a.node-link`).click(); done(null);",
+        vec![json!(id)],
+    );
+    b.wait_for(
+        &format!("document.querySelector('.transfer[data-id=\"{id}\"] a.save')"),
+        Duration::from_secs(120),
+        "the download from the node",
+    );
+    let (bytes, _) = saved_bytes(&b, &id);
+    assert!(bytes == data, "the saved file equals the node's");
+    let row = format!(".transfer[data-id=\"{id}\"] tr[data-peer=\"{node_id}\"]");
+    assert_eq!(
+        text(
+            &b,
+            &format!("document.querySelector('{row} .kind').textContent")
+        ),
+        "native"
+    );
+
+    // A bad ticket, typed or opened, is named as such.
+    let got = b.run(
+        "const done = arguments[0]; location.hash = 'pollen-not-a-ticket'; done(null);",
+        vec![],
+    );
+    assert_eq!(got, Value::Null);
+    let error = b.wait_for(
+        "document.getElementById('fetch-error')?.textContent",
+        Duration::from_secs(10),
+        "the bad ticket's error",
+    );
+    assert!(
+        error
+            .as_str()
+            .unwrap_or_default()
+            .contains("not a valid Pollen ticket"),
+        "{error}"
+    );
+    b.save_screenshot("dashboard-node");
+}

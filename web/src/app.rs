@@ -1,0 +1,585 @@
+//! The dashboard's views: share, fetch, transfers with their piece maps and peers, and the
+//! node this page is served by.
+
+use std::{collections::HashMap, rc::Rc, time::Duration};
+
+use leptos::{ev, prelude::*, task::spawn_local};
+use pollen_core::Ticket;
+use pollen_wasm::Peer;
+use wasm_bindgen::{JsCast, prelude::*};
+use wasm_bindgen_futures::JsFuture;
+
+use crate::{
+    format, js,
+    model::{self, Extra, NodeView, Role, Transfer},
+};
+
+/// How often the page reads its peer's state (ms).
+const POLL_MS: u64 = 500;
+/// How often the page reads the node's status (ms).
+const NODE_POLL_MS: u64 = 1_000;
+
+/// The page's connection to the swarm.
+#[derive(Debug, Clone, PartialEq)]
+enum Conn {
+    Connecting,
+    Connected { peer: String, signal: String },
+    Failed(String),
+}
+
+/// A share being hashed.
+#[derive(Debug, Clone, PartialEq)]
+struct Hashing {
+    name: String,
+    done: u64,
+    size: u64,
+}
+
+/// Everything the views share; every field is a `Copy` handle.
+#[derive(Clone, Copy)]
+struct Ctx {
+    peer: StoredValue<Option<Rc<Peer>>, LocalStorage>,
+    conn: RwSignal<Conn>,
+    extras: StoredValue<HashMap<String, Extra>, LocalStorage>,
+    transfers: RwSignal<Vec<Transfer>>,
+    hashing: RwSignal<Option<Hashing>>,
+    share_error: RwSignal<Option<String>>,
+    fetch_error: RwSignal<Option<String>>,
+    node: RwSignal<Option<NodeView>>,
+    node_error: RwSignal<Option<String>>,
+    /// A ticket to fetch once connected (from the address bar).
+    pending: StoredValue<Option<String>, LocalStorage>,
+}
+
+/// The whole dashboard.
+#[allow(unreachable_pub)] // what #[component] generates
+#[component]
+pub(crate) fn App() -> impl IntoView {
+    let ctx = Ctx {
+        peer: StoredValue::new_local(None),
+        conn: RwSignal::new(Conn::Connecting),
+        extras: StoredValue::new_local(HashMap::new()),
+        transfers: RwSignal::new(Vec::new()),
+        hashing: RwSignal::new(None),
+        share_error: RwSignal::new(None),
+        fetch_error: RwSignal::new(None),
+        node: RwSignal::new(None),
+        node_error: RwSignal::new(None),
+        pending: StoredValue::new_local(None),
+    };
+    provide_context(ctx);
+    if let Some(ticket) = hash_ticket() {
+        ctx.pending.set_value(Some(ticket));
+    }
+    spawn_local(connect(ctx));
+    spawn_local(poll_node(ctx));
+    let _ = set_interval_with_handle(move || refresh(ctx), Duration::from_millis(POLL_MS));
+    let listener = window_event_listener(ev::hashchange, move |_| {
+        if let Some(ticket) = hash_ticket() {
+            start_fetch(ctx, ticket);
+        }
+    });
+    on_cleanup(move || listener.remove());
+    if let Some(body) = document().body() {
+        let _ = body.set_attribute("data-ready", "1");
+    }
+
+    view! {
+        <Header/>
+        <main>
+            <div class="columns">
+                <ShareCard/>
+                <FetchCard/>
+            </div>
+            <Transfers/>
+            <NodeCard/>
+        </main>
+        <footer>"Pollen · every piece verified with BLAKE3 before it is kept or served"</footer>
+    }
+}
+
+fn ctx() -> Ctx {
+    expect_context::<Ctx>()
+}
+
+/// The ticket in the address bar's fragment, if any.
+fn hash_ticket() -> Option<String> {
+    let hash = window().location().hash().ok()?;
+    let t = hash.trim_start_matches('#').trim();
+    (!t.is_empty()).then(|| t.to_string())
+}
+
+/// Connects the page's peer to the node's signaling server.
+async fn connect(ctx: Ctx) {
+    let url = match js::get_json("/api/status").await {
+        Ok(v) => v["signal_url"].as_str().map(str::to_string),
+        Err(_) => None,
+    }
+    .unwrap_or_else(|| {
+        let host = window().location().host().unwrap_or_default();
+        format!("ws://{host}/signal")
+    });
+    match Peer::open(url.clone(), JsValue::NULL).await {
+        Ok(peer) => {
+            let id = peer.peer_id();
+            let on_event = Closure::<dyn FnMut(JsValue)>::new(move |e: JsValue| on_event(ctx, &e));
+            peer.on_event(Some(on_event.into_js_value().unchecked_into()));
+            ctx.peer.set_value(Some(Rc::new(peer)));
+            ctx.conn.set(Conn::Connected {
+                peer: id,
+                signal: url,
+            });
+            if let Some(ticket) = ctx.pending.try_update_value(Option::take).flatten() {
+                start_fetch(ctx, ticket);
+            }
+        }
+        Err(err) => ctx.conn.set(Conn::Failed(format!(
+            "Cannot reach the signaling server at {url}: {}",
+            js::error_text(&err)
+        ))),
+    }
+}
+
+/// Notes banned peers on their artifact.
+fn on_event(ctx: Ctx, e: &JsValue) {
+    match js::text(e, "type").as_deref() {
+        Some("banned") => {
+            let id = js::text(e, "id").unwrap_or_default();
+            let peer = js::text(e, "peer").unwrap_or_default();
+            ctx.extras.update_value(|x| {
+                x.entry(id).or_default().notices.push(format!(
+                    "Peer {} sent data that failed BLAKE3 verification; it was banned and \
+                     its pieces are fetched from others.",
+                    format::short(&peer)
+                ));
+            });
+        }
+        Some("signaling-closed") => ctx.conn.set(Conn::Failed(
+            "The signaling server closed the connection; peers already connected keep \
+             working. Reload the page to reconnect."
+                .into(),
+        )),
+        _ => {}
+    }
+}
+
+/// Reads the peer's state into the transfer list.
+fn refresh(ctx: Ctx) {
+    let Some(peer) = ctx.peer.get_value() else {
+        return;
+    };
+    let list = ctx
+        .extras
+        .try_update_value(|x| model::transfers(&peer, x, js::now_ms()))
+        .unwrap_or_default();
+    if ctx.transfers.with_untracked(|t| *t != list) {
+        ctx.transfers.set(list);
+    }
+}
+
+/// Reads the node's status every second.
+async fn poll_node(ctx: Ctx) {
+    loop {
+        match js::get_json("/api/status").await {
+            Ok(v) => {
+                let view = model::node_view(&v);
+                if ctx.node.with_untracked(|n| n.as_ref() != Some(&view)) {
+                    ctx.node.set(Some(view));
+                }
+                ctx.node_error.set(None);
+            }
+            Err(err) => ctx.node_error.set(Some(format!(
+                "The node's API does not answer ({err}); the page's own transfers go on."
+            ))),
+        }
+        sleep(NODE_POLL_MS).await;
+    }
+}
+
+async fn sleep(ms: u64) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        if let Some(w) = web_sys::window() {
+            let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(
+                &resolve,
+                i32::try_from(ms).unwrap_or(i32::MAX),
+            );
+        }
+    });
+    let _ = JsFuture::from(promise).await;
+}
+
+/// Shares a file from the page: hashes it with progress, seeds it, shows its link.
+fn share_file(ctx: Ctx, file: web_sys::File) {
+    let Some(peer) = ctx.peer.get_value() else {
+        ctx.share_error.set(Some(
+            "Not connected yet: wait for the swarm connection.".into(),
+        ));
+        return;
+    };
+    let name = file.name();
+    ctx.share_error.set(None);
+    ctx.hashing.set(Some(Hashing {
+        name: name.clone(),
+        done: 0,
+        size: file.size() as u64,
+    }));
+    spawn_local(async move {
+        let hashing = ctx.hashing;
+        let on_progress = Closure::<dyn FnMut(JsValue)>::new(move |p: JsValue| {
+            hashing.update(|h| {
+                if let Some(h) = h {
+                    h.done = js::num(&p, "hashedBytes") as u64;
+                }
+            });
+        });
+        let callback: js_sys::Function = on_progress
+            .as_ref()
+            .unchecked_ref::<js_sys::Function>()
+            .clone();
+        let result = JsFuture::from(peer.share(file.into(), Some(name), Some(callback))).await;
+        drop(on_progress);
+        ctx.hashing.set(None);
+        match result {
+            Ok(ticket) => {
+                let ticket = ticket.as_string().unwrap_or_default();
+                if let Ok(t) = ticket.parse::<Ticket>() {
+                    let id = t.id().to_string();
+                    ctx.extras.update_value(|x| {
+                        x.entry(id).or_default().role = Some(Role::Sharing);
+                    });
+                }
+                refresh(ctx);
+            }
+            Err(err) => ctx.share_error.set(Some(format!(
+                "Cannot share this file: {}",
+                js::error_text(&err)
+            ))),
+        }
+    });
+}
+
+/// Starts fetching a ticket (or a ticket link) typed or opened.
+fn start_fetch(ctx: Ctx, text: String) {
+    let text = text.trim().to_string();
+    if text.is_empty() {
+        ctx.fetch_error
+            .set(Some("Paste a ticket or a ticket link first.".into()));
+        return;
+    }
+    let bare = text.rsplit('#').next().unwrap_or_default().to_string();
+    let ticket = match bare.parse::<Ticket>() {
+        Ok(t) => t,
+        Err(err) => {
+            ctx.fetch_error
+                .set(Some(format!("This is not a valid Pollen ticket: {err}.")));
+            return;
+        }
+    };
+    let Some(peer) = ctx.peer.get_value() else {
+        ctx.pending.set_value(Some(bare));
+        return;
+    };
+    ctx.fetch_error.set(None);
+    let id = ticket.id().to_string();
+    let name = ticket.name().unwrap_or("artifact").to_string();
+    ctx.extras.update_value(|x| {
+        let e = x.entry(id.clone()).or_default();
+        e.role.get_or_insert(Role::Fetching);
+        e.started_ms = js::now_ms();
+        e.error = None;
+    });
+    let promise = peer.fetch(bare, None);
+    refresh(ctx);
+    spawn_local(async move {
+        let result = JsFuture::from(promise).await;
+        ctx.extras.update_value(|x| {
+            let e = x.entry(id).or_default();
+            match result {
+                Ok(bytes) => match js::blob_url(&bytes) {
+                    Ok(url) => e.save_url = Some(url),
+                    Err(err) => {
+                        e.error = Some(format!("Cannot save {name}: {}", js::error_text(&err)))
+                    }
+                },
+                Err(err) => e.error = Some(js::error_text(&err)),
+            }
+        });
+        refresh(ctx);
+    });
+}
+
+#[component]
+fn Header() -> impl IntoView {
+    let ctx = ctx();
+    let status = move || match ctx.conn.get() {
+        Conn::Connecting => view! { <span class="pill wait">"connecting…"</span> }.into_any(),
+        Conn::Connected { peer, signal } => view! {
+            <span class="pill ok" title=signal>"in the swarm"</span>
+            <span class="muted">" peer "</span>
+            <code id="peer-id">{peer}</code>
+        }
+        .into_any(),
+        Conn::Failed(msg) => {
+            view! { <span class="pill bad">"offline"</span> <span class="error">{msg}</span> }
+                .into_any()
+        }
+    };
+    view! {
+        <header>
+            <h1><span class="logo">"✿"</span>" Pollen"</h1>
+            <div class="status">{status}</div>
+        </header>
+    }
+}
+
+#[component]
+fn ShareCard() -> impl IntoView {
+    let ctx = ctx();
+    let over = RwSignal::new(false);
+    let take = move |files: Option<web_sys::FileList>| {
+        if let Some(file) = files.and_then(|f| f.get(0)) {
+            share_file(ctx, file);
+        }
+    };
+    view! {
+        <section class="card">
+            <h2>"Share a file"</h2>
+            <label
+                class="drop"
+                class:over=move || over.get()
+                on:dragenter=move |e: web_sys::DragEvent| { e.prevent_default(); over.set(true); }
+                on:dragover=move |e: web_sys::DragEvent| { e.prevent_default(); over.set(true); }
+                on:dragleave=move |_| over.set(false)
+                on:drop=move |e: web_sys::DragEvent| {
+                    e.prevent_default();
+                    over.set(false);
+                    take(e.data_transfer().and_then(|d| d.files()));
+                }
+            >
+                <input
+                    type="file"
+                    id="share-file"
+                    on:change=move |e| {
+                        let input = event_target::<web_sys::HtmlInputElement>(&e);
+                        take(input.files());
+                        input.set_value("");
+                    }
+                />
+                <span>"Drop a file here, or click to pick one"</span>
+                <small class="muted">"It is hashed here, then seeded from this page while it stays open."</small>
+            </label>
+            {move || ctx.hashing.get().map(|h| view! {
+                <div class="hashing">
+                    <div>"Hashing " <b>{h.name.clone()}</b> " · " {format::percent(h.done, h.size)}</div>
+                    <progress max=h.size.max(1).to_string() value=h.done.to_string()></progress>
+                </div>
+            })}
+            {move || ctx.share_error.get().map(|e| view! { <p class="error">{e}</p> })}
+        </section>
+    }
+}
+
+#[component]
+fn FetchCard() -> impl IntoView {
+    let ctx = ctx();
+    let input = RwSignal::new(String::new());
+    let go = move || start_fetch(ctx, input.get_untracked());
+    view! {
+        <section class="card">
+            <h2>"Fetch by ticket"</h2>
+            <form class="fetch" on:submit=move |e: web_sys::SubmitEvent| { e.prevent_default(); go(); }>
+                <input
+                    id="fetch-ticket"
+                    placeholder="pollen… ticket or link"
+                    autocomplete="off"
+                    spellcheck="false"
+                    bind:value=input
+                />
+                <button type="submit">"Fetch"</button>
+            </form>
+            <small class="muted">"Opening a ticket link starts the download here."</small>
+            {move || ctx.fetch_error.get().map(|e| view! { <p class="error" id="fetch-error">{e}</p> })}
+        </section>
+    }
+}
+
+#[component]
+fn Transfers() -> impl IntoView {
+    let ctx = ctx();
+    view! {
+        <section class="transfers">
+            <Show when=move || ctx.transfers.with(|t| !t.is_empty())>
+                <h2>"Transfers"</h2>
+            </Show>
+            <For
+                each=move || ctx.transfers.get()
+                key=|t| t.id.clone()
+                children=move |t: Transfer| {
+                    let id = t.id.clone();
+                    let current = Memo::new(move |_| {
+                        ctx.transfers.with(|all| all.iter().find(|x| x.id == id).cloned())
+                    });
+                    view! { <TransferCard t=current/> }
+                }
+            />
+        </section>
+    }
+}
+
+#[component]
+fn TransferCard(t: Memo<Option<Transfer>>) -> impl IntoView {
+    let get = move || t.get();
+    let copied = RwSignal::new(false);
+    move || {
+        get().map(|t| {
+            let link = t.link.clone();
+            let copy_link = link.clone();
+            let copy = move |_| {
+                let text = copy_link.clone();
+                spawn_local(async move {
+                    if js::copy(&text).await.is_ok() {
+                        copied.set(true);
+                    }
+                });
+            };
+            let remaining = t.size.saturating_sub(t.have_bytes);
+            let role = match t.role {
+                Role::Sharing => "sharing",
+                Role::Fetching => "fetching",
+            };
+            let state = if let Some(_e) = &t.error {
+                "failed"
+            } else if t.complete {
+                if t.role == Role::Sharing { "seeding" } else { "complete" }
+            } else {
+                "downloading"
+            };
+            let save_name = t.name.clone();
+            view! {
+                <article class="card transfer" data-id=t.id.clone() data-complete=t.complete.to_string()>
+                    <div class="title">
+                        <h3>{t.name.clone()}</h3>
+                        <span class=format!("pill {state}")>{state}</span>
+                        <span class="muted">{role} " · " {format::bytes(t.size)} " · " {format!("{} pieces", t.pieces)}</span>
+                    </div>
+                    <progress max=t.size.max(1).to_string() value=t.have_bytes.to_string()></progress>
+                    <div class="stats">
+                        <span>{format::bytes(t.have_bytes)} " of " {format::bytes(t.size)} " (" {format::percent(t.have_bytes, t.size)} ")"</span>
+                        <span>"↓ " {format::rate(t.down_rate)}</span>
+                        <span>"↑ " {format::rate(t.up_rate)} " (" {format::bytes(t.uploaded)} " sent)"</span>
+                        <span>"ETA " {if t.complete { "done".to_string() } else { format::eta(remaining, t.down_rate) }}</span>
+                        <span class="peers-count">{t.peers} " peers"</span>
+                    </div>
+                    <div class="map" inner_html=t.map_svg.clone()></div>
+                    {t.lonely.then(|| view! {
+                        <p class="warn">"No peers yet: nobody reachable through this node's signaling holds this artifact right now. This page keeps looking."</p>
+                    })}
+                    {t.error.clone().map(|e| view! { <p class="error">{e}</p> })}
+                    {t.notices.iter().map(|n| view! { <p class="warn">{n.clone()}</p> }).collect_view()}
+                    <div class="actions">
+                        <input class="link" readonly value=link.clone() on:focus=move |e| {
+                            event_target::<web_sys::HtmlInputElement>(&e).select();
+                        }/>
+                        <a class="ticket-link button" href=link.clone() target="_blank">"Open link"</a>
+                        <button on:click=copy>{move || if copied.get() { "Copied" } else { "Copy link" }}</button>
+                        {t.save_url.clone().map(|u| view! {
+                            <a class="save button primary" href=u download=save_name.clone()>"Save file"</a>
+                        })}
+                    </div>
+                    <PeerTable rows=t.peer_rows.clone()/>
+                </article>
+            }
+        })
+    }
+}
+
+#[component]
+fn PeerTable(rows: Vec<model::PeerRow>) -> impl IntoView {
+    if rows.is_empty() {
+        return view! { <p class="muted">"No peers known yet."</p> }.into_any();
+    }
+    view! {
+        <table class="peers">
+            <thead><tr><th></th><th>"peer"</th><th>"kind"</th><th>"state"</th><th>"pieces"</th><th>"received"</th><th>"sent"</th></tr></thead>
+            <tbody>
+                {rows.into_iter().map(|r| view! {
+                    <tr data-peer=r.peer.clone()>
+                        <td><span class="swatch" style:background=r.color.unwrap_or("transparent")></span></td>
+                        <td><code title=r.peer.clone()>{format::short(&r.peer).to_string()}</code></td>
+                        <td class="kind">{r.kind.clone()}</td>
+                        <td>{if r.connected { "connected" } else { "known" }}</td>
+                        <td>{r.pieces}</td>
+                        <td>{format::bytes(r.downloaded)}</td>
+                        <td>{format::bytes(r.uploaded)}</td>
+                    </tr>
+                }).collect_view()}
+            </tbody>
+        </table>
+    }
+    .into_any()
+}
+
+#[component]
+fn NodeCard() -> impl IntoView {
+    let ctx = ctx();
+    move || {
+        if let Some(err) = ctx.node_error.get() {
+            return view! { <section class="card node"><h2>"Node"</h2><p class="error">{err}</p></section> }.into_any();
+        }
+        let Some(node) = ctx.node.get() else {
+            return view! { <section class="card node"><h2>"Node"</h2><p class="muted">"Reading the node's status…"</p></section> }.into_any();
+        };
+        view! {
+            <section class="card node" id="node">
+                <h2>"Node " <code>{node.peer.clone()}</code></h2>
+                <p class="muted">"peers on " {node.listen.clone()} {(!node.zone.is_empty()).then(|| format!(" · zone {}", node.zone))}</p>
+                <h3>"Artifacts"</h3>
+                {if node.artifacts.is_empty() {
+                    view! { <p class="muted">"The node holds nothing yet: pollen share FILE adds one."</p> }.into_any()
+                } else {
+                    view! {
+                        <table class="artifacts">
+                            <thead><tr><th>"name"</th><th>"size"</th><th>"held"</th><th>"↓"</th><th>"↑"</th><th>"peers"</th><th></th></tr></thead>
+                            <tbody>
+                                {node.artifacts.iter().map(|a| view! {
+                                    <tr data-id=a.id.clone()>
+                                        <td>{a.name.clone()} {a.error.clone().map(|e| view! { <span class="error">" " {e}</span> })}</td>
+                                        <td>{format::bytes(a.size)}</td>
+                                        <td>{if a.complete { "complete".to_string() } else { format::percent(a.have_bytes, a.size) }}</td>
+                                        <td>{format::rate(a.down_rate)}</td>
+                                        <td>{format::rate(a.up_rate)}</td>
+                                        <td>{a.peers}</td>
+                                        <td><a class="node-link" href=a.link.clone()>"fetch here"</a></td>
+                                    </tr>
+                                }).collect_view()}
+                            </tbody>
+                        </table>
+                    }.into_any()
+                }}
+                <h3>"Cluster members (gossip)"</h3>
+                {if node.members.is_empty() {
+                    view! { <p class="muted">"No other members: the node runs alone (pollen node --join ADDR joins a cluster)."</p> }.into_any()
+                } else {
+                    view! {
+                        <table class="members">
+                            <thead><tr><th>"peer"</th><th>"kind"</th><th>"state"</th><th>"zone"</th><th>"address"</th><th>"artifacts"</th></tr></thead>
+                            <tbody>
+                                {node.members.iter().map(|m| view! {
+                                    <tr data-peer=m.peer.clone()>
+                                        <td><code>{m.peer.clone()}</code></td>
+                                        <td>"native"</td>
+                                        <td class=format!("state {}", m.status)>{m.status.clone()}</td>
+                                        <td>{if m.zone.is_empty() { "—".to_string() } else { m.zone.clone() }}</td>
+                                        <td>{m.addr.clone()}</td>
+                                        <td>{m.holds}</td>
+                                    </tr>
+                                }).collect_view()}
+                            </tbody>
+                        </table>
+                    }.into_any()
+                }}
+            </section>
+        }
+        .into_any()
+    }
+}
