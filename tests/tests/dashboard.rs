@@ -215,6 +215,32 @@ fn the_dashboard_fetches_what_the_node_holds_and_shows_bad_tickets_plainly() {
         "native"
     );
 
+    // A ticket nobody reachable holds: the page says it has no peers, and keeps looking.
+    let lonely = std::fs::write(tmp.path().join("nobody.bin"), b"held by nobody")
+        .map(|()| pollen_tests::bare_ticket(&tmp.path().join("nobody.bin")))
+        .expect("a ticket");
+    let lonely_id = lonely
+        .parse::<pollen_core::Ticket>()
+        .expect("a valid ticket")
+        .id()
+        .to_string();
+    b.run(
+        "const [t, done] = arguments; location.hash = t; done(null);",
+        vec![json!(lonely)],
+    );
+    let warning = b.wait_for(
+        &format!("document.querySelector('.transfer[data-id=\"{lonely_id}\"] .warn')?.textContent"),
+        Duration::from_secs(30),
+        "the no-peers warning",
+    );
+    assert!(
+        warning
+            .as_str()
+            .unwrap_or_default()
+            .contains("No peers yet"),
+        "{warning}"
+    );
+
     // A bad ticket, typed or opened, is named as such.
     let got = b.run(
         "const done = arguments[0]; location.hash = 'pollen-not-a-ticket'; done(null);",

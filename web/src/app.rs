@@ -460,7 +460,7 @@ fn TransferCard(t: Memo<Option<Transfer>>) -> impl IntoView {
                     <div class="title">
                         <h3>{t.name.clone()}</h3>
                         <span class=format!("pill {state}")>{state}</span>
-                        <span class="muted">{role} " · " {format::bytes(t.size)} " · " {format!("{} pieces", t.pieces)}</span>
+                        <span class="muted">{role} " · " {format::bytes(t.size)} " · " {format::count(t.pieces, "piece")}</span>
                     </div>
                     <progress max=t.size.max(1).to_string() value=t.have_bytes.to_string()></progress>
                     <div class="stats">
@@ -468,9 +468,18 @@ fn TransferCard(t: Memo<Option<Transfer>>) -> impl IntoView {
                         <span>"↓ " {format::rate(t.down_rate)}</span>
                         <span>"↑ " {format::rate(t.up_rate)} " (" {format::bytes(t.uploaded)} " sent)"</span>
                         <span>"ETA " {if t.complete { "done".to_string() } else { format::eta(remaining, t.down_rate) }}</span>
-                        <span class="peers-count">{t.peers} " peers"</span>
+                        <span class="peers-count">{format::count(t.peers, "peer")}</span>
                     </div>
                     <div class="map" inner_html=t.map_svg.clone()></div>
+                    <div class="legend">
+                        <span><span class="swatch" style:background=format::MISSING_COLOR></span>" not yet"</span>
+                        {(t.role == Role::Sharing).then(|| view! {
+                            <span><span class="swatch" style:background=format::LOCAL_COLOR></span>" shared from this page"</span>
+                        })}
+                        {t.peer_rows.iter().filter_map(|r| r.color.map(|c| (c, r.peer.clone()))).map(|(c, p)| view! {
+                            <span><span class="swatch" style:background=c></span>" from " <code>{format::short(&p).to_string()}</code></span>
+                        }).collect_view()}
+                    </div>
                     {t.lonely.then(|| view! {
                         <p class="warn">"No peers yet: nobody reachable through this node's signaling holds this artifact right now. This page keeps looking."</p>
                     })}
@@ -500,7 +509,7 @@ fn PeerTable(rows: Vec<model::PeerRow>) -> impl IntoView {
     }
     view! {
         <table class="peers">
-            <thead><tr><th></th><th>"peer"</th><th>"kind"</th><th>"state"</th><th>"pieces"</th><th>"received"</th><th>"sent"</th></tr></thead>
+            <thead><tr><th></th><th>"peer"</th><th>"kind"</th><th>"state"</th><th>"pieces"</th><th>"received"</th><th>"sent"</th><th>"↓"</th><th>"↑"</th></tr></thead>
             <tbody>
                 {rows.into_iter().map(|r| view! {
                     <tr data-peer=r.peer.clone()>
@@ -511,6 +520,8 @@ fn PeerTable(rows: Vec<model::PeerRow>) -> impl IntoView {
                         <td>{r.pieces}</td>
                         <td>{format::bytes(r.downloaded)}</td>
                         <td>{format::bytes(r.uploaded)}</td>
+                        <td>{format::rate(r.down_rate)}</td>
+                        <td>{format::rate(r.up_rate)}</td>
                     </tr>
                 }).collect_view()}
             </tbody>

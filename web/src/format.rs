@@ -48,6 +48,15 @@ pub fn eta(remaining: u64, bytes_per_second: f64) -> String {
     }
 }
 
+/// `n` and a noun, in the plural unless `n` is 1 (`1 peer`, `3 peers`).
+pub fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// A percentage with one decimal, never rounding up to 100 before the end.
 pub fn percent(done: u64, total: u64) -> String {
     if total == 0 || done >= total {
@@ -143,7 +152,9 @@ pub fn piece_map_svg(pieces: &[u8]) -> String {
     let cols = pieces.len().clamp(1, MAP_COLUMNS);
     let mut svg = format!(
         "<svg class=\"piece-map\" viewBox=\"0 0 {cols} {rows}\" preserveAspectRatio=\"none\" \
-         role=\"img\" aria-label=\"piece map\" data-pieces=\"{}\" data-held=\"{}\">",
+         style=\"aspect-ratio: {} / {rows}\" role=\"img\" aria-label=\"piece map\" \
+         data-pieces=\"{}\" data-held=\"{}\">",
+        cols.max(MAP_COLUMNS / 2),
         pieces.len(),
         pieces.iter().filter(|c| **c != code::MISSING).count()
     );
@@ -191,6 +202,9 @@ mod tests {
         assert_eq!(percent(5, 0), "100%");
         assert_eq!(short("0123456789abcdef"), "01234567");
         assert_eq!(short("abc"), "abc");
+        assert_eq!(count(1, "peer"), "1 peer");
+        assert_eq!(count(0, "peer"), "0 peers");
+        assert_eq!(count(129, "piece"), "129 pieces");
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub(crate) struct PeerRow {
     pub(crate) pieces: u64,
     pub(crate) downloaded: u64,
     pub(crate) uploaded: u64,
+    pub(crate) down_rate: f64,
+    pub(crate) up_rate: f64,
     /// Its colour in the piece map, if it sent pieces.
     pub(crate) color: Option<&'static str>,
 }
@@ -71,6 +73,8 @@ pub(crate) struct Extra {
     pub(crate) notices: Vec<String>,
     pub(crate) down: RateMeter,
     pub(crate) up: RateMeter,
+    /// Per peer: what it sent us and what we sent it.
+    pub(crate) peer_rates: HashMap<String, (RateMeter, RateMeter)>,
 }
 
 /// Builds the transfer list from `peer.artifacts()`, `pieceMap` and `peers`.
@@ -123,13 +127,18 @@ pub(crate) fn transfers(
             .iter()
             .map(|p| {
                 let name = js::text(&p, "peer").unwrap_or_default();
+                let downloaded = js::num(&p, "downloaded") as u64;
+                let uploaded = js::num(&p, "uploaded") as u64;
+                let (down, up) = extra.peer_rates.entry(name.clone()).or_default();
                 PeerRow {
                     color: color_of(&name),
                     kind: js::text(&p, "kind").unwrap_or_else(|| "unknown".into()),
                     connected: js::flag(&p, "connected"),
                     pieces: js::num(&p, "pieces") as u64,
-                    downloaded: js::num(&p, "downloaded") as u64,
-                    uploaded: js::num(&p, "uploaded") as u64,
+                    downloaded,
+                    uploaded,
+                    down_rate: down.sample(now_ms, downloaded),
+                    up_rate: up.sample(now_ms, uploaded),
                     peer: name,
                 }
             })
