@@ -42,6 +42,24 @@ ensure_chromium() {
   fi
 }
 
+# Firefox ESR (apt) and geckodriver (crates.io; Debian does not package it), for the dashboard
+# test in Firefox.
+GECKODRIVER_VERSION=0.37.1
+
+ensure_firefox() {
+  if [ ! -x /usr/bin/firefox-esr ]; then
+    step "installing firefox-esr (apt)"
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -q || true
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q firefox-esr
+  fi
+  if [ "$(geckodriver --version 2>/dev/null | head -n 1 | cut -d' ' -f2)" != "$GECKODRIVER_VERSION" ]; then
+    step "installing geckodriver $GECKODRIVER_VERSION (from crates.io)"
+    cargo install --locked geckodriver --version "$GECKODRIVER_VERSION"
+  fi
+}
+
 # Chromium offers WebRTC host candidates only on the interface of the default route, never on
 # loopback: two pages on a machine with no default route cannot connect to each other. On
 # such a machine (an offline sandbox), give it a veth interface with a test address

@@ -1,9 +1,11 @@
-//! Real headless Chromium for the browser-side tests: the built browser peer served over HTTP
-//! on loopback, Chromium driven through chromedriver (WebDriver), scripts run in its pages.
+//! Real headless browsers for the browser-side tests: the built browser peer served over HTTP
+//! on loopback, Chromium driven through chromedriver and Firefox through geckodriver
+//! (WebDriver), scripts run in their pages.
 //!
-//! `./scripts/test` installs Debian's `chromium` and `chromium-driver` and builds the browser
-//! peer into `target/pollen-www` before the tests run, and sets `POLLEN_REQUIRE_BROWSER=1`
-//! so a missing piece fails the tests instead of skipping them.
+//! `./scripts/test` installs Debian's `chromium`, `chromium-driver` and `firefox-esr`, and
+//! `geckodriver` from crates.io, builds the browser peer into `target/pollen-www` before the
+//! tests run, and sets `POLLEN_REQUIRE_BROWSER=1` so a missing piece fails the tests instead
+//! of skipping them.
 
 use std::{
     net::SocketAddr,
@@ -59,6 +61,59 @@ pub fn require_default_route() {
          two local pages to connect: run ./scripts/test (source scripts/lib.sh; \
          ensure_browser_route) to add a veth interface with one"
     );
+}
+
+/// Firefox preferences for WebRTC on loopback in a closed network.
+fn firefox_prefs() -> Value {
+    serde_json::json!({
+        "media.peerconnection.ice.loopback": true,
+        "media.peerconnection.ice.obfuscate_host_addresses": false,
+        "media.peerconnection.ice.default_address_only": false,
+        "network.proxy.type": 0,
+        "app.update.enabled": false,
+        "browser.shell.checkDefaultBrowser": false,
+        "datareporting.policy.dataSubmissionEnabled": false,
+        "toolkit.telemetry.enabled": false,
+    })
+}
+
+/// geckodriver, installed by `cargo install` (in `~/.cargo/bin`) or on the `PATH`.
+fn geckodriver() -> Option<PathBuf> {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")));
+    let mut candidates: Vec<PathBuf> = home
+        .into_iter()
+        .map(|h| h.join("bin/geckodriver"))
+        .collect();
+    if let Some(path) = std::env::var_os("PATH") {
+        candidates.extend(std::env::split_paths(&path).map(|d| d.join("geckodriver")));
+    }
+    candidates.into_iter().find(|p| p.is_file())
+}
+
+/// Whether Firefox tests can run; panics with what is missing when browsers are required.
+pub fn firefox_available() -> bool {
+    if !available() {
+        return false;
+    }
+    let mut missing = Vec::new();
+    if !Path::new("/usr/bin/firefox-esr").exists() {
+        missing.push("/usr/bin/firefox-esr");
+    }
+    if geckodriver().is_none() {
+        missing.push("geckodriver (cargo install geckodriver)");
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let msg = format!("Firefox tests need: {}", missing.join(", "));
+    assert!(
+        std::env::var_os("POLLEN_REQUIRE_BROWSER").is_none(),
+        "{msg} (POLLEN_REQUIRE_BROWSER is set)"
+    );
+    eprintln!("SKIPPED: {msg}");
+    false
 }
 
 /// Whether browser tests can run; panics with what is missing when they are required.
@@ -145,9 +200,11 @@ async fn serve_file(dir: &Path, path: &str) -> axum::response::Response {
     }
 }
 
-/// One headless Chromium, driven through its own chromedriver.
+/// One headless Chromium or Firefox, driven through its own WebDriver server.
 pub struct Browser {
     rt: tokio::runtime::Runtime,
+    /// The script timeout set last (`wait_for` restores it).
+    script_limit: std::cell::Cell<Duration>,
     client: Option<fantoccini::Client>,
     driver: Child,
 }
@@ -155,25 +212,49 @@ pub struct Browser {
 impl Browser {
     /// Starts chromedriver on a free port and a Chromium session through it.
     pub fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let driver = Command::new("/usr/bin/chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
         let mut caps = serde_json::Map::new();
         caps.insert(
             "goog:chromeOptions".into(),
             serde_json::json!({ "binary": "/usr/bin/chromium", "args": CHROMIUM_ARGS }),
         );
+        Self::start_with(Path::new("/usr/bin/chromedriver"), &[], caps)
+    }
+
+    /// Starts geckodriver on a free port and a headless Firefox session through it.
+    pub fn start_firefox() -> Self {
+        let driver = geckodriver().expect("geckodriver is installed (firefox_available)");
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "moz:firefoxOptions".into(),
+            serde_json::json!({
+                "binary": "/usr/bin/firefox-esr",
+                "args": ["-headless"],
+                "prefs": firefox_prefs(),
+            }),
+        );
+        Self::start_with(&driver, &["--log", "fatal"], caps)
+    }
+
+    fn start_with(
+        driver_bin: &Path,
+        driver_args: &[&str],
+        caps: serde_json::Map<String, Value>,
+    ) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let driver = Command::new(driver_bin)
+            .arg(format!("--port={port}"))
+            .args(driver_args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{} starts: {e}", driver_bin.display()));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
         let url = format!("http://127.0.0.1:{port}");
         let client = rt.block_on(async {
             let mut last = None;
@@ -194,6 +275,7 @@ impl Browser {
         });
         Self {
             rt,
+            script_limit: std::cell::Cell::new(Duration::from_secs(30)),
             client: Some(client),
             driver,
         }
@@ -208,6 +290,7 @@ impl Browser {
         self.rt.block_on(async {
             self.client().goto(url).await.expect("the page loads");
         });
+        self.set_script_limit(Duration::from_secs(60));
         let ready = self.run(
             "const done = arguments[arguments.length - 1];
              const t0 = Date.now();
@@ -218,6 +301,7 @@ impl Browser {
              })();",
             vec![],
         );
+        self.set_script_limit(self.script_limit.get());
         assert_eq!(ready, Value::Bool(true), "the page at {url} became ready");
     }
 
@@ -234,6 +318,11 @@ impl Browser {
 
     /// Sets how long an async script may run.
     pub fn script_timeout(&self, limit: Duration) {
+        self.script_limit.set(limit);
+        self.set_script_limit(limit);
+    }
+
+    fn set_script_limit(&self, limit: Duration) {
         self.rt.block_on(async {
             let timeouts = fantoccini::wd::TimeoutConfiguration::new(
                 Some(limit),
@@ -305,8 +394,9 @@ impl Browser {
              }})();",
             ms = limit.as_millis()
         );
-        self.script_timeout(limit + Duration::from_secs(30));
+        self.set_script_limit(limit + Duration::from_secs(30));
         let got = self.run(&script, vec![]);
+        self.set_script_limit(self.script_limit.get());
         assert_eq!(
             got["ok"],
             Value::Bool(true),

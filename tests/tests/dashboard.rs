@@ -1,8 +1,8 @@
 //! The dashboard in real headless Chromium, served by a `pollen node` (which finds the built
 //! files in target/pollen-www by itself): a file shared through the file input downloads in
 //! a second browser that opens its link; a page fetches what the node holds from the node's
-//! own table; a bad ticket is shown plainly. Screenshots of every page are kept in
-//! target/test-artifacts/.
+//! own table; a bad ticket is shown plainly; Firefox fetches what Chromium shares and what the
+//! node holds. Screenshots of every page are kept in target/test-artifacts/.
 
 use std::time::Duration;
 
@@ -24,7 +24,10 @@ fetch(a.href)
 ";
 
 fn page(url: &str) -> Browser {
-    let b = Browser::start();
+    setup(Browser::start(), url)
+}
+
+fn setup(b: Browser, url: &str) -> Browser {
     b.resize(1280, 1100);
     b.open(url);
     b.script_timeout(Duration::from_secs(120));
@@ -260,4 +263,78 @@ fn the_dashboard_fetches_what_the_node_holds_and_shows_bad_tickets_plainly() {
         "{error}"
     );
     b.save_screenshot("dashboard-node");
+}
+
+#[test]
+fn firefox_fetches_what_chromium_shares_and_what_the_node_holds() {
+    if !browser::firefox_available() {
+        return;
+    }
+    browser::require_default_route();
+    let tmp = tempfile::tempdir().expect("a temp dir");
+    let node = Node::start(&tmp.path().join("node"), &NodeOpts::default());
+    let node_id = node.status_http()["peer_id"]
+        .as_str()
+        .expect("a peer id")
+        .to_string();
+    std::fs::create_dir_all(tmp.path().join("a")).expect("a dir");
+    let (held, held_data, held_id) = write_artifact(&tmp.path().join("a"), 3 << 20, 41);
+    node.share(&held);
+    let (file, data, id) = write_artifact(tmp.path(), (1 << 20) + 77, 42);
+
+    let chromium = page(&format!("{}/", node.api));
+    chromium.wait_for(
+        "document.getElementById('peer-id')",
+        Duration::from_secs(30),
+        "Chromium to join the swarm",
+    );
+    chromium.choose_file("#share-file", &file);
+    let link = chromium
+        .wait_for(
+            &format!(
+                "document.querySelector('.transfer[data-id=\"{id}\"] .pill.seeding') && \
+                 document.querySelector('.transfer[data-id=\"{id}\"] a.ticket-link').href"
+            ),
+            Duration::from_secs(60),
+            "the shared file's link",
+        )
+        .as_str()
+        .expect("a link")
+        .to_string();
+
+    let firefox = setup(Browser::start_firefox(), &link);
+    firefox.wait_for(
+        &format!("document.querySelector('.transfer[data-id=\"{id}\"] a.save')"),
+        Duration::from_secs(120),
+        "Firefox's download from Chromium",
+    );
+    let (bytes, _) = saved_bytes(&firefox, &id);
+    assert!(bytes == data, "Firefox saved what Chromium shared");
+
+    firefox.wait_for(
+        &format!("document.querySelector('#node tr[data-id=\"{held_id}\"] a.node-link')"),
+        Duration::from_secs(30),
+        "the node's artifact in Firefox",
+    );
+    firefox.run(
+        "const [id, done] = arguments; \
+         document.querySelector(`#node tr[data-id=\"${id}\"] a.node-link`).click(); done(null);",
+        vec![json!(held_id)],
+    );
+    firefox.wait_for(
+        &format!("document.querySelector('.transfer[data-id=\"{held_id}\"] a.save')"),
+        Duration::from_secs(120),
+        "Firefox's download from the node",
+    );
+    let (bytes, _) = saved_bytes(&firefox, &held_id);
+    assert!(bytes == held_data, "Firefox saved what the node holds");
+    let row = format!(".transfer[data-id=\"{held_id}\"] tr[data-peer=\"{node_id}\"]");
+    assert_eq!(
+        text(
+            &firefox,
+            &format!("document.querySelector('{row} .kind').textContent")
+        ),
+        "native"
+    );
+    firefox.save_screenshot("dashboard-firefox");
 }

@@ -20,6 +20,42 @@ pub const MAX_UNSENT: usize = 64 << 20;
 /// Largest artifact a browser peer holds (it keeps artifacts in memory).
 pub const MAX_BROWSER_ARTIFACT: u64 = 2 << 30;
 
+/// Longest file name a ticket carries (bytes).
+const MAX_NAME: usize = 255;
+
+/// A file name a ticket accepts, made from any name: path separators and control characters
+/// become `_`, and a name over 255 bytes is shortened in the middle, keeping its extension.
+/// `None` for a name with nothing usable in it.
+pub fn fit_name(name: &str) -> Option<String> {
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c == '/' || c == '\\' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    let clean = clean.trim();
+    if clean.is_empty() || clean == "." || clean == ".." {
+        return None;
+    }
+    if clean.len() <= MAX_NAME {
+        return Some(clean.to_string());
+    }
+    let ext = clean
+        .rfind('.')
+        .map(|i| &clean[i..])
+        .filter(|e| e.len() <= 16)
+        .unwrap_or("");
+    let mut stem_end = MAX_NAME - ext.len() - '…'.len_utf8();
+    while !clean.is_char_boundary(stem_end) {
+        stem_end -= 1;
+    }
+    Some(format!("{}…{ext}", &clean[..stem_end]))
+}
+
 /// Why the driver refused a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DriverError {
@@ -27,6 +63,8 @@ pub enum DriverError {
     TooLarge(u64),
     /// The name is not valid in a ticket.
     Ticket(String),
+    /// The page cannot hold the artifact in memory.
+    OutOfMemory(u64),
 }
 
 impl std::fmt::Display for DriverError {
@@ -37,6 +75,10 @@ impl std::fmt::Display for DriverError {
                 "an artifact of {size} bytes is larger than a browser peer holds ({MAX_BROWSER_ARTIFACT} bytes)"
             ),
             Self::Ticket(err) => write!(f, "cannot make a ticket: {err}"),
+            Self::OutOfMemory(size) => write!(
+                f,
+                "this page cannot set aside {size} bytes of memory for the artifact"
+            ),
         }
     }
 }
@@ -262,7 +304,11 @@ impl Driver {
         }
         let seed = self.rng.next_u64();
         let swarm = Swarm::new(self.config(), ticket, now, seed);
-        let data = vec![0; ticket.size() as usize];
+        let size = ticket.size() as usize;
+        let mut data = Vec::new();
+        data.try_reserve_exact(size)
+            .map_err(|_| DriverError::OutOfMemory(ticket.size()))?;
+        data.resize(size, 0);
         self.replace(ticket.id(), swarm, ticket.clone(), data);
         self.drive(ticket.id(), now);
         Ok(())

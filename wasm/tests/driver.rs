@@ -119,3 +119,29 @@ fn a_link_that_breaks_the_framing_is_closed() {
             .is_none()
     );
 }
+
+#[test]
+fn any_file_name_is_fitted_into_a_ticket() {
+    use pollen_core::ticket::check_name;
+    use pollen_wasm::driver::fit_name;
+    assert_eq!(fit_name("report.pdf").as_deref(), Some("report.pdf"));
+    assert_eq!(fit_name("a/b\\c\n.txt").as_deref(), Some("a_b_c_.txt"));
+    assert_eq!(fit_name("  "), None);
+    assert_eq!(fit_name(".."), None);
+    let long = format!("{}.tar.gz", "é".repeat(300));
+    let fitted = fit_name(&long).expect("fits");
+    assert!(fitted.len() <= 255, "{}", fitted.len());
+    assert!(fitted.ends_with("….gz"), "{fitted}");
+    check_name(&fitted).expect("a valid ticket name");
+    // Whatever comes in, what comes out is accepted.
+    for name in [
+        "x",
+        "\u{7f}bad",
+        "日本語のファイル名.txt",
+        &"a".repeat(1000),
+    ] {
+        if let Some(n) = fit_name(name) {
+            check_name(&n).unwrap_or_else(|e| panic!("{name:?} -> {n:?}: {e}"));
+        }
+    }
+}

@@ -79,7 +79,24 @@ pub(crate) fn App() -> impl IntoView {
             start_fetch(ctx, ticket);
         }
     });
-    on_cleanup(move || listener.remove());
+    // A file dropped anywhere on the page is shared (the browser would otherwise open it in
+    // place of the page, and every artifact held in the page would be lost).
+    let drag = window_event_listener(ev::dragover, |e: web_sys::DragEvent| e.prevent_default());
+    let drop = window_event_listener(ev::drop, move |e: web_sys::DragEvent| {
+        e.prevent_default();
+        if let Some(file) = e
+            .data_transfer()
+            .and_then(|d| d.files())
+            .and_then(|f| f.get(0))
+        {
+            share_file(ctx, file);
+        }
+    });
+    on_cleanup(move || {
+        listener.remove();
+        drag.remove();
+        drop.remove();
+    });
     if let Some(body) = document().body() {
         let _ = body.set_attribute("data-ready", "1");
     }
@@ -116,8 +133,14 @@ async fn connect(ctx: Ctx) {
         Err(_) => None,
     }
     .unwrap_or_else(|| {
-        let host = window().location().host().unwrap_or_default();
-        format!("ws://{host}/signal")
+        let location = window().location();
+        let host = location.host().unwrap_or_default();
+        let scheme = if location.protocol().as_deref() == Ok("https:") {
+            "wss"
+        } else {
+            "ws"
+        };
+        format!("{scheme}://{host}/signal")
     });
     match Peer::open(url.clone(), JsValue::NULL).await {
         Ok(peer) => {
@@ -134,7 +157,7 @@ async fn connect(ctx: Ctx) {
             }
         }
         Err(err) => ctx.conn.set(Conn::Failed(format!(
-            "Cannot reach the signaling server at {url}: {}",
+            "{}. Without it this page finds no peers; reload to try again.",
             js::error_text(&err)
         ))),
     }
@@ -186,11 +209,21 @@ async fn poll_node(ctx: Ctx) {
                 if ctx.node.with_untracked(|n| n.as_ref() != Some(&view)) {
                     ctx.node.set(Some(view));
                 }
-                ctx.node_error.set(None);
+                if ctx.node_error.with_untracked(Option::is_some) {
+                    ctx.node_error.set(None);
+                }
             }
-            Err(err) => ctx.node_error.set(Some(format!(
-                "The node's API does not answer ({err}); the page's own transfers go on."
-            ))),
+            Err(err) => {
+                let msg = format!(
+                    "The node's API does not answer ({err}); the page's own transfers go on."
+                );
+                if ctx
+                    .node_error
+                    .with_untracked(|e| e.as_deref() != Some(msg.as_str()))
+                {
+                    ctx.node_error.set(Some(msg));
+                }
+            }
         }
         sleep(NODE_POLL_MS).await;
     }
@@ -216,6 +249,13 @@ fn share_file(ctx: Ctx, file: web_sys::File) {
         ));
         return;
     };
+    if let Some(h) = ctx.hashing.get_untracked() {
+        ctx.share_error.set(Some(format!(
+            "Still hashing {}: share the next file once it is done.",
+            h.name
+        )));
+        return;
+    }
     let name = file.name();
     ctx.share_error.set(None);
     ctx.hashing.set(Some(Hashing {
@@ -276,35 +316,64 @@ fn start_fetch(ctx: Ctx, text: String) {
         }
     };
     let Some(peer) = ctx.peer.get_value() else {
+        ctx.fetch_error.set(Some(match ctx.conn.get_untracked() {
+            Conn::Failed(_) => "This page is not connected to the swarm, so it cannot fetch: \
+                                reload it to try again."
+                .into(),
+            _ => "The fetch starts as soon as this page joins the swarm.".into(),
+        }));
         ctx.pending.set_value(Some(bare));
         return;
     };
     ctx.fetch_error.set(None);
     let id = ticket.id().to_string();
     let name = ticket.name().unwrap_or("artifact").to_string();
+    let busy = ctx.extras.with_value(|x| {
+        x.get(&id)
+            .is_some_and(|e| e.in_flight || e.save_url.is_some())
+    });
+    if busy {
+        // Already fetching or fetched: the card is on the page.
+        return;
+    }
     ctx.extras.update_value(|x| {
         let e = x.entry(id.clone()).or_default();
         e.role.get_or_insert(Role::Fetching);
         e.started_ms = js::now_ms();
         e.error = None;
+        e.in_flight = true;
     });
     let promise = peer.fetch(bare, None);
     refresh(ctx);
     spawn_local(async move {
         let result = JsFuture::from(promise).await;
+        let mut refused = None;
         ctx.extras.update_value(|x| {
             let e = x.entry(id).or_default();
+            e.in_flight = false;
             match result {
                 Ok(bytes) => match js::blob_url(&bytes) {
-                    Ok(url) => e.save_url = Some(url),
+                    Ok(url) => {
+                        if let Some(old) = e.save_url.replace(url) {
+                            let _ = web_sys::Url::revoke_object_url(&old);
+                        }
+                    }
                     Err(err) => {
-                        e.error = Some(format!("Cannot save {name}: {}", js::error_text(&err)))
+                        e.error = Some(format!("Cannot save {name}: {}", js::error_text(&err)));
                     }
                 },
-                Err(err) => e.error = Some(js::error_text(&err)),
+                Err(err) => {
+                    let msg = js::error_text(&err);
+                    refused = Some(format!("Cannot fetch {name}: {msg}"));
+                    e.error = Some(msg);
+                }
             }
         });
         refresh(ctx);
+        // A fetch refused before it started has no card to show its error on.
+        if let Some(msg) = refused {
+            ctx.fetch_error.set(Some(msg));
+        }
     });
 }
 
@@ -350,11 +419,7 @@ fn ShareCard() -> impl IntoView {
                 on:dragenter=move |e: web_sys::DragEvent| { e.prevent_default(); over.set(true); }
                 on:dragover=move |e: web_sys::DragEvent| { e.prevent_default(); over.set(true); }
                 on:dragleave=move |_| over.set(false)
-                on:drop=move |e: web_sys::DragEvent| {
-                    e.prevent_default();
-                    over.set(false);
-                    take(e.data_transfer().and_then(|d| d.files()));
-                }
+                on:drop=move |_| over.set(false)
             >
                 <input
                     type="file"
@@ -414,91 +479,161 @@ fn Transfers() -> impl IntoView {
             <For
                 each=move || ctx.transfers.get()
                 key=|t| t.id.clone()
-                children=move |t: Transfer| {
-                    let id = t.id.clone();
-                    let current = Memo::new(move |_| {
-                        ctx.transfers.with(|all| all.iter().find(|x| x.id == id).cloned())
-                    });
-                    view! { <TransferCard t=current/> }
-                }
+                children=move |t: Transfer| view! { <TransferCard id=t.id/> }
             />
         </section>
     }
 }
 
+/// One transfer. Its parts re-render only when what they show changes, so a link being
+/// selected or a button being clicked survives the page's updates.
 #[component]
-fn TransferCard(t: Memo<Option<Transfer>>) -> impl IntoView {
-    let get = move || t.get();
-    let copied = RwSignal::new(false);
-    move || {
-        get().map(|t| {
-            let link = t.link.clone();
-            let copy_link = link.clone();
-            let copy = move |_| {
-                let text = copy_link.clone();
-                spawn_local(async move {
-                    if js::copy(&text).await.is_ok() {
-                        copied.set(true);
-                    }
-                });
-            };
-            let remaining = t.size.saturating_sub(t.have_bytes);
-            let role = match t.role {
-                Role::Sharing => "sharing",
-                Role::Fetching => "fetching",
-            };
-            let state = if let Some(_e) = &t.error {
-                "failed"
-            } else if t.complete {
-                if t.role == Role::Sharing { "seeding" } else { "complete" }
-            } else {
-                "downloading"
-            };
-            let save_name = t.name.clone();
-            view! {
-                <article class="card transfer" data-id=t.id.clone() data-complete=t.complete.to_string()>
-                    <div class="title">
-                        <h3>{t.name.clone()}</h3>
-                        <span class=format!("pill {state}")>{state}</span>
-                        <span class="muted">{role} " · " {format::bytes(t.size)} " · " {format::count(t.pieces, "piece")}</span>
-                    </div>
-                    <progress max=t.size.max(1).to_string() value=t.have_bytes.to_string()></progress>
-                    <div class="stats">
-                        <span>{format::bytes(t.have_bytes)} " of " {format::bytes(t.size)} " (" {format::percent(t.have_bytes, t.size)} ")"</span>
-                        <span>"↓ " {format::rate(t.down_rate)}</span>
-                        <span>"↑ " {format::rate(t.up_rate)} " (" {format::bytes(t.uploaded)} " sent)"</span>
-                        <span>"ETA " {if t.complete { "done".to_string() } else { format::eta(remaining, t.down_rate) }}</span>
-                        <span class="peers-count">{format::count(t.peers, "peer")}</span>
-                    </div>
-                    <div class="map" inner_html=t.map_svg.clone()></div>
-                    <div class="legend">
-                        <span><span class="swatch" style:background=format::MISSING_COLOR></span>" not yet"</span>
-                        {(t.role == Role::Sharing).then(|| view! {
-                            <span><span class="swatch" style:background=format::LOCAL_COLOR></span>" shared from this page"</span>
-                        })}
-                        {t.peer_rows.iter().filter_map(|r| r.color.map(|c| (c, r.peer.clone()))).map(|(c, p)| view! {
-                            <span><span class="swatch" style:background=c></span>" from " <code>{format::short(&p).to_string()}</code></span>
-                        }).collect_view()}
-                    </div>
-                    {t.lonely.then(|| view! {
-                        <p class="warn">"No peers yet: nobody reachable through this node's signaling holds this artifact right now. This page keeps looking."</p>
-                    })}
-                    {t.error.clone().map(|e| view! { <p class="error">{e}</p> })}
-                    {t.notices.iter().map(|n| view! { <p class="warn">{n.clone()}</p> }).collect_view()}
-                    <div class="actions">
-                        <input class="link" readonly value=link.clone() on:focus=move |e| {
-                            event_target::<web_sys::HtmlInputElement>(&e).select();
-                        }/>
-                        <a class="ticket-link button" href=link.clone() target="_blank">"Open link"</a>
-                        <button on:click=copy>{move || if copied.get() { "Copied" } else { "Copy link" }}</button>
-                        {t.save_url.clone().map(|u| view! {
-                            <a class="save button primary" href=u download=save_name.clone()>"Save file"</a>
-                        })}
-                    </div>
-                    <PeerTable rows=t.peer_rows.clone()/>
-                </article>
-            }
+fn TransferCard(id: String) -> impl IntoView {
+    let ctx = ctx();
+    let key = id.clone();
+    let t = Memo::new(move |_| {
+        ctx.transfers
+            .with(|all| all.iter().find(|x| x.id == key).cloned())
+    });
+    let part = move |f: fn(&Transfer) -> String| {
+        Memo::new(move |_| t.with(|t| t.as_ref().map(f).unwrap_or_default()))
+    };
+    let name = part(|t| t.name.clone());
+    let state = part(|t| {
+        if t.error.is_some() {
+            "failed"
+        } else if !t.complete {
+            "downloading"
+        } else if t.role == Role::Sharing {
+            "seeding"
+        } else {
+            "complete"
+        }
+        .into()
+    });
+    let summary = part(|t| {
+        let role = match t.role {
+            Role::Sharing => "sharing",
+            Role::Fetching => "fetching",
+        };
+        format!(
+            "{role} · {} · {}",
+            format::bytes(t.size),
+            format::count(t.pieces, "piece")
+        )
+    });
+    let complete = part(|t| t.complete.to_string());
+    let size = part(|t| t.size.max(1).to_string());
+    let have = part(|t| t.have_bytes.to_string());
+    let held = part(|t| {
+        format!(
+            "{} of {} ({})",
+            format::bytes(t.have_bytes),
+            format::bytes(t.size),
+            format::percent(t.have_bytes, t.size)
+        )
+    });
+    let down = part(|t| format!("↓ {}", t.down_rate));
+    let up = part(|t| format!("↑ {} ({} sent)", t.up_rate, format::bytes(t.uploaded)));
+    let eta = part(|t| format!("ETA {}", t.eta));
+    let peers = part(|t| format::count(t.peers, "peer"));
+    let svg = part(|t| t.map_svg.clone());
+    let link = part(|t| t.link.clone());
+    let save = Memo::new(move |_| t.with(|t| t.as_ref().and_then(|t| t.save_url.clone())));
+    let sharing =
+        Memo::new(move |_| t.with(|t| t.as_ref().is_some_and(|t| t.role == Role::Sharing)));
+    let legend = Memo::new(move |_| {
+        t.with(|t| {
+            t.as_ref().map_or_else(Vec::new, |t| {
+                t.peer_rows
+                    .iter()
+                    .filter_map(|r| r.color.map(|c| (c, r.peer.clone())))
+                    .collect::<Vec<_>>()
+            })
         })
+    });
+    let notes = Memo::new(move |_| {
+        t.with(|t| {
+            t.as_ref().map_or_else(Vec::new, |t| {
+                let mut out = Vec::new();
+                if t.lonely {
+                    out.push((
+                        "warn",
+                        "No peers yet: nobody reachable through this node's signaling holds \
+                         this artifact right now. This page keeps looking."
+                            .to_string(),
+                    ));
+                }
+                if let Some(e) = &t.error {
+                    out.push(("error", e.clone()));
+                }
+                out.extend(t.notices.iter().map(|n| ("warn", n.clone())));
+                out
+            })
+        })
+    });
+    let rows =
+        Memo::new(move |_| t.with(|t| t.as_ref().map(|t| t.peer_rows.clone()).unwrap_or_default()));
+
+    let copied = RwSignal::new(None::<bool>);
+    let link_input = NodeRef::<leptos::html::Input>::new();
+    let copy = move |_| {
+        let text = link.get_untracked();
+        spawn_local(async move {
+            let ok = js::copy(&text).await.is_ok();
+            if !ok && let Some(input) = link_input.get_untracked() {
+                // No clipboard (plain http on a LAN address): select it for Ctrl+C.
+                let _ = input.focus();
+                input.select();
+            }
+            copied.set(Some(ok));
+            set_timeout(move || copied.set(None), Duration::from_secs(3));
+        });
+    };
+    let copy_label = move || match copied.get() {
+        None => "Copy link",
+        Some(true) => "Copied",
+        Some(false) => "Press Ctrl+C",
+    };
+
+    view! {
+        <article class="card transfer" data-id=id data-complete=move || complete.get()>
+            <div class="title">
+                <h3>{move || name.get()}</h3>
+                <span class=move || format!("pill {}", state.get())>{move || state.get()}</span>
+                <span class="muted">{move || summary.get()}</span>
+            </div>
+            <progress max=move || size.get() value=move || have.get()></progress>
+            <div class="stats">
+                <span>{move || held.get()}</span>
+                <span>{move || down.get()}</span>
+                <span>{move || up.get()}</span>
+                <span>{move || eta.get()}</span>
+                <span class="peers-count">{move || peers.get()}</span>
+            </div>
+            <div class="map" inner_html=move || svg.get()></div>
+            <div class="legend">
+                <span><span class="swatch" style:background=format::MISSING_COLOR></span>" not yet"</span>
+                <Show when=move || sharing.get()>
+                    <span><span class="swatch" style:background=format::LOCAL_COLOR></span>" shared from this page"</span>
+                </Show>
+                {move || legend.get().into_iter().map(|(c, p)| view! {
+                    <span><span class="swatch" style:background=c></span>" from " <code>{format::short(&p).to_string()}</code></span>
+                }).collect_view()}
+            </div>
+            {move || notes.get().into_iter().map(|(class, text)| view! { <p class=class>{text}</p> }).collect_view()}
+            <div class="actions">
+                <input class="link" readonly node_ref=link_input prop:value=move || link.get() on:focus=move |e| {
+                    event_target::<web_sys::HtmlInputElement>(&e).select();
+                }/>
+                <a class="ticket-link button" href=move || link.get() target="_blank">"Open link"</a>
+                <button on:click=copy>{copy_label}</button>
+                {move || save.get().map(|u| view! {
+                    <a class="save button primary" href=u download=move || name.get()>"Save file"</a>
+                })}
+            </div>
+            {move || view! { <PeerTable rows=rows.get()/> }}
+        </article>
     }
 }
 
@@ -520,8 +655,8 @@ fn PeerTable(rows: Vec<model::PeerRow>) -> impl IntoView {
                         <td>{r.pieces}</td>
                         <td>{format::bytes(r.downloaded)}</td>
                         <td>{format::bytes(r.uploaded)}</td>
-                        <td>{format::rate(r.down_rate)}</td>
-                        <td>{format::rate(r.up_rate)}</td>
+                        <td>{r.down_rate.clone()}</td>
+                        <td>{r.up_rate.clone()}</td>
                     </tr>
                 }).collect_view()}
             </tbody>
@@ -557,10 +692,15 @@ fn NodeCard() -> impl IntoView {
                                         <td>{a.name.clone()} {a.error.clone().map(|e| view! { <span class="error">" " {e}</span> })}</td>
                                         <td>{format::bytes(a.size)}</td>
                                         <td>{if a.complete { "complete".to_string() } else { format::percent(a.have_bytes, a.size) }}</td>
-                                        <td>{format::rate(a.down_rate)}</td>
-                                        <td>{format::rate(a.up_rate)}</td>
+                                        <td>{a.down_rate.clone()}</td>
+                                        <td>{a.up_rate.clone()}</td>
                                         <td>{a.peers}</td>
-                                        <td><a class="node-link" href=a.link.clone()>"fetch here"</a></td>
+                                        <td>{
+                                            let link = a.link.clone();
+                                            view! {
+                                                <a class="node-link" href=a.link.clone() on:click=move |_| start_fetch(ctx, link.clone())>"fetch here"</a>
+                                            }
+                                        }</td>
                                     </tr>
                                 }).collect_view()}
                             </tbody>

@@ -11,7 +11,8 @@ pub fn bytes(n: u64) -> String {
     }
     let mut value = n as f64 / 1024.0;
     let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
+    // Move up a unit before the value would print as 1024.0.
+    while value >= 1023.95 && unit + 1 < UNITS.len() {
         value /= 1024.0;
         unit += 1;
     }
@@ -110,6 +111,8 @@ pub mod code {
     pub const LOCAL: u8 = 1;
     /// The first sender's code.
     pub const FIRST_PEER: u8 = 2;
+    /// A sender beyond the ones that fit in a byte.
+    pub const OTHER: u8 = u8::MAX;
 }
 
 /// Colours of senders in the piece map, in order; they repeat beyond the last.
@@ -120,12 +123,15 @@ pub const PEER_COLORS: [&str; 8] = [
 pub const MISSING_COLOR: &str = "#e3e6ea";
 /// Colour of a piece held from the start.
 pub const LOCAL_COLOR: &str = "#f2c94c";
+/// Colour of a piece from a sender beyond the ones the map names.
+pub const OTHER_COLOR: &str = "#8a8f98";
 
 /// The colour of a piece map code.
 pub fn piece_color(code: u8) -> &'static str {
     match code {
         code::MISSING => MISSING_COLOR,
         code::LOCAL => LOCAL_COLOR,
+        code::OTHER => OTHER_COLOR,
         c => PEER_COLORS[usize::from(c - code::FIRST_PEER) % PEER_COLORS.len()],
     }
 }
@@ -188,6 +194,8 @@ mod tests {
         assert_eq!(bytes(1536), "1.50 KiB");
         assert_eq!(bytes(12 << 20), "12.0 MiB");
         assert_eq!(bytes(3 << 30), "3.00 GiB");
+        assert_eq!(bytes((1 << 20) - 1), "1.00 MiB");
+        assert_eq!(piece_color(code::OTHER), OTHER_COLOR);
         assert_eq!(rate(0.0), "0 B/s");
         assert_eq!(rate(f64::NAN), "0 B/s");
         assert_eq!(rate(1.5 * 1024.0 * 1024.0), "1.50 MiB/s");

@@ -86,7 +86,14 @@ pub(crate) async fn get_json(path: &str) -> Result<serde_json::Value, String> {
 /// Copies `text` to the clipboard.
 pub(crate) async fn copy(text: &str) -> Result<(), String> {
     let window = web_sys::window().ok_or("no window")?;
-    JsFuture::from(window.navigator().clipboard().write_text(text))
+    let navigator = window.navigator();
+    // Browsers offer the clipboard only to secure pages (https, localhost).
+    let has_clipboard = Reflect::get(&navigator, &JsValue::from_str("clipboard"))
+        .is_ok_and(|c| !c.is_undefined() && !c.is_null());
+    if !has_clipboard {
+        return Err("no clipboard on this page".into());
+    }
+    JsFuture::from(navigator.clipboard().write_text(text))
         .await
         .map(|_| ())
         .map_err(|e| error_text(&e))

@@ -31,8 +31,9 @@ pub(crate) struct PeerRow {
     pub(crate) pieces: u64,
     pub(crate) downloaded: u64,
     pub(crate) uploaded: u64,
-    pub(crate) down_rate: f64,
-    pub(crate) up_rate: f64,
+    /// Rates as shown, so that rows compare equal when nothing visible changed.
+    pub(crate) down_rate: String,
+    pub(crate) up_rate: String,
     /// Its colour in the piece map, if it sent pieces.
     pub(crate) color: Option<&'static str>,
 }
@@ -48,8 +49,11 @@ pub(crate) struct Transfer {
     pub(crate) have_pieces: u64,
     pub(crate) peers: u64,
     pub(crate) complete: bool,
-    pub(crate) down_rate: f64,
-    pub(crate) up_rate: f64,
+    /// Rates and time left as shown, so that a transfer compares equal when nothing visible
+    /// changed (the page re-renders only what differs).
+    pub(crate) down_rate: String,
+    pub(crate) up_rate: String,
+    pub(crate) eta: String,
     pub(crate) uploaded: u64,
     /// The link that opens this artifact in another browser.
     pub(crate) link: String,
@@ -75,6 +79,8 @@ pub(crate) struct Extra {
     pub(crate) up: RateMeter,
     /// Per peer: what it sent us and what we sent it.
     pub(crate) peer_rates: HashMap<String, (RateMeter, RateMeter)>,
+    /// A fetch of it is waiting for its bytes.
+    pub(crate) in_flight: bool,
 }
 
 /// Builds the transfer list from `peer.artifacts()`, `pieceMap` and `peers`.
@@ -137,12 +143,15 @@ pub(crate) fn transfers(
                     pieces: js::num(&p, "pieces") as u64,
                     downloaded,
                     uploaded,
-                    down_rate: down.sample(now_ms, downloaded),
-                    up_rate: up.sample(now_ms, uploaded),
+                    down_rate: format::rate(down.sample(now_ms, downloaded)),
+                    up_rate: format::rate(up.sample(now_ms, uploaded)),
                     peer: name,
                 }
             })
             .collect();
+        extra
+            .peer_rates
+            .retain(|p, _| peer_rows.iter().any(|r| r.peer == *p));
         let peers = js::num(&art, "peers") as u64;
         out.push(Transfer {
             name: js::text(&art, "name").unwrap_or_else(|| format::short(&id).to_string()),
@@ -152,8 +161,13 @@ pub(crate) fn transfers(
             have_pieces: js::num(&art, "havePieces") as u64,
             peers,
             complete,
-            down_rate,
-            up_rate,
+            down_rate: format::rate(down_rate),
+            up_rate: format::rate(up_rate),
+            eta: if complete {
+                "done".into()
+            } else {
+                format::eta(size.saturating_sub(have_bytes), down_rate)
+            },
             uploaded,
             link: pollen_link(&js::text(&art, "ticket").unwrap_or_default()),
             role,
@@ -193,8 +207,8 @@ pub(crate) struct NodeArtifact {
     pub(crate) size: u64,
     pub(crate) have_bytes: u64,
     pub(crate) complete: bool,
-    pub(crate) down_rate: f64,
-    pub(crate) up_rate: f64,
+    pub(crate) down_rate: String,
+    pub(crate) up_rate: String,
     pub(crate) peers: usize,
     pub(crate) link: String,
     pub(crate) error: Option<String>,
@@ -239,8 +253,8 @@ pub(crate) fn node_view(v: &serde_json::Value) -> NodeView {
                 size: n(a, "size"),
                 have_bytes: n(a, "have_bytes"),
                 complete: a["complete"].as_bool().unwrap_or(false),
-                down_rate: n(a, "download_rate") as f64,
-                up_rate: n(a, "upload_rate") as f64,
+                down_rate: format::rate(n(a, "download_rate") as f64),
+                up_rate: format::rate(n(a, "upload_rate") as f64),
                 peers: a["peers"].as_array().map_or(0, Vec::len),
                 link: pollen_link(&s(a, "ticket")),
                 error: a["error"].as_str().map(str::to_string),

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 
 use axum::{
     Router,
-    http::{StatusCode, header},
+    http::{HeaderValue, StatusCode, header},
     response::IntoResponse,
 };
-use tower_http::services::ServeDir;
+use tower_http::{services::ServeDir, set_header::SetResponseHeaderLayer};
 
 /// Where the dashboard's files are: `explicit`, or `pollen-www` beside the binary's
 /// directory (`target/pollen-www` for `target/release/pollen`) or inside it.
@@ -34,7 +34,18 @@ pub(crate) fn find_dir(explicit: Option<&Path>) -> Option<PathBuf> {
 /// signaling do not take.
 pub(crate) fn router(dir: Option<&Path>) -> Router {
     match dir {
-        Some(dir) => Router::new().fallback_service(ServeDir::new(dir)),
+        Some(dir) => Router::new()
+            .fallback_service(ServeDir::new(dir))
+            // The page's script and its wasm must come from the same build: revalidate.
+            .layer(SetResponseHeaderLayer::overriding(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("no-cache"),
+            ))
+            // Other sites may link to a ticket, but not frame the page.
+            .layer(SetResponseHeaderLayer::overriding(
+                header::X_FRAME_OPTIONS,
+                HeaderValue::from_static("DENY"),
+            )),
         None => Router::new().fallback(not_built),
     }
 }

@@ -29,8 +29,10 @@ use rtc::Conn;
 const MAX_DIALS_PER_SWARM: usize = 8;
 /// How often the timer runs the swarms' timeouts (ms).
 const TICK_MS: i32 = 20;
-/// Ticks between asking signaling for a fresh sample while a fetch lacks peers.
-const REJOIN_TICKS: u32 = 150;
+/// Time between asking signaling for a fresh sample while a fetch lacks peers, and between
+/// pings that keep the signaling connection alive (well under the server's idle timeout).
+/// Counted in time, not ticks: browsers run a hidden tab's timers as rarely as once a second.
+const REJOIN_EVERY: core::time::Duration = core::time::Duration::from_secs(3);
 /// Most members remembered per swarm (for display).
 const MAX_KNOWN_MEMBERS: usize = 64;
 /// Bytes of a shared file read (and hashed) at a time.
@@ -64,7 +66,8 @@ pub(crate) struct Shared {
     members: HashMap<ContentId, BTreeMap<PeerId, PeerKind>>,
     waiters: HashMap<ContentId, Vec<Waiter>>,
     on_event: Option<Function>,
-    ticks: u32,
+    /// When the last rejoin and ping went out.
+    last_ping: Instant,
     /// Keeps the socket's and the timer's callbacks alive.
     _callbacks: Vec<Closure<dyn FnMut(JsValue)>>,
     /// Callbacks of closed connections, dropped on the next tick (one may be running now).
@@ -207,10 +210,12 @@ impl Shared {
                         "complete",
                         vec![("id", JsValue::from_str(&id.to_string()))],
                     ));
-                    if let Some(bytes) = self.driver.bytes(&id) {
-                        for w in self.waiters.remove(&id).unwrap_or_default() {
-                            let data: JsValue = Uint8Array::from(bytes).into();
-                            notes.push(Notify::Call(w.resolve, data));
+                    let waiters = self.waiters.remove(&id).unwrap_or_default();
+                    if let (Some(bytes), false) = (self.driver.bytes(&id), waiters.is_empty()) {
+                        // One copy for every waiter.
+                        let data: JsValue = Uint8Array::from(bytes).into();
+                        for w in waiters {
+                            notes.push(Notify::Call(w.resolve, data.clone()));
                         }
                     }
                 }
@@ -337,7 +342,9 @@ impl Peer {
     ) -> Promise {
         let state = self.state.clone();
         future_to_promise(async move {
-            let name = name.or_else(|| data.dyn_ref::<web_sys::File>().map(web_sys::File::name));
+            let name = name
+                .or_else(|| data.dyn_ref::<web_sys::File>().map(web_sys::File::name))
+                .and_then(|n| crate::driver::fit_name(&n));
             let (manifest, bytes) = read_and_hash(&data, on_progress.as_ref()).await?;
             let ticket = {
                 let mut s = state.borrow_mut();
@@ -613,7 +620,7 @@ impl Peer {
             members: HashMap::new(),
             waiters: HashMap::new(),
             on_event: None,
-            ticks: 0,
+            last_ping: now(),
             _callbacks: Vec::new(),
             graveyard: Vec::new(),
             events: Vec::new(),
@@ -694,8 +701,9 @@ fn on_tick(state: &State) {
         let mut s = state.borrow_mut();
         s.graveyard.clear();
         s.driver.handle_timeout(now());
-        s.ticks = s.ticks.wrapping_add(1);
-        if s.ticks.is_multiple_of(REJOIN_TICKS) {
+        let t = now();
+        if t.saturating_since(s.last_ping) >= REJOIN_EVERY {
+            s.last_ping = t;
             // Fetches with few peers ask for a fresh sample; the server's answer dials them.
             let wanting: Vec<ContentId> = s
                 .joined
