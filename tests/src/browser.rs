@@ -104,16 +104,7 @@ pub fn firefox_available() -> bool {
     if geckodriver().is_none() {
         missing.push("geckodriver (cargo install geckodriver)");
     }
-    if missing.is_empty() {
-        return true;
-    }
-    let msg = format!("Firefox tests need: {}", missing.join(", "));
-    assert!(
-        std::env::var_os("POLLEN_REQUIRE_BROWSER").is_none(),
-        "{msg} (POLLEN_REQUIRE_BROWSER is set)"
-    );
-    eprintln!("SKIPPED: {msg}");
-    false
+    ready_or_skip("Firefox tests", &missing)
 }
 
 /// Whether browser tests can run; panics with what is missing when they are required.
@@ -129,10 +120,16 @@ pub fn available() -> bool {
             missing.push(bin);
         }
     }
+    ready_or_skip("browser tests", &missing)
+}
+
+/// True when nothing is `missing`; otherwise skips (false), or panics when
+/// `POLLEN_REQUIRE_BROWSER` is set.
+fn ready_or_skip(what: &str, missing: &[&str]) -> bool {
     if missing.is_empty() {
         return true;
     }
-    let msg = format!("browser tests need: {}", missing.join(", "));
+    let msg = format!("{what} need: {}", missing.join(", "));
     assert!(
         std::env::var_os("POLLEN_REQUIRE_BROWSER").is_none(),
         "{msg} (POLLEN_REQUIRE_BROWSER is set)"

@@ -55,6 +55,36 @@ fn saved_bytes(b: &Browser, id: &str) -> (Vec<u8>, String) {
     (bytes, got["name"].as_str().unwrap_or_default().to_string())
 }
 
+/// Clicks "fetch here" on the node's artifact `id` in the page, waits for the download, and
+/// checks the saved bytes and that the node is listed as a native peer.
+fn fetch_from_node_table(b: &Browser, id: &str, data: &[u8], node_id: &str) {
+    b.wait_for(
+        &format!("document.querySelector('#node tr[data-id=\"{id}\"] a.node-link')"),
+        Duration::from_secs(30),
+        "the node's artifact in its table",
+    );
+    b.run(
+        "const [id, done] = arguments; \
+         document.querySelector(`#node tr[data-id=\"${id}\"] a.node-link`).click(); done(null);",
+        vec![json!(id)],
+    );
+    b.wait_for(
+        &format!("document.querySelector('.transfer[data-id=\"{id}\"] a.save')"),
+        Duration::from_secs(120),
+        "the download from the node",
+    );
+    let (bytes, _) = saved_bytes(b, id);
+    assert!(bytes == data, "the saved file equals the node's");
+    let row = format!(".transfer[data-id=\"{id}\"] tr[data-peer=\"{node_id}\"]");
+    assert_eq!(
+        text(
+            b,
+            &format!("document.querySelector('{row} .kind').textContent")
+        ),
+        "native"
+    );
+}
+
 fn text(b: &Browser, expr: &str) -> String {
     b.run(
         &format!(
@@ -192,31 +222,7 @@ fn the_dashboard_fetches_what_the_node_holds_and_shows_bad_tickets_plainly() {
         "the page to join the swarm",
     );
     // The node's table lists the artifact with a link that fetches it in this page.
-    b.wait_for(
-        &format!("document.querySelector('#node tr[data-id=\"{id}\"] a.node-link')"),
-        Duration::from_secs(30),
-        "the node's artifact",
-    );
-    b.run(
-        "const [id, done] = arguments; \
-         document.querySelector(`#node tr[data-id=\"${id}\"] a.node-link`).click(); done(null);",
-        vec![json!(id)],
-    );
-    b.wait_for(
-        &format!("document.querySelector('.transfer[data-id=\"{id}\"] a.save')"),
-        Duration::from_secs(120),
-        "the download from the node",
-    );
-    let (bytes, _) = saved_bytes(&b, &id);
-    assert!(bytes == data, "the saved file equals the node's");
-    let row = format!(".transfer[data-id=\"{id}\"] tr[data-peer=\"{node_id}\"]");
-    assert_eq!(
-        text(
-            &b,
-            &format!("document.querySelector('{row} .kind').textContent")
-        ),
-        "native"
-    );
+    fetch_from_node_table(&b, &id, &data, &node_id);
 
     // A ticket nobody reachable holds: the page says it has no peers, and keeps looking.
     let lonely = std::fs::write(tmp.path().join("nobody.bin"), b"held by nobody")
@@ -311,30 +317,6 @@ fn firefox_fetches_what_chromium_shares_and_what_the_node_holds() {
     let (bytes, _) = saved_bytes(&firefox, &id);
     assert!(bytes == data, "Firefox saved what Chromium shared");
 
-    firefox.wait_for(
-        &format!("document.querySelector('#node tr[data-id=\"{held_id}\"] a.node-link')"),
-        Duration::from_secs(30),
-        "the node's artifact in Firefox",
-    );
-    firefox.run(
-        "const [id, done] = arguments; \
-         document.querySelector(`#node tr[data-id=\"${id}\"] a.node-link`).click(); done(null);",
-        vec![json!(held_id)],
-    );
-    firefox.wait_for(
-        &format!("document.querySelector('.transfer[data-id=\"{held_id}\"] a.save')"),
-        Duration::from_secs(120),
-        "Firefox's download from the node",
-    );
-    let (bytes, _) = saved_bytes(&firefox, &held_id);
-    assert!(bytes == held_data, "Firefox saved what the node holds");
-    let row = format!(".transfer[data-id=\"{held_id}\"] tr[data-peer=\"{node_id}\"]");
-    assert_eq!(
-        text(
-            &firefox,
-            &format!("document.querySelector('{row} .kind').textContent")
-        ),
-        "native"
-    );
+    fetch_from_node_table(&firefox, &held_id, &held_data, &node_id);
     firefox.save_screenshot("dashboard-firefox");
 }
