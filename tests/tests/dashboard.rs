@@ -85,6 +85,33 @@ fn fetch_from_node_table(b: &Browser, id: &str, data: &[u8], node_id: &str) {
     );
 }
 
+/// Waits until the dashboard in `b` joined the swarm; returns its peer id.
+fn join(b: &Browser) -> String {
+    b.wait_for(
+        "document.getElementById('peer-id')",
+        Duration::from_secs(30),
+        "the page to join the swarm",
+    );
+    text(b, "document.getElementById('peer-id').textContent")
+}
+
+/// Shares `file` (artifact `id`) through the page's file input; returns the link it shows
+/// once it seeds.
+fn share_through_input(b: &Browser, file: &std::path::Path, id: &str) -> String {
+    b.choose_file("#share-file", file);
+    b.wait_for(
+        &format!(
+            "document.querySelector('.transfer[data-id=\"{id}\"] .pill.seeding') && \
+             document.querySelector('.transfer[data-id=\"{id}\"] a.ticket-link').href"
+        ),
+        Duration::from_secs(60),
+        "the shared file's ticket link",
+    )
+    .as_str()
+    .expect("a link")
+    .to_string()
+}
+
 fn text(b: &Browser, expr: &str) -> String {
     b.run(
         &format!(
@@ -114,31 +141,14 @@ fn a_file_shared_from_the_dashboard_downloads_in_another_browser_by_its_link() {
     let (file, data, id) = write_artifact(tmp.path(), (2 << 20) + 1234, 31);
 
     let sharer = page(&format!("{}/", node.api));
-    sharer.wait_for(
-        "document.getElementById('peer-id')",
-        Duration::from_secs(30),
-        "the page to join the swarm",
-    );
-    let sharer_id = text(&sharer, "document.getElementById('peer-id').textContent");
+    let sharer_id = join(&sharer);
     // The node card reads the node's status.
     sharer.wait_for(
         &format!("document.getElementById('node')?.textContent.includes('{node_id}')"),
         Duration::from_secs(30),
         "the node's status",
     );
-    sharer.choose_file("#share-file", &file);
-    let link = sharer
-        .wait_for(
-            &format!(
-                "document.querySelector('.transfer[data-id=\"{id}\"] .pill.seeding') && \
-                 document.querySelector('.transfer[data-id=\"{id}\"] a.ticket-link').href"
-            ),
-            Duration::from_secs(60),
-            "the shared file's ticket link",
-        )
-        .as_str()
-        .expect("a link")
-        .to_string();
+    let link = share_through_input(&sharer, &file, &id);
     assert!(
         link.starts_with(&format!("{}/#pollen", node.api)),
         "the link opens this dashboard with the ticket: {link}"
@@ -216,11 +226,7 @@ fn the_dashboard_fetches_what_the_node_holds_and_shows_bad_tickets_plainly() {
     node.share(&file);
 
     let b = page(&format!("{}/", node.api));
-    b.wait_for(
-        "document.getElementById('peer-id')",
-        Duration::from_secs(30),
-        "the page to join the swarm",
-    );
+    join(&b);
     // The node's table lists the artifact with a link that fetches it in this page.
     fetch_from_node_table(&b, &id, &data, &node_id);
 
@@ -289,24 +295,8 @@ fn firefox_fetches_what_chromium_shares_and_what_the_node_holds() {
     let (file, data, id) = write_artifact(tmp.path(), (1 << 20) + 77, 42);
 
     let chromium = page(&format!("{}/", node.api));
-    chromium.wait_for(
-        "document.getElementById('peer-id')",
-        Duration::from_secs(30),
-        "Chromium to join the swarm",
-    );
-    chromium.choose_file("#share-file", &file);
-    let link = chromium
-        .wait_for(
-            &format!(
-                "document.querySelector('.transfer[data-id=\"{id}\"] .pill.seeding') && \
-                 document.querySelector('.transfer[data-id=\"{id}\"] a.ticket-link').href"
-            ),
-            Duration::from_secs(60),
-            "the shared file's link",
-        )
-        .as_str()
-        .expect("a link")
-        .to_string();
+    join(&chromium);
+    let link = share_through_input(&chromium, &file, &id);
 
     let firefox = setup(Browser::start_firefox(), &link);
     firefox.wait_for(

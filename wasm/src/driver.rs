@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
 use pollen_core::{
-    ContentId, Instant, Manifest, ManifestBuilder, PeerId, Ticket,
+    ContentId, Instant, Manifest, PeerId, Ticket,
     swarm::{Action, Event, LinkId, Swarm, SwarmConfig},
     wire::{FrameBuffer, pack_messages},
 };
@@ -234,18 +234,7 @@ impl Driver {
         data: Vec<u8>,
         name: Option<&str>,
     ) -> Result<Ticket, DriverError> {
-        let size = data.len() as u64;
-        if size > MAX_BROWSER_ARTIFACT {
-            return Err(DriverError::TooLarge(size));
-        }
-        let mut builder =
-            ManifestBuilder::new(size).map_err(|e| DriverError::Ticket(e.to_string()))?;
-        builder
-            .update(&data)
-            .map_err(|e| DriverError::Ticket(e.to_string()))?;
-        let manifest = builder
-            .finish()
-            .map_err(|e| DriverError::Ticket(e.to_string()))?;
+        let manifest = Manifest::of(&data).map_err(|e| DriverError::Ticket(e.to_string()))?;
         self.share_hashed(now, manifest, data, name)
     }
 
