@@ -426,6 +426,24 @@ pub struct SignalServer {
 impl SignalServer {
     /// Starts `pollen-signal` (built next to `pollen`) and reads the URL it prints.
     pub fn start() -> Self {
+        Self::start_on("127.0.0.1:0")
+    }
+
+    /// Stops the server and starts a new one on the same address (its members are gone).
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let addr = self
+            .url
+            .trim_start_matches("ws://")
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        *self = Self::start_on(&addr);
+    }
+
+    fn start_on(listen: &str) -> Self {
         use std::io::{BufRead, BufReader};
         let bin = crate::pollen_bin().with_file_name("pollen-signal");
         assert!(
@@ -434,7 +452,7 @@ impl SignalServer {
             bin.display()
         );
         let mut child = Command::new(&bin)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -262,3 +262,52 @@ fn signaling_answers_abuse_from_a_page_with_errors_and_keeps_serving() {
     );
     assert_eq!(field(&fetched, "equal"), &json!(true));
 }
+
+#[test]
+fn a_page_reconnects_to_a_restarted_signaling_server_and_is_found_again() {
+    if !browser::available() {
+        return;
+    }
+    browser::require_default_route();
+    let len = 1 << 20;
+    let seed = 13;
+    let mut signal = SignalServer::start();
+    let web = WebServer::start(browser::www_dir().expect("checked"));
+    let sharer = Browser::start();
+    sharer.open(&web.url("peer.html"));
+    sharer.script_timeout(Duration::from_secs(120));
+    let shared = sharer.run(
+        &script(&format!("window.seen = []; {SHARE}")),
+        vec![json!(signal.url), json!(len), json!(seed)],
+    );
+    let ticket = field(&shared, "ticket")
+        .as_str()
+        .expect("a string")
+        .to_string();
+    sharer.run(
+        "const done = arguments[0]; window.peer.onEvent((e) => window.seen.push(e.type)); done(null);",
+        vec![],
+    );
+    // Signaling goes away and comes back empty: the page reopens its socket and rejoins.
+    signal.restart();
+    let events = sharer.wait_for(
+        "window.seen.includes('signaling-open') && window.seen",
+        Duration::from_secs(30),
+        "the page to reconnect",
+    );
+    assert!(
+        events
+            .as_array()
+            .is_some_and(|e| e.contains(&json!("signaling-closed"))),
+        "the page saw the socket close: {events}"
+    );
+    // A new page finds the sharer through the new server.
+    let fetcher = Browser::start();
+    fetcher.open(&web.url("peer.html"));
+    fetcher.script_timeout(Duration::from_secs(120));
+    let fetched = fetcher.run(
+        &script(FETCH),
+        vec![json!(signal.url), json!(ticket), json!(len), json!(seed)],
+    );
+    assert_eq!(field(&fetched, "equal"), &json!(true));
+}

@@ -23,7 +23,15 @@ const NODE_POLL_MS: u64 = 1_000;
 #[derive(Debug, Clone, PartialEq)]
 enum Conn {
     Connecting,
-    Connected { peer: String, signal: String },
+    Connected {
+        peer: String,
+        signal: String,
+    },
+    /// Signaling is gone for now; links already open keep working, and the page reconnects.
+    Reconnecting {
+        peer: String,
+        signal: String,
+    },
     Failed(String),
 }
 
@@ -177,11 +185,22 @@ fn on_event(ctx: Ctx, e: &JsValue) {
                 ));
             });
         }
-        Some("signaling-closed") => ctx.conn.set(Conn::Failed(
-            "The signaling server closed the connection; peers already connected keep \
-             working. Reload the page to reconnect."
-                .into(),
-        )),
+        Some("signaling-closed") => ctx.conn.update(|c| {
+            if let Conn::Connected { peer, signal } = c {
+                *c = Conn::Reconnecting {
+                    peer: core::mem::take(peer),
+                    signal: core::mem::take(signal),
+                };
+            }
+        }),
+        Some("signaling-open") => ctx.conn.update(|c| {
+            if let Conn::Reconnecting { peer, signal } = c {
+                *c = Conn::Connected {
+                    peer: core::mem::take(peer),
+                    signal: core::mem::take(signal),
+                };
+            }
+        }),
         _ => {}
     }
 }
@@ -385,6 +404,12 @@ fn Header() -> impl IntoView {
         Conn::Connected { peer, signal } => view! {
             <span class="pill ok" title=signal>"in the swarm"</span>
             <span class="muted">" peer "</span>
+            <code id="peer-id">{peer}</code>
+        }
+        .into_any(),
+        Conn::Reconnecting { peer, signal } => view! {
+            <span class="pill wait" title=signal>"reconnecting…"</span>
+            <span class="muted">" open links keep working · peer "</span>
             <code id="peer-id">{peer}</code>
         }
         .into_any(),

@@ -33,6 +33,9 @@ const TICK_MS: i32 = 20;
 /// pings that keep the signaling connection alive (well under the server's idle timeout).
 /// Counted in time, not ticks: browsers run a hidden tab's timers as rarely as once a second.
 const REJOIN_EVERY: core::time::Duration = core::time::Duration::from_secs(3);
+/// First and longest wait before reopening a closed signaling socket.
+const RECONNECT_MIN: core::time::Duration = core::time::Duration::from_secs(1);
+const RECONNECT_MAX: core::time::Duration = core::time::Duration::from_secs(30);
 /// Most members remembered per swarm (for display).
 const MAX_KNOWN_MEMBERS: usize = 64;
 /// Bytes of a shared file read (and hashed) at a time.
@@ -68,6 +71,14 @@ pub(crate) struct Shared {
     on_event: Option<Function>,
     /// When the last rejoin and ping went out.
     last_ping: Instant,
+    /// When to open a new signaling socket after the last one closed.
+    reconnect_at: Option<Instant>,
+    /// The wait before the next reconnection attempt.
+    backoff: core::time::Duration,
+    /// The page closed this peer: no more reconnecting.
+    closed: bool,
+    /// The current socket's callbacks.
+    socket_callbacks: Vec<Closure<dyn FnMut(JsValue)>>,
     /// Keeps the socket's and the timer's callbacks alive.
     _callbacks: Vec<Closure<dyn FnMut(JsValue)>>,
     /// Callbacks of closed connections, dropped on the next tick (one may be running now).
@@ -501,6 +512,7 @@ impl Peer {
     /// Closes every connection and the signaling socket.
     pub fn close(&self) {
         let mut s = self.state.borrow_mut();
+        s.closed = true;
         let keys: Vec<_> = s.conns.keys().copied().collect();
         for key in keys {
             s.conn_closed(key);
@@ -621,6 +633,10 @@ impl Peer {
             waiters: HashMap::new(),
             on_event: None,
             last_ping: now(),
+            reconnect_at: None,
+            backoff: RECONNECT_MIN,
+            closed: false,
+            socket_callbacks: Vec::new(),
             _callbacks: Vec::new(),
             graveyard: Vec::new(),
             events: Vec::new(),
@@ -657,6 +673,26 @@ async fn wait_open(ws: &WebSocket, url: &str) -> Result<(), JsValue> {
 
 /// The socket's message and close handlers, and the timer.
 fn install_callbacks(state: &State) -> Result<(), JsValue> {
+    let ws = state.borrow().ws.clone();
+    attach_socket(state, &ws, false);
+    let tick = {
+        let state = state.clone();
+        Closure::<dyn FnMut(JsValue)>::new(move |_: JsValue| on_tick(&state))
+    };
+    let window = web_sys::window().ok_or_else(|| JsValue::from_str("no window"))?;
+    let timer = window.set_interval_with_callback_and_timeout_and_arguments_0(
+        tick.as_ref().unchecked_ref(),
+        TICK_MS,
+    )?;
+    let mut s = state.borrow_mut();
+    s.timer = timer;
+    s._callbacks.push(tick);
+    Ok(())
+}
+
+/// Wires a signaling socket's messages and closing to the peer; a reopened socket (`reopened`)
+/// also introduces the peer again and rejoins its swarms once it opens.
+fn attach_socket(state: &State, ws: &WebSocket, reopened: bool) {
     let on_message = {
         let state = state.clone();
         Closure::<dyn FnMut(JsValue)>::new(move |ev: JsValue| {
@@ -675,28 +711,79 @@ fn install_callbacks(state: &State) -> Result<(), JsValue> {
     let on_close = {
         let state = state.clone();
         Closure::<dyn FnMut(JsValue)>::new(move |_: JsValue| {
+            {
+                let mut s = state.borrow_mut();
+                if s.closed {
+                    return;
+                }
+                let wait = s.backoff;
+                s.reconnect_at = Some(now() + wait);
+                s.backoff = (wait * 2).min(RECONNECT_MAX);
+            }
             let notes = vec![event("signaling-closed", vec![])];
             run_notifications(&state, notes);
         })
     };
-    let tick = {
+    let on_open = {
         let state = state.clone();
-        Closure::<dyn FnMut(JsValue)>::new(move |_: JsValue| on_tick(&state))
+        Closure::<dyn FnMut(JsValue)>::new(move |_: JsValue| {
+            {
+                let mut s = state.borrow_mut();
+                s.backoff = RECONNECT_MIN;
+                let me = s.driver.peer_id();
+                s.signal(&ToServer::Hello {
+                    peer: me,
+                    kind: PeerKind::Browser,
+                });
+                let swarms: Vec<ContentId> = s.joined.iter().copied().collect();
+                for swarm in swarms {
+                    s.signal(&ToServer::Join { swarm });
+                }
+            }
+            let notes = vec![event("signaling-open", vec![])];
+            run_notifications(&state, notes);
+        })
     };
-    let window = web_sys::window().ok_or_else(|| JsValue::from_str("no window"))?;
-    let timer = window.set_interval_with_callback_and_timeout_and_arguments_0(
-        tick.as_ref().unchecked_ref(),
-        TICK_MS,
-    )?;
+    ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+    if reopened {
+        ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+    }
     let mut s = state.borrow_mut();
-    s.ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-    s.ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
-    s.timer = timer;
-    s._callbacks.extend([on_message, on_close, tick]);
-    Ok(())
+    // The old socket's callbacks may be running: drop them on the next tick.
+    let old = core::mem::replace(&mut s.socket_callbacks, vec![on_message, on_close, on_open]);
+    s.graveyard.extend(old);
+}
+
+/// Opens a new signaling socket if the last one closed and its wait is over.
+fn reconnect_if_due(state: &State) {
+    let url = {
+        let mut s = state.borrow_mut();
+        match s.reconnect_at {
+            Some(at) if !s.closed && now() >= at => {
+                s.reconnect_at = None;
+                s.url.clone()
+            }
+            _ => return,
+        }
+    };
+    match WebSocket::new(&url) {
+        Ok(ws) => {
+            ws.set_binary_type(BinaryType::Arraybuffer);
+            attach_socket(state, &ws, true);
+            state.borrow_mut().ws = ws;
+        }
+        Err(_) => {
+            let mut s = state.borrow_mut();
+            let wait = s.backoff;
+            s.reconnect_at = Some(now() + wait);
+            s.backoff = (wait * 2).min(RECONNECT_MAX);
+        }
+    }
 }
 
 fn on_tick(state: &State) {
+    reconnect_if_due(state);
     let notes = {
         let mut s = state.borrow_mut();
         s.graveyard.clear();
