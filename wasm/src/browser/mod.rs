@@ -36,6 +36,8 @@ const REJOIN_EVERY: core::time::Duration = core::time::Duration::from_secs(3);
 /// First and longest wait before reopening a closed signaling socket.
 const RECONNECT_MIN: core::time::Duration = core::time::Duration::from_secs(1);
 const RECONNECT_MAX: core::time::Duration = core::time::Duration::from_secs(30);
+/// How long a member stays listed after signaling last named it.
+const MEMBER_TTL: core::time::Duration = core::time::Duration::from_secs(60);
 /// Most members remembered per swarm (for display).
 const MAX_KNOWN_MEMBERS: usize = 64;
 /// Bytes of a shared file read (and hashed) at a time.
@@ -66,7 +68,7 @@ pub(crate) struct Shared {
     links: HashMap<LinkId, Link>,
     joined: BTreeSet<ContentId>,
     /// Members each swarm's signaling samples and offers named, and their kind.
-    members: HashMap<ContentId, BTreeMap<PeerId, PeerKind>>,
+    members: HashMap<ContentId, BTreeMap<PeerId, (PeerKind, Instant)>>,
     waiters: HashMap<ContentId, Vec<Waiter>>,
     on_event: Option<Function>,
     /// When the last rejoin and ping went out.
@@ -166,12 +168,32 @@ impl Shared {
         }
     }
 
-    /// Remembers that `peer` (of `kind`) is a member of `swarm`.
+    /// Remembers that `peer` (of `kind`) is a member of `swarm`, seen now. When the list is
+    /// full, the member heard of longest ago makes room.
     fn note_member(&mut self, swarm: ContentId, peer: PeerId, kind: PeerKind) {
         let known = self.members.entry(swarm).or_default();
-        if known.len() < MAX_KNOWN_MEMBERS || known.contains_key(&peer) {
-            known.insert(peer, kind);
+        if known.len() >= MAX_KNOWN_MEMBERS
+            && !known.contains_key(&peer)
+            && let Some(oldest) = known
+                .iter()
+                .min_by_key(|(_, (_, seen))| *seen)
+                .map(|(p, _)| *p)
+        {
+            known.remove(&oldest);
         }
+        known.insert(peer, (kind, now()));
+    }
+
+    /// Forgets members that no sample or offer named for [`MEMBER_TTL`] and that we have no
+    /// connection with.
+    fn expire_members(&mut self, t: Instant) {
+        let conns = &self.conns;
+        for (swarm, known) in &mut self.members {
+            known.retain(|peer, (_, seen)| {
+                conns.contains_key(&(*swarm, *peer)) || t.saturating_since(*seen) < MEMBER_TTL
+            });
+        }
+        self.members.retain(|_, known| !known.is_empty());
     }
 
     /// `ticket` with this peer's signaling server as a hint, so whoever gets it finds us.
@@ -417,7 +439,7 @@ impl Peer {
         };
         let mut rows: BTreeMap<PeerId, (Option<PeerKind>, Option<crate::driver::LinkInfo>)> =
             BTreeMap::new();
-        for (peer, kind) in s.members.get(&id).into_iter().flatten() {
+        for (peer, (kind, _)) in s.members.get(&id).into_iter().flatten() {
             rows.entry(*peer).or_default().0 = Some(*kind);
         }
         for link in s.driver.links(&id) {
@@ -791,6 +813,7 @@ fn on_tick(state: &State) {
         let t = now();
         if t.saturating_since(s.last_ping) >= REJOIN_EVERY {
             s.last_ping = t;
+            s.expire_members(t);
             // Fetches with few peers ask for a fresh sample; the server's answer dials them.
             let wanting: Vec<ContentId> = s
                 .joined
