@@ -201,6 +201,9 @@ pub struct Net {
     cross_zone_bytes: u64,
     /// Active nodes not complete yet, plus joins still to come.
     unfinished: usize,
+    /// Whether origins added from now on refuse to resend what peers can spread
+    /// ([`SwarmConfig::spread_first`]).
+    spread_first: bool,
 }
 
 impl Net {
@@ -223,6 +226,7 @@ impl Net {
             bad_stores: Vec::new(),
             cross_zone_bytes: 0,
             unfinished: 0,
+            spread_first: false,
         }
     }
 
@@ -322,12 +326,19 @@ impl Net {
         };
         let ticket = Ticket::new(manifest.id(), size).expect("valid size");
         let have = Bitfield::full(manifest.layout().piece_count());
-        let cfg = self.config();
+        let mut cfg = self.config();
+        cfg.spread_first = self.spread_first;
         let seed = self.rng.next_u64();
         let swarm = Swarm::with_manifest(cfg, manifest, have, self.now, seed);
         let id = self.push(swarm, BTreeMap::new(), capacity, behavior);
         self.nodes[id].origin = true;
         (id, ticket)
+    }
+
+    /// Makes the origins added from now on refuse to send a piece again while a linked peer
+    /// holds it ([`SwarmConfig::spread_first`]).
+    pub fn set_spread_first(&mut self, on: bool) {
+        self.spread_first = on;
     }
 
     /// Adds a node that starts with nothing and fetches `ticket`.

@@ -69,6 +69,7 @@ pub fn run(scenario: &Scenario, peers: usize, mut progress: impl FnMut(Duration,
     let mut origins = Vec::new();
     let mut ticket = None;
     for o in &scenario.origins {
+        net.set_spread_first(o.spread_first);
         for _ in 0..o.count {
             let (id, t) = net.add_origin(
                 size,

@@ -77,6 +77,11 @@ pub struct Origin {
     /// Zone label.
     #[serde(default)]
     pub zone: Option<String>,
+    /// Refuse to send a piece again while a linked peer holds it, so that peers spread it
+    /// (`SwarmConfig::spread_first`): fewer origin bytes, at some cost in time where the
+    /// origin's upload is a large part of the swarm's.
+    #[serde(default)]
+    pub spread_first: bool,
 }
 
 /// A group of peers alike.

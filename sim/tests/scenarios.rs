@@ -256,3 +256,49 @@ fn a_peer_that_joins_late_keeps_its_timers() {
     net.run(Duration::from_secs(3600));
     assert!(net.completed_at(late).is_some());
 }
+
+/// A scenario whose one origin spreads first or not, with `extra` peer-group lines.
+fn spreading(spread_first: bool, extra: &str) -> Scenario {
+    let text = format!(
+        r#"
+        name = "spread"
+        artifact_mib = 4
+        peers = [60]
+        degree = 4
+        latency_ms = 5
+        [[origins]]
+        up_mb_s = 20
+        down_mb_s = 20
+        spread_first = {spread_first}
+        [[groups]]
+        up_mb_s = 5
+        down_mb_s = 20
+        {extra}
+        "#
+    );
+    Scenario::parse(&text, "spread").expect("valid scenario")
+}
+
+#[test]
+fn an_origin_that_spreads_first_sends_fewer_copies_and_every_peer_completes() {
+    let plain = quiet(&spreading(false, ""));
+    let spread = quiet(&spreading(true, ""));
+    assert_eq!((plain.incomplete, spread.incomplete), (0, 0));
+    assert!(
+        spread.origin_copies < plain.origin_copies,
+        "{} vs {}",
+        spread.origin_copies,
+        plain.origin_copies
+    );
+    assert!(spread.origin_copies >= 1.0, "{spread:?}");
+}
+
+#[test]
+fn pieces_an_origin_refused_come_from_it_again_when_their_holders_crash() {
+    // Most peers crash early, so some survivors lose every neighbour that held a piece the
+    // origin refused them (it still sees other holders). The origin advertises refused pieces
+    // again at its next rechoke and serves a link that asks once more, so they complete.
+    let churn = "[churn]\ncrash = 0.7\nwindow_s = [0.2, 1.0]";
+    let r = quiet(&spreading(true, churn));
+    assert_eq!(r.incomplete, 0, "every peer that stayed completed: {r:?}");
+}

@@ -41,6 +41,11 @@ pub struct SwarmConfig {
     /// Most bytes of downloaded pieces waiting to be checked and stored; beyond this no new
     /// piece is started, so a disk slower than the network does not make memory grow.
     pub max_pending_bytes: u64,
+    /// For an origin: refuse to send a piece again while another linked peer holds it, so
+    /// that peers spread what the origin sent once and the origin spends its upload on pieces
+    /// the swarm lacks. Refused pieces are advertised again at the next rechoke, so a peer
+    /// whose other sources left still gets them.
+    pub spread_first: bool,
 }
 
 impl SwarmConfig {
@@ -62,6 +67,7 @@ impl SwarmConfig {
             piece_cache: 16,
             endgame_duplicates: 2,
             max_pending_bytes: 64 << 20,
+            spread_first: false,
         }
     }
 }

@@ -63,6 +63,9 @@ struct ManifestFetch {
 /// Request timeouts in a row after which a link is dropped.
 const MAX_SNUBS: u8 = 3;
 
+/// Most refused (link, piece) pairs remembered until the next rechoke.
+const MAX_REFUSED: usize = 1 << 16;
+
 /// One artifact's swarm.
 #[derive(Debug)]
 pub struct Swarm {
@@ -97,6 +100,13 @@ pub struct Swarm {
     events: VecDeque<Event>,
     /// Links with frames in their outbox, in the order they got them.
     ready_links: VecDeque<LinkId>,
+    /// Payload bytes sent of each piece (for `spread_first`).
+    served: Vec<u64>,
+    /// Pieces refused to links under `spread_first`, advertised again at the next rechoke.
+    refused: BTreeSet<(LinkId, u32)>,
+    /// Pieces advertised again at the last rechoke: a link asking for one of them once more
+    /// found no other source, and is served.
+    readvertised: BTreeSet<(LinkId, u32)>,
 }
 
 impl Swarm {
@@ -162,6 +172,7 @@ impl Swarm {
             .clamp(1, layout.piece_size())
             .min(MAX_BLOCK_LEN as u64) as u32;
         let next_rechoke = now + cfg.rechoke_interval;
+        let cfg_spread = cfg.spread_first;
         Self {
             picker: Picker::new(layout.piece_count()),
             cfg,
@@ -187,6 +198,13 @@ impl Swarm {
             actions: VecDeque::new(),
             events: VecDeque::new(),
             ready_links: VecDeque::new(),
+            served: if cfg_spread {
+                vec![0; layout.piece_count() as usize]
+            } else {
+                Vec::new()
+            },
+            refused: BTreeSet::new(),
+            readvertised: BTreeSet::new(),
         }
     }
 
@@ -621,6 +639,16 @@ impl Swarm {
             self.send(link, &Message::Reject(r));
             return;
         }
+        if !self.readvertised.contains(&(link, r.piece)) && self.spread_elsewhere(r.piece) {
+            if self.refused.len() < MAX_REFUSED {
+                self.refused.insert((link, r.piece));
+            }
+            self.send(link, &Message::Reject(r));
+            return;
+        }
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
         l.queued.push_back(r);
         if self.cached(r.piece).is_some() {
             // Other links' requests for a cached piece were served when they came.
@@ -628,6 +656,20 @@ impl Swarm {
         } else if self.reading.insert(r.piece) {
             self.actions.push_back(Action::ReadPiece { piece: r.piece });
         }
+    }
+
+    /// Whether `spread_first` refuses `piece`: it went out whole at least once and another
+    /// linked peer holds it (the requester does not: it asks for it).
+    fn spread_elsewhere(&self, piece: u32) -> bool {
+        self.cfg.spread_first
+            && self.picker.availability(piece) > 0
+            && match (
+                self.served.get(piece as usize),
+                self.layout.piece_len(piece),
+            ) {
+                (Some(sent), Some(len)) => *sent >= len,
+                _ => false,
+            }
     }
 
     fn on_reject(&mut self, now: Instant, link: LinkId, r: BlockRef) {
@@ -1065,6 +1107,16 @@ impl Swarm {
 
     /// Rotates one slot: the peer unchoked longest yields to the peer waiting longest.
     fn rechoke(&mut self, now: Instant) {
+        // Pieces refused under `spread_first` become requestable again, and a link that
+        // asks for one again before the next rechoke is served: its other sources (which may
+        // not be ours) did not give it the piece.
+        self.readvertised = core::mem::take(&mut self.refused);
+        self.readvertised
+            .retain(|(link, _)| self.links.contains_key(link));
+        let again: Vec<(LinkId, u32)> = self.readvertised.iter().copied().collect();
+        for (link, piece) in again {
+            self.send(link, &Message::Have { piece });
+        }
         if self
             .longest(|l| l.peer_interested && !l.we_unchoked_peer)
             .is_some()
@@ -1160,6 +1212,9 @@ impl Swarm {
             }
             if let Some(l) = self.links.get_mut(&link) {
                 l.uploaded += u64::from(r.len);
+            }
+            if let Some(sent) = self.served.get_mut(r.piece as usize) {
+                *sent += u64::from(r.len);
             }
             self.uploaded += u64::from(r.len);
         }

@@ -30,6 +30,11 @@ impl Picker {
         }
     }
 
+    /// How many connected peers hold `piece`.
+    pub(crate) fn availability(&self, piece: u32) -> u32 {
+        self.availability.get(piece as usize).copied().unwrap_or(0)
+    }
+
     pub(crate) fn peer_has(&mut self, piece: u32) {
         self.availability[piece as usize] += 1;
     }
