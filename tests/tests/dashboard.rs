@@ -112,6 +112,16 @@ fn share_through_input(b: &Browser, file: &std::path::Path, id: &str) -> String 
     .to_string()
 }
 
+/// Starts a `pollen node` in `dir`; returns it and its peer id.
+fn start_node(dir: &std::path::Path) -> (Node, String) {
+    let node = Node::start(&dir.join("node"), &NodeOpts::default());
+    let id = node.status_http()["peer_id"]
+        .as_str()
+        .expect("a peer id")
+        .to_string();
+    (node, id)
+}
+
 fn text(b: &Browser, expr: &str) -> String {
     b.run(
         &format!(
@@ -132,11 +142,7 @@ fn a_file_shared_from_the_dashboard_downloads_in_another_browser_by_its_link() {
     }
     browser::require_default_route();
     let tmp = tempfile::tempdir().expect("a temp dir");
-    let node = Node::start(&tmp.path().join("node"), &NodeOpts::default());
-    let node_id = node.status_http()["peer_id"]
-        .as_str()
-        .expect("a peer id")
-        .to_string();
+    let (node, node_id) = start_node(tmp.path());
     // An odd size: the last piece is short.
     let (file, data, id) = write_artifact(tmp.path(), (2 << 20) + 1234, 31);
 
@@ -217,11 +223,7 @@ fn the_dashboard_fetches_what_the_node_holds_and_shows_bad_tickets_plainly() {
         return;
     }
     let tmp = tempfile::tempdir().expect("a temp dir");
-    let node = Node::start(&tmp.path().join("node"), &NodeOpts::default());
-    let node_id = node.status_http()["peer_id"]
-        .as_str()
-        .expect("a peer id")
-        .to_string();
+    let (node, node_id) = start_node(tmp.path());
     let (file, data, id) = write_artifact(tmp.path(), 3 << 20, 32);
     node.share(&file);
 
@@ -284,11 +286,7 @@ fn firefox_fetches_what_chromium_shares_and_what_the_node_holds() {
     }
     browser::require_default_route();
     let tmp = tempfile::tempdir().expect("a temp dir");
-    let node = Node::start(&tmp.path().join("node"), &NodeOpts::default());
-    let node_id = node.status_http()["peer_id"]
-        .as_str()
-        .expect("a peer id")
-        .to_string();
+    let (node, node_id) = start_node(tmp.path());
     std::fs::create_dir_all(tmp.path().join("a")).expect("a dir");
     let (held, held_data, held_id) = write_artifact(&tmp.path().join("a"), 3 << 20, 41);
     node.share(&held);
