@@ -6,6 +6,7 @@
 //! bound, and [`chart`] draws the results.
 
 pub mod chart;
+pub mod fair;
 pub mod gossip;
 pub mod gossip_bench;
 pub mod net;

@@ -97,6 +97,9 @@ fn main_inner() -> anyhow::Result<()> {
             }
             if !args.json {
                 println!("{}", table_row(&report, started.elapsed().as_secs_f64()));
+                for g in &report.groups {
+                    println!("{}", group_row(g));
+                }
             }
             reports.push(report);
         }
@@ -142,13 +145,6 @@ fn table_header() -> String {
 }
 
 fn table_row(r: &run::Report, wall: f64) -> String {
-    let ratio = |v: f64| {
-        if v.is_finite() {
-            format!("{v:.2}")
-        } else {
-            "inf".into()
-        }
-    };
     let piece = if r.piece_bytes >= 1 << 20 {
         format!("{}MiB", r.piece_bytes >> 20)
     } else {
@@ -174,6 +170,31 @@ fn table_row(r: &run::Report, wall: f64) -> String {
         row.push_str(&format!("  ({} incomplete)", r.incomplete));
     }
     row
+}
+
+/// One group's times, under its run's row.
+fn group_row(g: &run::GroupReport) -> String {
+    let mut row = format!(
+        "  {:<32} {:>5} {:>6} {:>6} {:>6}",
+        g.label,
+        g.peers,
+        ratio(g.p50),
+        ratio(g.p99),
+        ratio(g.max)
+    );
+    if g.incomplete > 0 {
+        row.push_str(&format!("  ({} incomplete)", g.incomplete));
+    }
+    row
+}
+
+/// A ratio with two decimals, or "inf".
+fn ratio(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.2}")
+    } else {
+        "inf".into()
+    }
 }
 
 /// A scenario name made safe for a file name.

@@ -2,12 +2,15 @@
 //! zone, loss, joins, departures and crashes, seeded randomness, and a trace of everything
 //! that happened.
 //!
-//! Each node's uplink serialises the bytes it sends at the node's rate, in the order they are
-//! sent; each downlink serialises what arrives, in the order it arrives; every transfer also
-//! takes the latency between the two nodes' zones. A transmission is store-and-forward: it
-//! reaches the downlink once all of it has left the uplink (a batch of frames, usually a block
-//! or two), so a round trip is a little longer than on a real, pipelined network. A lossy link
-//! is capped at the throughput TCP sustains at that loss and round trip (the Mathis formula).
+//! Each node's uplink and downlink are shared fairly among its links ([`crate::fair`]): what a
+//! node sends is cut into units (a block, or a run of small frames), and at every instant each
+//! link with a unit to send gets an equal share of the node's upload rate; the receiver's
+//! downlink shares its rate the same way among the links whose units arrived. Within a link,
+//! units go in order. Every unit also takes the latency between the two nodes' zones. A unit is
+//! store-and-forward: it reaches the downlink once all of it has left the uplink, so a round
+//! trip is a little longer than on a real, pipelined network. A lossy link is capped at the
+//! throughput TCP sustains at that loss and round trip (the Mathis formula); while a link
+//! waits for its cap, the other links share the uplink.
 //! Nothing here reads a clock: time advances from event to event, so a run is a pure function
 //! of its inputs and seed.
 //!
@@ -24,6 +27,7 @@ use std::{
 };
 
 use bytes::Bytes;
+use crate::fair::SharedLink;
 use pollen_core::{
     Bitfield, Instant, Manifest, ManifestBuilder, PeerId, Ticket,
     swarm::{Action, Event, LinkId, Swarm, SwarmConfig},
@@ -75,8 +79,6 @@ enum State {
 struct LinkEnd {
     peer: NodeId,
     peer_link: LinkId,
-    /// When the link's own throughput cap (from loss) frees up, sending from our end.
-    free_at: Instant,
 }
 
 /// One simulated node.
@@ -89,10 +91,14 @@ struct Node {
     state: State,
     /// Whether it started with the whole artifact.
     origin: bool,
-    up_free_at: Instant,
-    down_free_at: Instant,
-    /// Time the uplink spent sending.
-    up_busy: Duration,
+    /// The uplink, carrying units to links.
+    up: SharedLink<Unit>,
+    /// Numbers the uplink's `UpDone` events; only the latest counts.
+    up_epoch: u64,
+    /// The downlink, carrying units that arrived from links.
+    down: SharedLink<Unit>,
+    /// Numbers the downlink's `DownDone` events; only the latest counts.
+    down_epoch: u64,
     links: BTreeMap<LinkId, LinkEnd>,
     next_link: u64,
     timer: Option<Instant>,
@@ -110,19 +116,40 @@ enum Item {
     Block { piece: u32, offset: u32, len: u32 },
 }
 
+/// What a link carries through an uplink or downlink at once: a block, or a run of frames.
+#[derive(Debug)]
+struct Unit {
+    items: Vec<Item>,
+    /// Bytes on the wire.
+    len: u64,
+}
+
+/// Units are cut once they hold this many bytes (a block always ends one).
+const UNIT_BYTES: u64 = 16 * 1024;
+
 /// Something scheduled to happen.
 #[derive(Debug)]
 enum Ev {
+    /// A node's uplink finishes a unit, unless it changed since (`epoch`).
+    UpDone {
+        node: NodeId,
+        epoch: u64,
+    },
+    /// A lossy link's cap lets its next unit go.
+    Resume {
+        node: NodeId,
+        link: LinkId,
+    },
+    /// A unit reached a node's downlink.
     Arrive {
         to: NodeId,
         link: LinkId,
-        items: Vec<Item>,
-        len: u64,
+        unit: Unit,
     },
-    Deliver {
-        to: NodeId,
-        link: LinkId,
-        items: Vec<Item>,
+    /// A node's downlink finishes a unit, unless it changed since (`epoch`).
+    DownDone {
+        node: NodeId,
+        epoch: u64,
     },
     Disconnected {
         node: NodeId,
@@ -406,9 +433,10 @@ impl Net {
             zone: 0,
             state: State::Active,
             origin: false,
-            up_free_at: self.now,
-            down_free_at: self.now,
-            up_busy: Duration::ZERO,
+            up: SharedLink::new(capacity.up, self.now),
+            up_epoch: 0,
+            down: SharedLink::new(capacity.down, self.now),
+            down_epoch: 0,
             links: BTreeMap::new(),
             next_link: 0,
             timer: None,
@@ -431,7 +459,6 @@ impl Net {
             LinkEnd {
                 peer: b,
                 peer_link: lb,
-                free_at: now,
             },
         );
         self.nodes[b].links.insert(
@@ -439,7 +466,6 @@ impl Net {
             LinkEnd {
                 peer: a,
                 peer_link: la,
-                free_at: now,
             },
         );
         self.nodes[a].swarm.handle_connected(now, la);
@@ -501,17 +527,31 @@ impl Net {
             };
             self.now = at;
             match ev {
-                Ev::Arrive {
-                    to,
-                    link,
-                    items,
-                    len,
-                } => self.arrive(to, link, items, len),
-                Ev::Deliver { to, link, items } => self.deliver(to, link, items),
+                Ev::UpDone { node, epoch } => {
+                    if self.nodes[node].up_epoch == epoch {
+                        self.sent(node);
+                    }
+                }
+                Ev::Resume { node, link } => {
+                    if self.nodes[node].state == State::Active {
+                        self.nodes[node].up.resume(at, link);
+                        self.schedule_up(node);
+                    }
+                }
+                Ev::Arrive { to, link, unit } => self.arrive(to, link, unit),
+                Ev::DownDone { node, epoch } => {
+                    if self.nodes[node].down_epoch == epoch {
+                        self.received(node);
+                    }
+                }
                 Ev::Disconnected { node, link } => {
                     if self.nodes[node].state == State::Active
                         && self.nodes[node].links.remove(&link).is_some()
                     {
+                        self.nodes[node].up.remove(at, link);
+                        self.nodes[node].down.remove(at, link);
+                        self.schedule_up(node);
+                        self.schedule_down(node);
                         self.nodes[node].swarm.handle_disconnected(at, link);
                         self.drain(node);
                     }
@@ -578,6 +618,11 @@ impl Net {
         }
         n.state = how;
         n.timer = None;
+        n.up.clear(self.now);
+        n.down.clear(self.now);
+        // Pending UpDone and DownDone events no longer count.
+        n.up_epoch += 1;
+        n.down_epoch += 1;
         if n.completed_at.is_none() {
             self.unfinished -= 1;
         }
@@ -630,8 +675,8 @@ impl Net {
             let mut progressed = false;
             while let Some((link, segments)) = self.nodes[id].swarm.poll_transmit() {
                 progressed = true;
-                let (items, len) = self.items(id, segments);
-                self.transmit(id, link, items, len);
+                let items = self.items(id, segments);
+                self.transmit(id, link, items);
             }
             while let Some(action) = self.nodes[id].swarm.poll_action() {
                 progressed = true;
@@ -656,7 +701,7 @@ impl Net {
 
     /// The frames a node sends, after its behavior had its way with them, and their length
     /// on the wire.
-    fn items(&self, id: NodeId, segments: Vec<Bytes>) -> (Vec<Item>, u64) {
+    fn items(&self, id: NodeId, segments: Vec<Bytes>) -> Vec<Item> {
         let behavior = self.nodes[id].behavior;
         if self.zeros.is_some() {
             let items = split_items(&segments)
@@ -669,8 +714,7 @@ impl Net {
                     _ => true,
                 })
                 .collect::<Vec<_>>();
-            let len = items.iter().map(wire_len).sum();
-            return (items, len);
+            return items;
         }
         let mut bytes: Vec<u8> = segments.concat();
         match behavior {
@@ -679,7 +723,6 @@ impl Net {
             Behavior::WithholdBlocks => bytes = without_kind(&bytes, Kind::Block),
             Behavior::WithholdManifest => bytes = without_kind(&bytes, Kind::ManifestPart),
         }
-        let len = bytes.len() as u64;
         let bytes = Bytes::from(bytes);
         let mut items = Vec::new();
         let mut at = 0;
@@ -687,7 +730,7 @@ impl Net {
             items.push(Item::Frame(bytes.slice_ref(body)));
             at += used;
         }
-        (items, len)
+        items
     }
 
     fn act(&mut self, id: NodeId, action: Action) {
@@ -733,6 +776,10 @@ impl Net {
             Action::StoreManifest(_) => {}
             Action::Disconnect { link, .. } => {
                 if let Some(end) = self.nodes[id].links.remove(&link) {
+                    self.nodes[id].up.remove(self.now, link);
+                    self.nodes[id].down.remove(self.now, link);
+                    self.schedule_up(id);
+                    self.schedule_down(id);
                     let at = self.now + self.latency_between(id, end.peer);
                     self.schedule(
                         at,
@@ -783,56 +830,122 @@ impl Net {
         }
     }
 
-    /// Sends `len` bytes over the sender's uplink, the link (capped by loss), the latency, and
-    /// the receiver's downlink.
-    fn transmit(&mut self, from: NodeId, link: LinkId, items: Vec<Item>, len: u64) {
+    /// Queues what a node sends on a link at its uplink, cut into units.
+    fn transmit(&mut self, from: NodeId, link: LinkId, items: Vec<Item>) {
+        if !self.nodes[from].links.contains_key(&link) {
+            return;
+        }
+        let now = self.now;
+        let mut unit = Unit {
+            items: Vec::new(),
+            len: 0,
+        };
+        for item in items {
+            let block = matches!(item, Item::Block { .. });
+            unit.len += wire_len_of(&item);
+            unit.items.push(item);
+            if block || unit.len >= UNIT_BYTES {
+                let full = std::mem::replace(
+                    &mut unit,
+                    Unit {
+                        items: Vec::new(),
+                        len: 0,
+                    },
+                );
+                self.nodes[from].up.push(now, link, full.len, full);
+            }
+        }
+        if !unit.items.is_empty() {
+            self.nodes[from].up.push(now, link, unit.len, unit);
+        }
+        self.schedule_up(from);
+    }
+
+    /// Schedules the uplink's next finish (superseding any scheduled before).
+    fn schedule_up(&mut self, node: NodeId) {
+        let n = &mut self.nodes[node];
+        n.up_epoch += 1;
+        let epoch = n.up_epoch;
+        if let Some(at) = n.up.next_done() {
+            self.schedule(at, Ev::UpDone { node, epoch });
+        }
+    }
+
+    /// Schedules the downlink's next finish (superseding any scheduled before).
+    fn schedule_down(&mut self, node: NodeId) {
+        let n = &mut self.nodes[node];
+        n.down_epoch += 1;
+        let epoch = n.down_epoch;
+        if let Some(at) = n.down.next_done() {
+            self.schedule(at, Ev::DownDone { node, epoch });
+        }
+    }
+
+    /// A unit left the sender's uplink: it reaches the peer's downlink after the link's loss
+    /// cap (if any) and the latency.
+    fn sent(&mut self, from: NodeId) {
+        let now = self.now;
+        let Some(done) = self.nodes[from].up.complete(now) else {
+            return;
+        };
+        let link = done.flow;
         let Some(&end) = self.nodes[from].links.get(&link) else {
+            // Closed links' units are dropped when they close.
+            self.schedule_up(from);
             return;
         };
         let to = end.peer;
-        let latency = self.latency_between(from, to);
+        let len = done.len;
+        self.nodes[from].bytes_sent += len;
         if self.nodes[from].zone != self.nodes[to].zone {
             self.cross_zone_bytes += len;
         }
-        let now = self.now;
-        let sender = &mut self.nodes[from];
-        sender.bytes_sent += len;
-        let up = transfer_time(len, sender.capacity.up);
-        sender.up_busy += up;
-        let mut sent = sender.up_free_at.max(now) + up;
-        sender.up_free_at = sent;
+        let latency = self.latency_between(from, to);
+        let mut through = now;
         if self.loss > 0.0 {
             let rtt = 2.0 * latency.as_secs_f64().max(1e-4);
             let cap = (1.22 * MSS / (rtt * self.loss.sqrt())) as u64;
-            sent = sent.max(end.free_at.max(now) + transfer_time(len, cap));
-            if let Some(e) = self.nodes[from].links.get_mut(&link) {
-                e.free_at = sent;
-            }
+            through = through.max(done.started + transfer_time(len, cap));
         }
+        if through > now {
+            self.schedule(through, Ev::Resume { node: from, link });
+        } else {
+            self.nodes[from].up.resume(now, link);
+        }
+        self.schedule_up(from);
         if self.nodes[to].state == State::Crashed {
             // Nobody reads; the bytes still left the sender.
             return;
         }
-        // The receiver's downlink takes transfers in the order they arrive, so its queue is
-        // settled on arrival (a slow sender's late bytes must not hold up a fast one's).
         self.schedule(
-            sent + latency,
+            through + latency,
             Ev::Arrive {
                 to,
                 link: end.peer_link,
-                items,
-                len,
+                unit: done.unit,
             },
         );
     }
 
-    /// Bytes reached the receiver's downlink: queue them there, then deliver.
-    fn arrive(&mut self, to: NodeId, link: LinkId, items: Vec<Item>, len: u64) {
-        let receiver = &mut self.nodes[to];
-        let start = receiver.down_free_at.max(self.now);
-        let received = start + transfer_time(len, receiver.capacity.down);
-        receiver.down_free_at = received;
-        self.schedule(received, Ev::Deliver { to, link, items });
+    /// A unit reached the receiver's downlink: it shares the downlink with the others.
+    fn arrive(&mut self, to: NodeId, link: LinkId, unit: Unit) {
+        if self.nodes[to].state != State::Active || !self.nodes[to].links.contains_key(&link) {
+            return;
+        }
+        let now = self.now;
+        self.nodes[to].down.push(now, link, unit.len, unit);
+        self.schedule_down(to);
+    }
+
+    /// A unit went through the receiver's downlink: deliver it.
+    fn received(&mut self, to: NodeId) {
+        let now = self.now;
+        let Some(done) = self.nodes[to].down.complete(now) else {
+            return;
+        };
+        self.nodes[to].down.resume(now, done.flow);
+        self.schedule_down(to);
+        self.deliver(to, done.flow, done.unit.items);
     }
 
     fn schedule(&mut self, at: Instant, ev: Ev) {
@@ -888,7 +1001,7 @@ impl Net {
 
     /// How long a node's uplink was busy sending.
     pub fn upload_busy(&self, node: NodeId) -> Duration {
-        self.nodes[node].up_busy
+        self.nodes[node].up.busy_time(self.now)
     }
 
     /// A node's swarm.
@@ -997,7 +1110,7 @@ fn split_items(segments: &[Bytes]) -> Vec<Item> {
 }
 
 /// Bytes an item takes on the wire.
-fn wire_len(item: &Item) -> u64 {
+fn wire_len_of(item: &Item) -> u64 {
     match item {
         Item::Frame(body) => (LEN_PREFIX + body.len()) as u64,
         // A block header is at most 16 bytes; its exact size does not matter here.

@@ -51,6 +51,25 @@ pub struct Report {
     pub single_origin: f64,
     /// Simulated seconds the run covered.
     pub simulated_s: f64,
+    /// The same times per group of peers, in the scenario's order (empty with one group).
+    pub groups: Vec<GroupReport>,
+}
+
+/// Completion times of one group of peers, over the run's `t_min_s`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct GroupReport {
+    /// The group's capacities and zone, as the scenario gives them.
+    pub label: String,
+    /// Peers in the group (those that left or crashed included).
+    pub peers: usize,
+    /// Median over the group's peers that stayed.
+    pub p50: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Slowest.
+    pub max: f64,
+    /// Peers of the group that stayed but had not completed.
+    pub incomplete: usize,
 }
 
 /// Runs `scenario` with `peers` peers. `progress` is called now and then with the simulated
@@ -83,8 +102,15 @@ pub fn run(scenario: &Scenario, peers: usize, mut progress: impl FnMut(Duration,
     }
     let ticket = ticket.expect("a checked scenario has an origin");
     let mut peer_ids = Vec::new();
-    for (group, count) in scenario.groups.iter().zip(scenario.group_counts(peers)) {
+    let mut group_of = Vec::new();
+    for (g, (group, count)) in scenario
+        .groups
+        .iter()
+        .zip(scenario.group_counts(peers))
+        .enumerate()
+    {
         for _ in 0..count {
+            group_of.push(g);
             let id = net.add_peer(
                 &ticket,
                 capacity(group.up_mb_s, group.down_mb_s),
@@ -155,15 +181,10 @@ pub fn run(scenario: &Scenario, peers: usize, mut progress: impl FnMut(Duration,
     }
 
     let stayed: Vec<NodeId> = peer_ids.iter().copied().filter(|&p| !gone[p]).collect();
-    let mut times: Vec<f64> = stayed
-        .iter()
-        .filter_map(|&p| {
-            net.completed_at(p)
-                .map(|t| t.saturating_since(joined_at[p]).as_secs_f64())
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    let incomplete = stayed.len() - times.len();
+    let completion = |p: NodeId| {
+        net.completed_at(p)
+            .map(|t| t.saturating_since(joined_at[p]).as_secs_f64())
+    };
 
     let f = size as f64;
     let u_s: f64 = origins.iter().map(|&o| net.capacity(o).up as f64).sum();
@@ -176,12 +197,33 @@ pub fn run(scenario: &Scenario, peers: usize, mut progress: impl FnMut(Duration,
     let t_min = (f / u_s).max(f / d_min).max(n * f / (u_s + u_peers));
     let single = (n * f / u_s).max(f / d_min);
     let end = net.now().saturating_since(Instant::ZERO).as_secs_f64();
-    let percentile = |q: f64| -> f64 {
-        if times.is_empty() || incomplete > 0 && q * stayed.len() as f64 > times.len() as f64 {
-            return f64::INFINITY;
-        }
-        let rank = ((q * stayed.len() as f64).ceil() as usize).clamp(1, times.len());
-        times[rank - 1] / t_min
+    let all = Times::of(stayed.iter().map(|&p| completion(p)), t_min);
+    let groups = if scenario.groups.len() > 1 {
+        scenario
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(g, group)| {
+                let members = || {
+                    peer_ids
+                        .iter()
+                        .zip(&group_of)
+                        .filter(move |&(_, &of)| of == g)
+                        .map(|(&p, _)| p)
+                };
+                let t = Times::of(members().filter(|&p| !gone[p]).map(completion), t_min);
+                GroupReport {
+                    label: group_label(group),
+                    peers: members().count(),
+                    p50: t.percentile(0.5),
+                    p99: t.percentile(0.99),
+                    max: t.max(),
+                    incomplete: t.incomplete,
+                }
+            })
+            .collect()
+    } else {
+        Vec::new()
     };
     let nodes = origins.iter().chain(&peer_ids);
     let utilisation = if end > 0.0 {
@@ -205,20 +247,68 @@ pub fn run(scenario: &Scenario, peers: usize, mut progress: impl FnMut(Duration,
             .manifest()
             .map_or(0, |m| m.layout().piece_size()),
         t_min_s: t_min,
-        p50: percentile(0.5),
-        p99: percentile(0.99),
-        max: if incomplete > 0 {
-            f64::INFINITY
-        } else {
-            times.last().map_or(f64::INFINITY, |t| t / t_min)
-        },
+        p50: all.percentile(0.5),
+        p99: all.percentile(0.99),
+        max: all.max(),
         origin_copies: origin_bytes as f64 / f,
         cross_zone_copies: net.cross_zone_bytes() as f64 / f,
         upload_utilisation: utilisation,
-        incomplete,
+        incomplete: all.incomplete,
         single_origin: single / t_min,
         simulated_s: end,
+        groups,
     }
+}
+
+/// Completion times of a set of peers that stayed, sorted, as ratios to T_min.
+struct Times {
+    /// Ratios of those that completed.
+    done: Vec<f64>,
+    /// Those that did not.
+    incomplete: usize,
+}
+
+impl Times {
+    fn of(times: impl Iterator<Item = Option<f64>>, t_min: f64) -> Self {
+        let mut done = Vec::new();
+        let mut incomplete = 0;
+        for t in times {
+            match t {
+                Some(t) => done.push(t / t_min),
+                None => incomplete += 1,
+            }
+        }
+        done.sort_by(f64::total_cmp);
+        Self { done, incomplete }
+    }
+
+    /// The `q` quantile, infinite if it falls among the incomplete.
+    fn percentile(&self, q: f64) -> f64 {
+        let all = self.done.len() + self.incomplete;
+        if self.done.is_empty() || q * all as f64 > self.done.len() as f64 {
+            return f64::INFINITY;
+        }
+        let rank = ((q * all as f64).ceil() as usize).clamp(1, self.done.len());
+        self.done[rank - 1]
+    }
+
+    /// The slowest, infinite if any did not complete.
+    fn max(&self) -> f64 {
+        if self.incomplete > 0 {
+            return f64::INFINITY;
+        }
+        self.done.last().copied().unwrap_or(f64::INFINITY)
+    }
+}
+
+/// A group's capacities and zone, e.g. "12.5/50 MB/s us".
+fn group_label(g: &crate::scenario::Group) -> String {
+    let mut label = format!("{}/{} MB/s", g.up_mb_s, g.down_mb_s);
+    if let Some(zone) = &g.zone {
+        label.push(' ');
+        label.push_str(zone);
+    }
+    label
 }
 
 fn ms(v: f64) -> Duration {

@@ -1,0 +1,285 @@
+//! A node's uplink or downlink, shared fairly among its flows (links) by processor sharing:
+//! every flow with something to send gets an equal share of the rate at every instant, as
+//! per-flow fair queueing (Linux `fq`, `fq_codel`) gives TCP flows packet by packet. A flow
+//! with little to send (a request, a have) is through in the time its own bytes take at its
+//! share, never behind another flow's backlog. Within a flow, units go one at a time, in
+//! order.
+//!
+//! The share is kept as virtual time: the bytes each busy flow has been given since the
+//! start, which grows at rate / busy flows. A unit entering service finishes when virtual
+//! time reaches its start plus its length, so the next unit to finish is the one with the
+//! least finish tag, and its real finish time follows from the current number of busy flows.
+//! Integer arithmetic throughout, so runs are exact and repeatable.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use pollen_core::{Instant, swarm::LinkId};
+
+/// Virtual time is in bytes times this (micro-bytes), so that a microsecond of any rate
+/// advances it by a whole number.
+const SCALE: u128 = 1_000_000;
+
+/// A unit in service: what it carries, its length, and when it entered service.
+#[derive(Debug)]
+struct Head<T> {
+    unit: T,
+    len: u64,
+    started: Instant,
+}
+
+/// A link of `rate` bytes per second shared among flows carrying units of type `T`.
+#[derive(Debug)]
+pub struct SharedLink<T> {
+    rate: u64,
+    /// Virtual time: micro-bytes given to each busy flow so far.
+    vtime: u128,
+    /// When `vtime` was last brought up to date.
+    last: Instant,
+    /// Units in service, one per busy flow, by finish tag.
+    heads: BTreeMap<(u128, LinkId), Head<T>>,
+    /// The finish tag of each busy flow's unit.
+    busy: BTreeMap<LinkId, u128>,
+    /// Units queued behind each flow's unit in service (or behind a hold).
+    waiting: BTreeMap<LinkId, VecDeque<(T, u64)>>,
+    /// Flows that may not start their next unit until resumed.
+    held: BTreeSet<LinkId>,
+    /// Time with at least one busy flow.
+    busy_time: Duration,
+}
+
+/// A unit that went through.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Done<T> {
+    /// Its flow.
+    pub flow: LinkId,
+    /// The unit.
+    pub unit: T,
+    /// Its length, bytes.
+    pub len: u64,
+    /// When it entered service.
+    pub started: Instant,
+}
+
+impl<T> SharedLink<T> {
+    /// An idle link of `rate` bytes per second.
+    pub fn new(rate: u64, now: Instant) -> Self {
+        Self {
+            rate: rate.max(1),
+            vtime: 0,
+            last: now,
+            heads: BTreeMap::new(),
+            busy: BTreeMap::new(),
+            waiting: BTreeMap::new(),
+            held: BTreeSet::new(),
+            busy_time: Duration::ZERO,
+        }
+    }
+
+    /// Queues a unit of `len` bytes on `flow`; it enters service at once unless the flow is
+    /// busy or held.
+    pub fn push(&mut self, now: Instant, flow: LinkId, len: u64, unit: T) {
+        self.advance(now);
+        if self.busy.contains_key(&flow) || self.held.contains(&flow) {
+            self.waiting.entry(flow).or_default().push_back((unit, len));
+        } else {
+            self.start(now, flow, unit, len);
+        }
+    }
+
+    /// When the next unit finishes, if any is in service.
+    pub fn next_done(&self) -> Option<Instant> {
+        let (&(finish, _), _) = self.heads.first_key_value()?;
+        let left = finish.saturating_sub(self.vtime);
+        let flows = self.busy.len() as u128;
+        let rate = u128::from(self.rate);
+        let micros = (left * flows).div_ceil(rate);
+        Some(self.last + Duration::from_micros(u64::try_from(micros).unwrap_or(u64::MAX)))
+    }
+
+    /// Finishes the unit due next (call at [`SharedLink::next_done`]). Its flow is held until
+    /// [`SharedLink::resume`]d.
+    pub fn complete(&mut self, now: Instant) -> Option<Done<T>> {
+        self.advance(now);
+        let ((finish, flow), head) = self.heads.pop_first()?;
+        self.busy.remove(&flow);
+        // Rounding of the real time may leave virtual time a hair short of the tag.
+        self.vtime = self.vtime.max(finish);
+        self.held.insert(flow);
+        Some(Done {
+            flow,
+            unit: head.unit,
+            len: head.len,
+            started: head.started,
+        })
+    }
+
+    /// Lets a held flow start its next unit.
+    pub fn resume(&mut self, now: Instant, flow: LinkId) {
+        self.advance(now);
+        if !self.held.remove(&flow) || self.busy.contains_key(&flow) {
+            return;
+        }
+        let Some(queue) = self.waiting.get_mut(&flow) else {
+            return;
+        };
+        let Some((unit, len)) = queue.pop_front() else {
+            return;
+        };
+        if queue.is_empty() {
+            self.waiting.remove(&flow);
+        }
+        self.start(now, flow, unit, len);
+    }
+
+    /// Drops everything `flow` has queued or in service.
+    pub fn remove(&mut self, now: Instant, flow: LinkId) {
+        self.advance(now);
+        if let Some(finish) = self.busy.remove(&flow) {
+            self.heads.remove(&(finish, flow));
+        }
+        self.waiting.remove(&flow);
+        self.held.remove(&flow);
+    }
+
+    /// Drops everything.
+    pub fn clear(&mut self, now: Instant) {
+        self.advance(now);
+        self.heads.clear();
+        self.busy.clear();
+        self.waiting.clear();
+        self.held.clear();
+    }
+
+    /// Time with at least one unit in service, up to `now`.
+    pub fn busy_time(&self, now: Instant) -> Duration {
+        if self.busy.is_empty() {
+            self.busy_time
+        } else {
+            self.busy_time + now.saturating_since(self.last)
+        }
+    }
+
+    fn start(&mut self, now: Instant, flow: LinkId, unit: T, len: u64) {
+        let finish = self.vtime + u128::from(len) * SCALE;
+        self.busy.insert(flow, finish);
+        self.heads.insert(
+            (finish, flow),
+            Head {
+                unit,
+                len,
+                started: now,
+            },
+        );
+    }
+
+    /// Brings virtual time up to `now`.
+    fn advance(&mut self, now: Instant) {
+        let elapsed = now.saturating_since(self.last);
+        self.last = self.last.max(now);
+        let flows = self.busy.len() as u128;
+        if flows == 0 || elapsed.is_zero() {
+            return;
+        }
+        self.busy_time += elapsed;
+        // bytes/s × µs = micro-bytes.
+        self.vtime += elapsed.as_micros() * u128::from(self.rate) / flows;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MB: u64 = 1_000_000;
+
+    fn at(ms: u64) -> Instant {
+        Instant::ZERO + Duration::from_millis(ms)
+    }
+
+    /// Runs the link until idle, resuming every flow at once; (flow, unit, finish ms).
+    fn run(link: &mut SharedLink<u32>) -> Vec<(u64, u32, u64)> {
+        let mut out = Vec::new();
+        while let Some(t) = link.next_done() {
+            let done = link.complete(t).expect("a unit is due");
+            link.resume(t, done.flow);
+            out.push((
+                done.flow.0,
+                done.unit,
+                t.saturating_since(Instant::ZERO).as_millis() as u64,
+            ));
+        }
+        out
+    }
+
+    #[test]
+    fn one_flow_gets_the_whole_rate() {
+        let mut link = SharedLink::new(MB, at(0));
+        link.push(at(0), LinkId(1), 100_000, 1);
+        link.push(at(0), LinkId(1), 100_000, 2);
+        assert_eq!(run(&mut link), [(1, 1, 100), (1, 2, 200)]);
+        assert_eq!(link.busy_time(at(300)), Duration::from_millis(200));
+    }
+
+    #[test]
+    fn two_busy_flows_share_the_rate_equally() {
+        let mut link = SharedLink::new(MB, at(0));
+        link.push(at(0), LinkId(1), 100_000, 1);
+        link.push(at(0), LinkId(2), 100_000, 2);
+        // Each at half the rate: both finish after 200 ms.
+        assert_eq!(run(&mut link), [(1, 1, 200), (2, 2, 200)]);
+    }
+
+    #[test]
+    fn a_small_unit_is_not_stuck_behind_a_backlog() {
+        let mut link = SharedLink::new(MB, at(0));
+        for unit in 0..10 {
+            link.push(at(0), LinkId(1), 100_000, unit);
+        }
+        link.push(at(50), LinkId(2), 1_000, 100);
+        let order = run(&mut link);
+        // 1 kB at half of 1 MB/s: 2 ms after it arrived.
+        assert_eq!(order[0], (2, 100, 52));
+        // The backlog lost only what the small unit took.
+        assert_eq!(order.last(), Some(&(1, 9, 1001)));
+    }
+
+    #[test]
+    fn a_late_flow_slows_the_busy_one() {
+        let mut link = SharedLink::new(MB, at(0));
+        link.push(at(0), LinkId(1), 100_000, 1);
+        link.push(at(50), LinkId(2), 100_000, 2);
+        // Flow 1: 50 kB alone by 50 ms, the other 50 kB at half rate: 150 ms. Flow 2: 50 kB
+        // by then, the rest alone: 200 ms.
+        assert_eq!(run(&mut link), [(1, 1, 150), (2, 2, 200)]);
+    }
+
+    #[test]
+    fn a_held_flow_waits_for_resume() {
+        let mut link = SharedLink::new(MB, at(0));
+        link.push(at(0), LinkId(1), 100_000, 1);
+        link.push(at(0), LinkId(1), 100_000, 2);
+        let t = link.next_done().expect("busy");
+        let done = link.complete(t).expect("due");
+        assert_eq!((done.flow, done.unit, done.len), (LinkId(1), 1, 100_000));
+        assert_eq!(done.started, at(0));
+        assert_eq!(link.next_done(), None);
+        link.push(at(150), LinkId(1), 100_000, 3);
+        assert_eq!(link.next_done(), None);
+        link.resume(at(200), LinkId(1));
+        assert_eq!(run(&mut link), [(1, 2, 300), (1, 3, 400)]);
+    }
+
+    #[test]
+    fn a_removed_flow_frees_its_share() {
+        let mut link = SharedLink::new(MB, at(0));
+        link.push(at(0), LinkId(1), 100_000, 1);
+        link.push(at(0), LinkId(2), 100_000, 2);
+        link.push(at(0), LinkId(2), 100_000, 3);
+        link.remove(at(100), LinkId(2));
+        // 50 kB left for flow 1, alone from 100 ms.
+        assert_eq!(run(&mut link), [(1, 1, 150)]);
+        link.clear(at(200));
+        assert_eq!(link.next_done(), None);
+    }
+}
