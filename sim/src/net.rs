@@ -21,13 +21,13 @@
 //! which is what lets thousands of nodes move gigabytes.
 
 use std::{
-    cmp::{Ordering, Reverse},
+    cmp::Reverse,
     collections::{BTreeMap, BinaryHeap},
     time::Duration,
 };
 
-use bytes::Bytes;
 use crate::fair::SharedLink;
+use bytes::Bytes;
 use pollen_core::{
     Bitfield, Instant, Manifest, ManifestBuilder, PeerId, Ticket,
     swarm::{Action, Event, LinkId, Swarm, SwarmConfig},
@@ -93,12 +93,12 @@ struct Node {
     origin: bool,
     /// The uplink, carrying units to links.
     up: SharedLink<Unit>,
-    /// Numbers the uplink's `UpDone` events; only the latest counts.
-    up_epoch: u64,
+    /// When the uplink's `UpDone` event that counts is due: the earliest scheduled.
+    up_wake: Option<Instant>,
     /// The downlink, carrying units that arrived from links.
     down: SharedLink<Unit>,
-    /// Numbers the downlink's `DownDone` events; only the latest counts.
-    down_epoch: u64,
+    /// When the downlink's `DownDone` event that counts is due.
+    down_wake: Option<Instant>,
     links: BTreeMap<LinkId, LinkEnd>,
     next_link: u64,
     timer: Option<Instant>,
@@ -112,8 +112,14 @@ struct Node {
 enum Item {
     /// A whole frame body.
     Frame(Bytes),
-    /// A block whose data is not carried (lengths-only payloads).
-    Block { piece: u32, offset: u32, len: u32 },
+    /// A block whose data is not carried (lengths-only payloads); `header` is its frame's
+    /// bytes before the data.
+    Block {
+        piece: u32,
+        offset: u32,
+        len: u32,
+        header: u32,
+    },
 }
 
 /// What a link carries through an uplink or downlink at once: a block, or a run of frames.
@@ -130,10 +136,10 @@ const UNIT_BYTES: u64 = 16 * 1024;
 /// Something scheduled to happen.
 #[derive(Debug)]
 enum Ev {
-    /// A node's uplink finishes a unit, unless it changed since (`epoch`).
+    /// A node's uplink may finish a unit (if it is the node's `up_wake`; shares change, so
+    /// an event may come early and is then scheduled again).
     UpDone {
         node: NodeId,
-        epoch: u64,
     },
     /// A lossy link's cap lets its next unit go.
     Resume {
@@ -146,10 +152,9 @@ enum Ev {
         link: LinkId,
         unit: Unit,
     },
-    /// A node's downlink finishes a unit, unless it changed since (`epoch`).
+    /// A node's downlink may finish a unit (as `UpDone`).
     DownDone {
         node: NodeId,
-        epoch: u64,
     },
     Disconnected {
         node: NodeId,
@@ -170,33 +175,9 @@ enum Ev {
     },
 }
 
-/// An event and when it happens; ordered by time, then by scheduling order.
-#[derive(Debug)]
-struct Scheduled {
-    at: Instant,
-    seq: u64,
-    ev: Ev,
-}
-
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-
-impl Eq for Scheduled {}
-
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Scheduled {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
-}
+/// When an event happens, its scheduling order (ties go first-scheduled first) and its slot
+/// in `Net::events`; kept small, since the queue moves these around.
+type Scheduled = (Instant, u64, u32);
 
 /// How long after a crash its peers' TCP keepalive gives up on the links.
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -212,6 +193,10 @@ pub struct Net {
     loss: f64,
     nodes: Vec<Node>,
     queue: BinaryHeap<Reverse<Scheduled>>,
+    /// The events the queue refers to, by slot; `None` for a free slot.
+    events: Vec<Option<Ev>>,
+    /// Free slots of `events`.
+    free: Vec<u32>,
     seq: u64,
     rng: Xoshiro256PlusPlus,
     trace: blake3::Hasher,
@@ -231,7 +216,17 @@ pub struct Net {
     /// Whether origins added from now on refuse to resend what peers can spread
     /// ([`SwarmConfig::spread_first`]).
     spread_first: bool,
+    /// The send window of nodes added from now on ([`SwarmConfig::send_window`]).
+    send_window: Option<u64>,
+    /// The upload rate per slot of nodes added from now on ([`SwarmConfig::slot_rate`]).
+    slot_rate: Option<u64>,
 }
+
+/// The send window nodes use unless told otherwise: two blocks of the default size.
+pub const DEFAULT_SEND_WINDOW: u64 = 256 * 1024;
+
+/// The upload rate per slot nodes use unless told otherwise, bytes per second.
+pub const DEFAULT_SLOT_RATE: u64 = 2_000_000;
 
 impl Net {
     /// An empty network with one-way `latency` between any two nodes, moving real bytes.
@@ -243,6 +238,8 @@ impl Net {
             loss: 0.0,
             nodes: Vec::new(),
             queue: BinaryHeap::new(),
+            events: Vec::new(),
+            free: Vec::new(),
             seq: 0,
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
             trace: blake3::Hasher::new(),
@@ -254,6 +251,8 @@ impl Net {
             cross_zone_bytes: 0,
             unfinished: 0,
             spread_first: false,
+            send_window: Some(DEFAULT_SEND_WINDOW),
+            slot_rate: Some(DEFAULT_SLOT_RATE),
         }
     }
 
@@ -362,6 +361,18 @@ impl Net {
         (id, ticket)
     }
 
+    /// Sets the send window of the nodes added from now on (`None`: everything a swarm
+    /// sends is queued on its uplink at once).
+    pub fn set_send_window(&mut self, window: Option<u64>) {
+        self.send_window = window;
+    }
+
+    /// Sets the upload rate per slot of the nodes added from now on (`None`: every node
+    /// uses all its upload slots).
+    pub fn set_slot_rate(&mut self, rate: Option<u64>) {
+        self.slot_rate = rate;
+    }
+
     /// Makes the origins added from now on refuse to send a piece again while a linked peer
     /// holds it ([`SwarmConfig::spread_first`]).
     pub fn set_spread_first(&mut self, on: bool) {
@@ -411,7 +422,10 @@ impl Net {
         for chunk in id.chunks_mut(8) {
             chunk.copy_from_slice(&self.rng.next_u64().to_le_bytes());
         }
-        SwarmConfig::new(PeerId::from_bytes(id))
+        let mut cfg = SwarmConfig::new(PeerId::from_bytes(id));
+        cfg.send_window = self.send_window;
+        cfg.slot_rate = self.slot_rate;
+        cfg
     }
 
     fn push(
@@ -434,9 +448,9 @@ impl Net {
             state: State::Active,
             origin: false,
             up: SharedLink::new(capacity.up, self.now),
-            up_epoch: 0,
+            up_wake: None,
             down: SharedLink::new(capacity.down, self.now),
-            down_epoch: 0,
+            down_wake: None,
             links: BTreeMap::new(),
             next_link: 0,
             timer: None,
@@ -519,17 +533,25 @@ impl Net {
         let end = Instant::ZERO + limit;
         while self.unfinished > 0 {
             match self.queue.peek() {
-                Some(Reverse(next)) if next.at <= end => {}
+                Some(Reverse((at, _, _))) if *at <= end => {}
                 _ => break,
             }
-            let Some(Reverse(Scheduled { at, ev, .. })) = self.queue.pop() else {
+            let Some(Reverse((at, _, slot))) = self.queue.pop() else {
                 break;
             };
+            let Some(ev) = self.events[slot as usize].take() else {
+                unreachable!("a queued slot holds its event");
+            };
+            self.free.push(slot);
             self.now = at;
             match ev {
-                Ev::UpDone { node, epoch } => {
-                    if self.nodes[node].up_epoch == epoch {
-                        self.sent(node);
+                Ev::UpDone { node } => {
+                    if self.nodes[node].up_wake == Some(at) {
+                        self.nodes[node].up_wake = None;
+                        if self.nodes[node].up.next_done().is_some_and(|t| t <= at) {
+                            self.sent(node);
+                        }
+                        self.schedule_up(node);
                     }
                 }
                 Ev::Resume { node, link } => {
@@ -539,9 +561,13 @@ impl Net {
                     }
                 }
                 Ev::Arrive { to, link, unit } => self.arrive(to, link, unit),
-                Ev::DownDone { node, epoch } => {
-                    if self.nodes[node].down_epoch == epoch {
-                        self.received(node);
+                Ev::DownDone { node } => {
+                    if self.nodes[node].down_wake == Some(at) {
+                        self.nodes[node].down_wake = None;
+                        if self.nodes[node].down.next_done().is_some_and(|t| t <= at) {
+                            self.received(node);
+                        }
+                        self.schedule_down(node);
                     }
                 }
                 Ev::Disconnected { node, link } => {
@@ -621,8 +647,8 @@ impl Net {
         n.up.clear(self.now);
         n.down.clear(self.now);
         // Pending UpDone and DownDone events no longer count.
-        n.up_epoch += 1;
-        n.down_epoch += 1;
+        n.up_wake = None;
+        n.down_wake = None;
         if n.completed_at.is_none() {
             self.unfinished -= 1;
         }
@@ -649,7 +675,9 @@ impl Net {
         for item in items {
             match item {
                 Item::Frame(body) => self.nodes[to].swarm.handle_frame(self.now, link, body),
-                Item::Block { piece, offset, len } => {
+                Item::Block {
+                    piece, offset, len, ..
+                } => {
                     let data = self.zero_bytes(len as usize);
                     self.nodes[to]
                         .swarm
@@ -861,23 +889,26 @@ impl Net {
         self.schedule_up(from);
     }
 
-    /// Schedules the uplink's next finish (superseding any scheduled before).
+    /// Makes sure an `UpDone` event comes no later than the uplink's next finish. A finish
+    /// that moved later is left to the earlier event, which schedules again.
     fn schedule_up(&mut self, node: NodeId) {
         let n = &mut self.nodes[node];
-        n.up_epoch += 1;
-        let epoch = n.up_epoch;
-        if let Some(at) = n.up.next_done() {
-            self.schedule(at, Ev::UpDone { node, epoch });
+        if let Some(at) = n.up.next_done()
+            && n.up_wake.is_none_or(|w| at < w)
+        {
+            n.up_wake = Some(at);
+            self.schedule(at, Ev::UpDone { node });
         }
     }
 
-    /// Schedules the downlink's next finish (superseding any scheduled before).
+    /// Makes sure a `DownDone` event comes no later than the downlink's next finish.
     fn schedule_down(&mut self, node: NodeId) {
         let n = &mut self.nodes[node];
-        n.down_epoch += 1;
-        let epoch = n.down_epoch;
-        if let Some(at) = n.down.next_done() {
-            self.schedule(at, Ev::DownDone { node, epoch });
+        if let Some(at) = n.down.next_done()
+            && n.down_wake.is_none_or(|w| at < w)
+        {
+            n.down_wake = Some(at);
+            self.schedule(at, Ev::DownDone { node });
         }
     }
 
@@ -897,6 +928,8 @@ impl Net {
         let to = end.peer;
         let len = done.len;
         self.nodes[from].bytes_sent += len;
+        self.nodes[from].swarm.handle_sent(link, len);
+        self.drain(from);
         if self.nodes[from].zone != self.nodes[to].zone {
             self.cross_zone_bytes += len;
         }
@@ -950,11 +983,17 @@ impl Net {
 
     fn schedule(&mut self, at: Instant, ev: Ev) {
         self.seq += 1;
-        self.queue.push(Reverse(Scheduled {
-            at,
-            seq: self.seq,
-            ev,
-        }));
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.events[slot as usize] = Some(ev);
+                slot
+            }
+            None => {
+                self.events.push(Some(ev));
+                u32::try_from(self.events.len() - 1).expect("fewer than 2^32 pending events")
+            }
+        };
+        self.queue.push(Reverse((at, self.seq, slot)));
     }
 
     // ----- results -----
@@ -1099,6 +1138,7 @@ fn split_items(segments: &[Bytes]) -> Vec<Item> {
                         piece: header.block.piece,
                         offset: header.block.offset,
                         len: header.block.len,
+                        header: (seg.len() - at) as u32,
                     });
                     at = seg.len();
                 }
@@ -1113,8 +1153,7 @@ fn split_items(segments: &[Bytes]) -> Vec<Item> {
 fn wire_len_of(item: &Item) -> u64 {
     match item {
         Item::Frame(body) => (LEN_PREFIX + body.len()) as u64,
-        // A block header is at most 16 bytes; its exact size does not matter here.
-        Item::Block { len, .. } => u64::from(*len) + 16,
+        Item::Block { len, header, .. } => u64::from(*len) + u64::from(*header),
     }
 }
 

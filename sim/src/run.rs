@@ -84,6 +84,10 @@ pub fn run(scenario: &Scenario, peers: usize, mut progress: impl FnMut(Duration,
         .inter_zone_latency_ms
         .unwrap_or(scenario.latency_ms)));
     net.set_loss(scenario.loss);
+    net.set_slot_rate(
+        (scenario.slot_rate_mb_s > 0.0).then_some((scenario.slot_rate_mb_s * MB) as u64),
+    );
+    net.set_send_window((scenario.send_window_kib > 0).then_some(scenario.send_window_kib * 1024));
 
     let mut origins = Vec::new();
     let mut ticket = None;

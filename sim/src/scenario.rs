@@ -20,7 +20,9 @@
 //!
 //! Optional: `zone` on origins and groups with `inter_zone_latency_ms`; `loss` (a packet loss
 //! rate for every link); `[churn]` with `leave`, `crash` and `join` fractions of the peers,
-//! at times drawn uniformly from `window_s`; `time_limit_s`.
+//! at times drawn uniformly from `window_s`; `time_limit_s`; `send_window_kib` (the swarm's
+//! send window, `SwarmConfig::send_window`: 256 by default, 0 for none); `slot_rate_mb_s`
+//! (upload rate per slot, `SwarmConfig::slot_rate`: 2 by default, 0 for none).
 
 use std::{collections::BTreeMap, path::Path};
 
@@ -51,6 +53,14 @@ pub struct Scenario {
     /// Packet loss rate of every link, 0 to 1.
     #[serde(default)]
     pub loss: f64,
+    /// Each node's send window in KiB (`SwarmConfig::send_window`); 0 hands everything to the
+    /// uplink at once.
+    #[serde(default = "send_window_kib")]
+    pub send_window_kib: u64,
+    /// Upload rate each upload slot should get, MB/s (`SwarmConfig::slot_rate`); 0 uses
+    /// every slot whatever the rate.
+    #[serde(default = "slot_rate_mb_s")]
+    pub slot_rate_mb_s: f64,
     /// Simulated seconds after which a run stops, finished or not.
     #[serde(default = "day")]
     pub time_limit_s: f64,
@@ -126,6 +136,14 @@ fn one_usize() -> usize {
 fn one_f() -> f64 {
     1.0
 }
+fn slot_rate_mb_s() -> f64 {
+    crate::net::DEFAULT_SLOT_RATE as f64 / 1e6
+}
+
+fn send_window_kib() -> u64 {
+    crate::net::DEFAULT_SEND_WINDOW / 1024
+}
+
 fn five() -> usize {
     5
 }
@@ -173,6 +191,8 @@ pub const MAX_ORIGINS_OR_DEGREE: usize = 1_000;
 pub const ARTIFACT_MIB: (f64, f64) = (1.0 / (1024.0 * 1024.0), 64.0 * 1024.0);
 /// Capacities in MB/s: from 1 kB/s to 1 TB/s.
 pub const CAPACITY_MB_S: (f64, f64) = (0.001, 1e6);
+/// Largest send window, KiB (1 GiB).
+pub const MAX_SEND_WINDOW_KIB: u64 = 1 << 20;
 /// Longest simulated time, seconds (a year); also bounds latencies and churn windows.
 pub const MAX_SECONDS: f64 = 365.0 * 86_400.0;
 
@@ -245,6 +265,15 @@ impl Scenario {
                 "loss must be at least 0 and below 1, not {}",
                 self.loss
             ));
+        }
+        if self.send_window_kib > MAX_SEND_WINDOW_KIB {
+            return Err(format!(
+                "send_window_kib must be at most {MAX_SEND_WINDOW_KIB}, not {}",
+                self.send_window_kib
+            ));
+        }
+        if self.slot_rate_mb_s != 0.0 {
+            within(self.slot_rate_mb_s, CAPACITY_MB_S, "slot_rate_mb_s")?;
         }
         positive(self.time_limit_s, "time_limit_s")?;
         within(self.time_limit_s, (0.0, MAX_SECONDS), "time_limit_s")?;

@@ -46,6 +46,16 @@ pub struct SwarmConfig {
     /// the swarm lacks. Refused pieces are advertised again at the next rechoke, so a peer
     /// whose other sources left still gets them.
     pub spread_first: bool,
+    /// Most bytes handed to the driver on one link and not yet reported sent with
+    /// [`super::Swarm::handle_sent`]; block data beyond it waits in the swarm, so frames sent
+    /// later (requests, haves) overtake it instead of queueing behind a slow uplink's backlog.
+    /// `None` (the default) hands everything out at once, for drivers that do not report.
+    pub send_window: Option<u64>,
+    /// Upload rate each upload slot should get, bytes per second: with it, the slots in use
+    /// follow our measured upload rate (one per `slot_rate`, plus one to grow into, at least
+    /// two, at most `upload_slots`), so a slow uplink serves a few peers well instead of
+    /// many peers slowly. `None` (the default) always uses `upload_slots`.
+    pub slot_rate: Option<u64>,
 }
 
 impl SwarmConfig {
@@ -68,6 +78,8 @@ impl SwarmConfig {
             endgame_duplicates: 2,
             max_pending_bytes: 64 << 20,
             spread_first: false,
+            send_window: None,
+            slot_rate: None,
         }
     }
 }

@@ -44,6 +44,16 @@ impl Outbox {
     }
 }
 
+/// A block served to the peer but held back by the send window: its frame header and the
+/// shared slices of its data.
+#[derive(Debug)]
+pub(crate) struct HeldBlock {
+    pub(crate) block: BlockRef,
+    pub(crate) frame: Vec<Bytes>,
+    /// Bytes on the wire.
+    pub(crate) len: u64,
+}
+
 /// A block we asked for and its deadline.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Outstanding {
@@ -76,6 +86,10 @@ pub(crate) struct Link {
     pub(crate) queued: VecDeque<BlockRef>,
     /// Encoded frames waiting for the driver.
     pub(crate) outbox: Outbox,
+    /// Blocks served but held back until the send window has room (with a window only).
+    pub(crate) held: VecDeque<HeldBlock>,
+    /// Bytes handed to the driver and not yet reported sent (with a window only).
+    pub(crate) in_flight: u64,
     /// Payload bytes received.
     pub(crate) downloaded: u64,
     /// Payload bytes sent.
@@ -135,6 +149,8 @@ impl Link {
             outstanding: VecDeque::new(),
             queued: VecDeque::new(),
             outbox: Outbox::default(),
+            held: VecDeque::new(),
+            in_flight: 0,
             downloaded: 0,
             uploaded: 0,
             rate: RateMeter::default(),

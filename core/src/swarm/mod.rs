@@ -28,7 +28,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 
 pub use check::{CheckedPiece, PieceCheck};
 pub use config::{Action, DisconnectReason, Event, LinkId, LinkStats, SwarmConfig, SwarmStats};
-use link::{Link, Outstanding};
+use link::{HeldBlock, Link, Outstanding};
 use picker::Picker;
 
 use crate::{
@@ -96,6 +96,8 @@ pub struct Swarm {
     complete_reported: bool,
     downloaded: u64,
     uploaded: u64,
+    /// Our upload rate (for [`SwarmConfig::slot_rate`]).
+    upload_rate: link::RateMeter,
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
     /// Links with frames in their outbox, in the order they got them.
@@ -195,6 +197,7 @@ impl Swarm {
             complete_reported: false,
             downloaded: 0,
             uploaded: 0,
+            upload_rate: link::RateMeter::default(),
             actions: VecDeque::new(),
             events: VecDeque::new(),
             ready_links: VecDeque::new(),
@@ -370,6 +373,7 @@ impl Swarm {
                 l.fetch_failed = true;
             }
         }
+        self.fit_slots();
         if now >= self.next_rechoke {
             self.next_rechoke = now + self.cfg.rechoke_interval;
             self.rechoke(now);
@@ -448,15 +452,71 @@ impl Swarm {
 
     /// Bytes to send on a link: one or more whole frames, as segments to send in order (block
     /// data is shared with the piece it comes from, not copied).
+    ///
+    /// With a [`SwarmConfig::send_window`], blocks are handed out while the link's bytes not
+    /// yet reported sent stay within it (one block at least when nothing is in flight), after
+    /// the frames queued so far.
     pub fn poll_transmit(&mut self) -> Option<(LinkId, Vec<Bytes>)> {
         while let Some(link) = self.ready_links.pop_front() {
-            if let Some(l) = self.links.get_mut(&link)
-                && !l.outbox.is_empty()
-            {
-                return Some((link, l.outbox.take()));
+            let Some(l) = self.links.get_mut(&link) else {
+                continue;
+            };
+            let mut out = l.outbox.take();
+            let Some(window) = self.cfg.send_window else {
+                if !out.is_empty() {
+                    return Some((link, out));
+                }
+                continue;
+            };
+            l.in_flight += out.iter().map(|b| b.len() as u64).sum::<u64>();
+            let mut served = Vec::new();
+            while let Some(next) = l.held.front() {
+                if l.in_flight > 0 && l.in_flight + next.len > window {
+                    break;
+                }
+                let Some(held) = l.held.pop_front() else {
+                    break;
+                };
+                l.in_flight += held.len;
+                out.extend(held.frame);
+                served.push(held.block);
+            }
+            for r in served {
+                self.count_served(link, r);
+            }
+            if !out.is_empty() {
+                return Some((link, out));
             }
         }
         None
+    }
+
+    /// The driver put `bytes` of what [`Swarm::poll_transmit`] gave for `link` on the wire
+    /// (only needed with a [`SwarmConfig::send_window`]).
+    pub fn handle_sent(&mut self, link: LinkId, bytes: u64) {
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        l.in_flight = l.in_flight.saturating_sub(bytes);
+        if !l.held.is_empty() {
+            self.ready_links.push_back(link);
+        }
+        self.fit_slots();
+    }
+
+    /// Chokes the peers unchoked longest while more are unchoked than our rate allows.
+    fn fit_slots(&mut self) {
+        if self.cfg.slot_rate.is_none() {
+            return;
+        }
+        let now = self.now;
+        while self.unchoked_count() > self.slots() {
+            let Some(oldest) = self.longest(|l| l.we_unchoked_peer) else {
+                return;
+            };
+            self.set_choke(now, oldest, true);
+        }
+        self.unchoke_waiting(now);
     }
 
     /// The next action for the driver.
@@ -521,6 +581,7 @@ impl Swarm {
             Message::Cancel(r) => {
                 if let Some(l) = self.links.get_mut(&link) {
                     l.queued.retain(|q| *q != r);
+                    l.held.retain(|h| h.block != r);
                 }
             }
             Message::Reject(r) => self.on_reject(now, link, r),
@@ -611,7 +672,7 @@ impl Swarm {
         };
         l.peer_interested = interested;
         if interested {
-            if !l.we_unchoked_peer && self.unchoked_count() < self.cfg.upload_slots {
+            if !l.we_unchoked_peer && self.unchoked_count() < self.slots() {
                 self.set_choke(now, link, false);
             }
         } else if l.we_unchoked_peer {
@@ -634,7 +695,7 @@ impl Swarm {
         };
         if !l.we_unchoked_peer
             || !self.have.contains(r.piece)
-            || l.queued.len() >= self.cfg.max_queued_requests
+            || l.queued.len() + l.held.len() >= self.cfg.max_queued_requests
         {
             self.send(link, &Message::Reject(r));
             return;
@@ -1087,8 +1148,10 @@ impl Swarm {
         l.we_unchoked_peer = !choke;
         l.choke_changed_at = now;
         if choke {
-            // A choke discards the peer's queued requests; it asks again after an unchoke.
+            // A choke discards the peer's queued requests (and blocks not handed out yet); it
+            // asks again after an unchoke.
             l.queued.clear();
+            l.held.clear();
             self.send(link, &Message::Choke);
         } else {
             self.send(link, &Message::Unchoke);
@@ -1097,7 +1160,7 @@ impl Swarm {
 
     /// Fills free upload slots with the interested peers that waited longest.
     fn unchoke_waiting(&mut self, now: Instant) {
-        while self.unchoked_count() < self.cfg.upload_slots {
+        while self.unchoked_count() < self.slots() {
             let Some(next) = self.longest(|l| l.peer_interested && !l.we_unchoked_peer) else {
                 return;
             };
@@ -1120,7 +1183,7 @@ impl Swarm {
         if self
             .longest(|l| l.peer_interested && !l.we_unchoked_peer)
             .is_some()
-            && self.unchoked_count() >= self.cfg.upload_slots
+            && self.unchoked_count() >= self.slots()
             && let Some(oldest) = self.longest(|l| l.we_unchoked_peer)
         {
             self.set_choke(now, oldest, true);
@@ -1203,6 +1266,24 @@ impl Swarm {
                 continue;
             }
             // The block's bytes go out as slices of the cached piece: no copy.
+            if self.cfg.send_window.is_some() {
+                let Some(l) = self.links.get_mut(&link) else {
+                    break;
+                };
+                let len = (header.len() + r.len as usize) as u64;
+                let mut frame = Vec::with_capacity(parts.len() + 1);
+                frame.push(Bytes::from(header));
+                frame.extend(parts);
+                if l.held.is_empty() {
+                    self.ready_links.push_back(link);
+                }
+                l.held.push_back(HeldBlock {
+                    block: r,
+                    frame,
+                    len,
+                });
+                continue;
+            }
             let Some(out) = self.outbox(link) else {
                 break;
             };
@@ -1210,14 +1291,37 @@ impl Swarm {
             for part in parts {
                 out.push_shared(part);
             }
-            if let Some(l) = self.links.get_mut(&link) {
-                l.uploaded += u64::from(r.len);
-            }
-            if let Some(sent) = self.served.get_mut(r.piece as usize) {
-                *sent += u64::from(r.len);
-            }
-            self.uploaded += u64::from(r.len);
+            self.count_served(link, r);
         }
+    }
+
+    /// Upload slots to use now: `upload_slots`, or with a `slot_rate` as many as our upload
+    /// rate gives each that rate, plus one.
+    fn slots(&self) -> usize {
+        let most = self.cfg.upload_slots.max(1);
+        match self.cfg.slot_rate {
+            Some(per_slot) if per_slot > 0 => {
+                let by_rate = usize::try_from(self.upload_rate.per_sec / per_slot)
+                    .unwrap_or(usize::MAX)
+                    .saturating_add(1);
+                by_rate.clamp(2.min(most), most)
+            }
+            _ => most,
+        }
+    }
+
+    /// Counts a block as uploaded once it is handed to the driver.
+    fn count_served(&mut self, link: LinkId, r: BlockRef) {
+        if self.cfg.slot_rate.is_some() {
+            self.upload_rate.record(self.now, u64::from(r.len));
+        }
+        if let Some(l) = self.links.get_mut(&link) {
+            l.uploaded += u64::from(r.len);
+        }
+        if let Some(sent) = self.served.get_mut(r.piece as usize) {
+            *sent += u64::from(r.len);
+        }
+        self.uploaded += u64::from(r.len);
     }
 
     /// Rejects a link's queued requests (for one piece, or all).
