@@ -63,7 +63,7 @@ pub(crate) struct NodeArgs {
     #[arg(long, value_name = "ADDR")]
     pub(crate) join: Vec<SocketAddr>,
     /// Locality label (a rack, a data centre): peers in the same zone are preferred, and an
-    /// artifact crosses between zones about once.
+    /// artifact crosses into a zone about once per 25 of its fetchers (at least once).
     #[arg(long, value_name = "NAME")]
     pub(crate) zone: Option<String>,
     /// A peer to fetch from, for every artifact (repeatable).

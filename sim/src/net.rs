@@ -226,7 +226,7 @@ pub struct Net {
 pub const DEFAULT_SEND_WINDOW: u64 = 256 * 1024;
 
 /// The upload rate per slot nodes use unless told otherwise, bytes per second.
-pub const DEFAULT_SLOT_RATE: u64 = 2_000_000;
+pub const DEFAULT_SLOT_RATE: u64 = 1_000_000;
 
 impl Net {
     /// An empty network with one-way `latency` between any two nodes, moving real bytes.

@@ -1,6 +1,9 @@
 //! One run of a scenario at one peer count, and what it measured.
 
-use std::time::Duration;
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
 
 use pollen_core::Instant;
 use rand_core::{Rng, SeedableRng};
@@ -159,14 +162,28 @@ pub fn run(scenario: &Scenario, peers: usize, mut progress: impl FnMut(Duration,
     for &(node, t) in &late {
         net.join_later(node, t, scenario.degree);
     }
-    for &p in &peer_ids {
-        if !late.iter().any(|&(n, _)| n == p) {
+    let present: Vec<NodeId> = peer_ids
+        .iter()
+        .copied()
+        .filter(|p| !late.iter().any(|&(n, _)| n == *p))
+        .collect();
+    if zones.len() > 1 && scenario.zone_local {
+        link_by_zone(
+            &mut net,
+            &origins,
+            &present,
+            scenario.degree,
+            scenario.fetchers_per_crossing,
+            &mut rng,
+        );
+    } else {
+        for &p in &present {
             for &o in &origins {
                 net.connect(p, o);
             }
         }
+        net.connect_random(scenario.degree + origins.len());
     }
-    net.connect_random(scenario.degree + origins.len());
 
     let limit = Duration::from_secs_f64(scenario.time_limit_s);
     let step = Duration::from_secs(1);
@@ -323,6 +340,88 @@ fn capacity(up_mb_s: f64, down_mb_s: f64) -> Capacity {
     Capacity {
         up: (up_mb_s * MB) as u64,
         down: (down_mb_s * MB) as u64,
+    }
+}
+
+/// Links peers as the node's gossip source choice does: each peer to `degree` random peers of
+/// its own zone and to the origins of its zone; in a zone without an origin, one designated
+/// fetcher per `fetchers_per_crossing` peers (at least one) links to the origins, to the other zones' designated fetchers and to `degree`
+/// random holders in other zones, and the rest of its zone fetches from it and from each
+/// other.
+fn link_by_zone(
+    net: &mut Net,
+    origins: &[NodeId],
+    peers: &[NodeId],
+    degree: usize,
+    fetchers_per_crossing: usize,
+    rng: &mut Xoshiro256PlusPlus,
+) {
+    let mut by_zone: BTreeMap<u16, Vec<NodeId>> = BTreeMap::new();
+    for &p in peers {
+        by_zone.entry(net.zone(p)).or_default().push(p);
+    }
+    let mut t = Topology {
+        linked: BTreeSet::new(),
+        links: vec![0; net.len()],
+    };
+    let mut designated = Vec::new();
+    for (&zone, members) in &by_zone {
+        let local: Vec<NodeId> = origins
+            .iter()
+            .copied()
+            .filter(|&o| net.zone(o) == zone)
+            .collect();
+        if local.is_empty() {
+            let crossing = (members.len() / fetchers_per_crossing.max(1)).max(1);
+            designated.extend(members.iter().take(crossing));
+        }
+        for &p in members {
+            for &o in &local {
+                t.link(net, p, o);
+            }
+            // As `Net::connect_random`: links made by others count.
+            let want = local.len() + degree.min(members.len() - 1);
+            let mut tries = 0;
+            while t.links[p] < want && tries < 10 * members.len() + 100 {
+                tries += 1;
+                let q = members[(rng.next_u64() % members.len() as u64) as usize];
+                t.link(net, p, q);
+            }
+        }
+    }
+    for (i, &d) in designated.iter().enumerate() {
+        for &o in origins {
+            t.link(net, d, o);
+        }
+        for &e in &designated[i + 1..] {
+            t.link(net, d, e);
+        }
+        let elsewhere: Vec<NodeId> = peers
+            .iter()
+            .copied()
+            .filter(|&p| net.zone(p) != net.zone(d))
+            .collect();
+        for _ in 0..degree.min(elsewhere.len()) {
+            let q = elsewhere[(rng.next_u64() % elsewhere.len() as u64) as usize];
+            t.link(net, d, q);
+        }
+    }
+}
+
+/// Links made so far, each pair once.
+struct Topology {
+    linked: BTreeSet<(NodeId, NodeId)>,
+    /// Links per node.
+    links: Vec<usize>,
+}
+
+impl Topology {
+    fn link(&mut self, net: &mut Net, a: NodeId, b: NodeId) {
+        if a != b && self.linked.insert((a.min(b), a.max(b))) {
+            net.connect(a, b);
+            self.links[a] += 1;
+            self.links[b] += 1;
+        }
     }
 }
 

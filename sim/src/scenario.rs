@@ -22,7 +22,10 @@
 //! rate for every link); `[churn]` with `leave`, `crash` and `join` fractions of the peers,
 //! at times drawn uniformly from `window_s`; `time_limit_s`; `send_window_kib` (the swarm's
 //! send window, `SwarmConfig::send_window`: 256 by default, 0 for none); `slot_rate_mb_s`
-//! (upload rate per slot, `SwarmConfig::slot_rate`: 2 by default, 0 for none).
+//! (upload rate per slot, `SwarmConfig::slot_rate`: 1 by default, 0 for none); `zone_local`
+//! (with zones, link within zones and cross them through one fetcher per
+//! `fetchers_per_crossing` (25) of a zone, as the node does: the default; `false` links at
+//! random).
 
 use std::{collections::BTreeMap, path::Path};
 
@@ -53,6 +56,15 @@ pub struct Scenario {
     /// Packet loss rate of every link, 0 to 1.
     #[serde(default)]
     pub loss: f64,
+    /// With zones: link peers as the node's gossip does, within their zone, with one
+    /// designated fetcher per zone crossing to the others (default); `false` links at random
+    /// across zones.
+    #[serde(default = "yes")]
+    pub zone_local: bool,
+    /// With `zone_local`: peers of a zone for each one that fetches from other zones (the
+    /// node's `FETCHERS_PER_CROSSING`, 25, by default).
+    #[serde(default = "fetchers_per_crossing")]
+    pub fetchers_per_crossing: usize,
     /// Each node's send window in KiB (`SwarmConfig::send_window`); 0 hands everything to the
     /// uplink at once.
     #[serde(default = "send_window_kib")]
@@ -136,6 +148,14 @@ fn one_usize() -> usize {
 fn one_f() -> f64 {
     1.0
 }
+fn fetchers_per_crossing() -> usize {
+    25
+}
+
+fn yes() -> bool {
+    true
+}
+
 fn slot_rate_mb_s() -> f64 {
     crate::net::DEFAULT_SLOT_RATE as f64 / 1e6
 }
@@ -248,6 +268,9 @@ impl Scenario {
         }
         if let Some(&n) = self.peers.iter().find(|&&n| n == 0 || n > MAX_PEERS) {
             return Err(format!("a peer count must be 1 to {MAX_PEERS}, not {n}"));
+        }
+        if self.fetchers_per_crossing == 0 {
+            return Err("fetchers_per_crossing must be at least 1".into());
         }
         if self.degree > MAX_ORIGINS_OR_DEGREE {
             return Err(format!(

@@ -110,6 +110,39 @@ fn bytes_between_zones_are_counted() {
 }
 
 #[test]
+fn zone_local_links_cross_zones_through_a_few_fetchers() {
+    // 60 peers, 20 per zone, the origin in zone a: zones b and c each cross through one
+    // fetcher (20 / 25, at least one) instead of every peer linking at random.
+    let groups = (["a", "b", "c"].iter())
+        .map(|z| format!("[[groups]]\nup_mb_s = 5\ndown_mb_s = 20\nzone = \"{z}\"\n"))
+        .collect::<String>();
+    let sixty = |top: &str| {
+        let mut s = scenario(top, &groups);
+        s.peers = vec![60];
+        quiet(&s)
+    };
+    let local = sixty("inter_zone_latency_ms = 30");
+    let random = sixty("inter_zone_latency_ms = 30\nzone_local = false");
+    assert_eq!((local.incomplete, random.incomplete), (0, 0));
+    assert!(local.cross_zone_copies >= 2.0, "{local:?}");
+    assert!(
+        local.cross_zone_copies * 4.0 < random.cross_zone_copies,
+        "{} vs {}",
+        local.cross_zone_copies,
+        random.cross_zone_copies
+    );
+    // Every group is reported, with its zone.
+    let labels: Vec<&str> = local.groups.iter().map(|g| g.label.as_str()).collect();
+    assert_eq!(labels, ["5/20 MB/s a", "5/20 MB/s b", "5/20 MB/s c"]);
+    assert!(
+        local
+            .groups
+            .iter()
+            .all(|g| g.peers == 20 && g.incomplete == 0)
+    );
+}
+
+#[test]
 fn loss_slows_a_transfer_down() {
     let clean = quiet(&scenario("", ONE_GROUP));
     let lossy = quiet(&scenario("loss = 0.02", ONE_GROUP));
