@@ -36,6 +36,13 @@ use crate::{
     store::{Artifact, Store},
 };
 
+/// Bytes a link may have handed to its writer and not yet sent (`SwarmConfig::send_window`).
+const SEND_WINDOW: u64 = 256 * 1024;
+
+/// Upload rate per upload slot, bytes per second (`SwarmConfig::slot_rate`): what the
+/// simulator found best for mixed and lossy links.
+const SLOT_RATE: u64 = 1_000_000;
+
 /// How long a dial may take.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Wait before dialing an address again after a failure or a closed link.
@@ -327,6 +334,9 @@ impl Actor {
     fn config(&mut self) -> (SwarmConfig, u64) {
         let mut cfg = SwarmConfig::new(self.settings.peer_id);
         cfg.listen_port = Some(self.settings.advertise.port());
+        // Every link's writer reports what it sent (`Input::Sent`).
+        cfg.send_window = Some(SEND_WINDOW);
+        cfg.slot_rate = Some(SLOT_RATE);
         self.next_seed = self.next_seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
         (cfg, self.next_seed)
     }
@@ -472,6 +482,14 @@ impl Actor {
                 result,
             } => self.on_dialed(swarm, addr, result),
             Input::Frame(conn, body) => self.on_frame(conn, body),
+            Input::Sent(conn, len) => {
+                if let Some(id) = self.conns.get(&conn).and_then(|c| c.swarm)
+                    && let Some(entry) = self.entries.get_mut(&id)
+                {
+                    entry.swarm.handle_sent(LinkId(conn.0), len);
+                    self.drive(id);
+                }
+            }
             Input::Closed(conn, reason) => {
                 tracing::debug!(conn = conn.0, "link closed: {reason}");
                 self.drop_conn(conn, None);

@@ -116,6 +116,10 @@ impl Limiter {
 /// Shared handle on a [`Limiter`], if the node has one.
 pub(crate) type SharedLimiter = Option<std::sync::Arc<std::sync::Mutex<Limiter>>>;
 
+/// Most bytes a TCP socket holds that it has not sent yet.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const NOTSENT_LOWAT: u32 = 128 * 1024;
+
 /// Starts the tasks of a connected stream.
 pub(crate) fn spawn(
     conn: ConnId,
@@ -130,10 +134,15 @@ pub(crate) fn spawn(
         .with_time(Duration::from_secs(30))
         .with_interval(Duration::from_secs(10));
     let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+    // Unsent bytes beyond this wait in our queue, not the kernel's, so a request queued later
+    // is not stuck behind megabytes of blocks in the socket (the swarm's send window).
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let _ = socket2::SockRef::from(&stream).set_tcp_notsent_lowat(NOTSENT_LOWAT);
     let (mut rd, mut wr) = stream.into_split();
     let (tx, mut rx) = unbounded_channel::<Vec<Bytes>>();
     let unsent = Arc::new(AtomicUsize::new(0));
     let written = unsent.clone();
+    let sent = inputs.clone();
     let writer = tokio::spawn(async move {
         while let Some(segments) = rx.recv().await {
             if let Some(limiter) = &limiter {
@@ -150,6 +159,7 @@ pub(crate) fn spawn(
             match tokio::time::timeout(WRITE_TIMEOUT, write_segments(&mut wr, segments)).await {
                 Ok(Ok(())) => {
                     written.fetch_sub(len, Ordering::Relaxed);
+                    let _ = sent.send(Input::Sent(conn, len as u64));
                 }
                 _ => break,
             }

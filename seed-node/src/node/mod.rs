@@ -43,6 +43,9 @@ pub(crate) enum Input {
     },
     /// A frame body arrived on a link.
     Frame(ConnId, bytes::Bytes),
+    /// A link's writer put this many bytes of what the swarm gave it on the wire (into a
+    /// socket kept at most `TCP_NOTSENT_LOWAT` ahead, or a data channel).
+    Sent(ConnId, u64),
     /// A link closed, and why.
     Closed(ConnId, String),
     /// A disk worker (of an artifact, in a generation) finished something.

@@ -35,6 +35,7 @@ pub(crate) fn spawn(
     let unsent = Arc::new(AtomicUsize::new(0));
     let written = unsent.clone();
     let out = dc.clone();
+    let sent = inputs.clone();
     let writer = tokio::spawn(async move {
         while let Some(segments) = rx.recv().await {
             let len: usize = segments.iter().map(Bytes::len).sum();
@@ -53,6 +54,7 @@ pub(crate) fn spawn(
                 }
             }
             written.fetch_sub(len, Ordering::Relaxed);
+            let _ = sent.send(Input::Sent(conn, len as u64));
         }
     });
     let reader = tokio::spawn(async move {
