@@ -28,6 +28,9 @@ pub struct SwarmConfig {
     pub max_queued_requests: usize,
     /// How long a request may stay unanswered before it is re-requested elsewhere.
     pub request_timeout: Duration,
+    /// How long a link with requests outstanding may send no block before they are
+    /// re-requested elsewhere (a crashed peer is noticed in this time, not `request_timeout`).
+    pub stall_timeout: Duration,
     /// How often upload slots rotate among waiting peers.
     pub rechoke_interval: Duration,
     /// How long a link may take to send its handshake.
@@ -71,6 +74,7 @@ impl SwarmConfig {
             upload_slots: 8,
             max_queued_requests: 128,
             request_timeout: Duration::from_secs(20),
+            stall_timeout: Duration::from_secs(5),
             rechoke_interval: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
             random_first_pieces: 4,

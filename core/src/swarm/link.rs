@@ -82,6 +82,9 @@ pub(crate) struct Link {
     pub(crate) choke_changed_at: Instant,
     /// Our requests awaiting blocks, oldest first.
     pub(crate) outstanding: VecDeque<Outstanding>,
+    /// When the link last made progress: a block arrived, or a request went out while none
+    /// was outstanding.
+    pub(crate) progress_at: Instant,
     /// Requests from the peer waiting for a piece to be read.
     pub(crate) queued: VecDeque<BlockRef>,
     /// Encoded frames waiting for the driver.
@@ -147,6 +150,7 @@ impl Link {
             we_unchoked_peer: false,
             choke_changed_at: now,
             outstanding: VecDeque::new(),
+            progress_at: now,
             queued: VecDeque::new(),
             outbox: Outbox::default(),
             held: VecDeque::new(),

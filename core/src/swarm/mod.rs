@@ -352,7 +352,11 @@ impl Swarm {
         let snubbing: Vec<LinkId> = self
             .links
             .iter()
-            .filter(|(_, l)| l.outstanding.front().is_some_and(|o| o.deadline <= now))
+            .filter(|(_, l)| {
+                l.outstanding.front().is_some_and(|o| {
+                    o.deadline <= now || l.progress_at + self.cfg.stall_timeout <= now
+                })
+            })
             .map(|(&id, _)| id)
             .collect();
         for link in snubbing {
@@ -537,7 +541,11 @@ impl Swarm {
             .then(|| self.links.values())
             .into_iter()
             .flatten()
-            .filter_map(|l| l.outstanding.front().map(|o| o.deadline));
+            .filter_map(|l| {
+                l.outstanding
+                    .front()
+                    .map(|o| o.deadline.min(l.progress_at + self.cfg.stall_timeout))
+            });
         let handshakes = (self.handshaking > 0)
             .then(|| self.links.values())
             .into_iter()
@@ -762,6 +770,7 @@ impl Swarm {
         };
         l.downloaded += data.len() as u64;
         l.snubs = 0;
+        l.progress_at = now;
         l.rate.record(now, data.len() as u64);
         self.downloaded += data.len() as u64;
         let Some(pos) = l.outstanding.iter().position(|o| o.block == block) else {
@@ -974,6 +983,9 @@ impl Swarm {
             dl.blocks[(block.offset / self.block_size) as usize] = BlockState::Requested;
         }
         if let Some(l) = self.links.get_mut(&link) {
+            if l.outstanding.is_empty() {
+                l.progress_at = now;
+            }
             l.outstanding.push_back(Outstanding {
                 block,
                 deadline: now + self.cfg.request_timeout,
