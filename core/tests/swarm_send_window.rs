@@ -143,11 +143,12 @@ fn without_a_window_everything_is_handed_out_at_once() {
 }
 
 #[test]
-fn a_slot_rate_limits_unchoked_peers_to_what_the_rate_allows() {
+fn a_slot_rate_gives_a_slow_uplink_fewer_slots() {
     let now = Instant::ZERO;
-    let count_unchoked = |slot_rate: Option<u64>| {
+    let count_unchoked = |slot_rate: Option<u64>, capacity: Option<u64>| {
         let mut cfg = SwarmConfig::new(PeerId::from_bytes([1; 32]));
         cfg.slot_rate = slot_rate;
+        cfg.upload_capacity = capacity;
         let (mut seed, mut downs, _) = star(cfg, 4, now);
         // Handshakes and interest only: the seed's reads are never answered, so every
         // downloader stays interested.
@@ -159,8 +160,14 @@ fn a_slot_rate_limits_unchoked_peers_to_what_the_rate_allows() {
             .filter(|l| l.unchoked_by_us)
             .count()
     };
-    // No rate measured yet: the minimum of two slots.
-    assert_eq!(count_unchoked(Some(u64::MAX)), 2);
-    // Without a slot rate every interested peer fits in the eight slots.
-    assert_eq!(count_unchoked(None), 4);
+    const MB: u64 = 1_000_000;
+    // 2.5 MB/s at 1 MB/s a slot: two slots (never fewer than two).
+    assert_eq!(count_unchoked(Some(MB), Some(5 * MB / 2)), 2);
+    assert_eq!(count_unchoked(Some(MB), Some(MB / 10)), 2);
+    // 3 MB/s: three.
+    assert_eq!(count_unchoked(Some(MB), Some(3 * MB)), 3);
+    // A fast uplink, no capacity or no slot rate: every interested peer fits in the 8 slots.
+    assert_eq!(count_unchoked(Some(MB), Some(100 * MB)), 4);
+    assert_eq!(count_unchoked(Some(MB), None), 4);
+    assert_eq!(count_unchoked(None, Some(MB)), 4);
 }

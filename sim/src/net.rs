@@ -310,7 +310,7 @@ impl Net {
             .collect();
         self.truth = Some(truth);
         let have = Bitfield::full(layout.piece_count());
-        let cfg = self.config();
+        let cfg = self.config(capacity);
         let seed = self.rng.next_u64();
         let swarm = Swarm::with_manifest(cfg, manifest, have, self.now, seed);
         let id = self.push(swarm, store, capacity, behavior);
@@ -352,7 +352,7 @@ impl Net {
         };
         let ticket = Ticket::new(manifest.id(), size).expect("valid size");
         let have = Bitfield::full(manifest.layout().piece_count());
-        let mut cfg = self.config();
+        let mut cfg = self.config(capacity);
         cfg.spread_first = self.spread_first;
         let seed = self.rng.next_u64();
         let swarm = Swarm::with_manifest(cfg, manifest, have, self.now, seed);
@@ -381,7 +381,7 @@ impl Net {
 
     /// Adds a node that starts with nothing and fetches `ticket`.
     pub fn add_peer(&mut self, ticket: &Ticket, capacity: Capacity, behavior: Behavior) -> NodeId {
-        let cfg = self.config();
+        let cfg = self.config(capacity);
         let seed = self.rng.next_u64();
         let swarm = Swarm::new(cfg, ticket, self.now, seed);
         self.push(swarm, BTreeMap::new(), capacity, behavior)
@@ -417,7 +417,9 @@ impl Net {
         self.schedule(at, Ev::Crash { node });
     }
 
-    fn config(&mut self) -> SwarmConfig {
+    /// A node's swarm configuration: a fresh identity, the network's settings, and its
+    /// upload capacity (as a node's configured upload limit).
+    fn config(&mut self, capacity: Capacity) -> SwarmConfig {
         let mut id = [0u8; 32];
         for chunk in id.chunks_mut(8) {
             chunk.copy_from_slice(&self.rng.next_u64().to_le_bytes());
@@ -425,6 +427,7 @@ impl Net {
         let mut cfg = SwarmConfig::new(PeerId::from_bytes(id));
         cfg.send_window = self.send_window;
         cfg.slot_rate = self.slot_rate;
+        cfg.upload_capacity = Some(capacity.up);
         cfg
     }
 
@@ -703,7 +706,14 @@ impl Net {
             let mut progressed = false;
             while let Some((link, segments)) = self.nodes[id].swarm.poll_transmit() {
                 progressed = true;
+                let handed: u64 = segments.iter().map(|b| b.len() as u64).sum();
                 let items = self.items(id, segments);
+                // What a misbehaving node leaves out counts as sent, or its window would
+                // never drain.
+                let kept: u64 = items.iter().map(wire_len_of).sum();
+                if handed > kept {
+                    self.nodes[id].swarm.handle_sent(link, handed - kept);
+                }
                 self.transmit(id, link, items);
             }
             while let Some(action) = self.nodes[id].swarm.poll_action() {

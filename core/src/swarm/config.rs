@@ -54,11 +54,13 @@ pub struct SwarmConfig {
     /// later (requests, haves) overtake it instead of queueing behind a slow uplink's backlog.
     /// `None` (the default) hands everything out at once, for drivers that do not report.
     pub send_window: Option<u64>,
-    /// Upload rate each upload slot should get, bytes per second: with it, the slots in use
-    /// follow our measured upload rate (one per `slot_rate`, plus one to grow into, at least
-    /// two, at most `upload_slots`), so a slow uplink serves a few peers well instead of
-    /// many peers slowly. `None` (the default) always uses `upload_slots`.
+    /// Upload rate each upload slot should get, bytes per second: with an `upload_capacity`
+    /// the slots in use are capacity / `slot_rate` (at least two, at most `upload_slots`), so
+    /// a slow uplink serves a few peers well instead of many peers slowly. `None` (the
+    /// default), or no capacity, uses `upload_slots`.
     pub slot_rate: Option<u64>,
+    /// Our uplink's capacity, bytes per second, if known (a configured upload limit).
+    pub upload_capacity: Option<u64>,
 }
 
 impl SwarmConfig {
@@ -84,6 +86,7 @@ impl SwarmConfig {
             spread_first: false,
             send_window: None,
             slot_rate: None,
+            upload_capacity: None,
         }
     }
 }

@@ -96,8 +96,6 @@ pub struct Swarm {
     complete_reported: bool,
     downloaded: u64,
     uploaded: u64,
-    /// Our upload rate (for [`SwarmConfig::slot_rate`]).
-    upload_rate: link::RateMeter,
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
     /// Links with frames in their outbox, in the order they got them.
@@ -197,7 +195,6 @@ impl Swarm {
             complete_reported: false,
             downloaded: 0,
             uploaded: 0,
-            upload_rate: link::RateMeter::default(),
             actions: VecDeque::new(),
             events: VecDeque::new(),
             ready_links: VecDeque::new(),
@@ -354,7 +351,7 @@ impl Swarm {
             .iter()
             .filter(|(_, l)| {
                 l.outstanding.front().is_some_and(|o| {
-                    o.deadline <= now || l.progress_at + self.cfg.stall_timeout <= now
+                    o.deadline <= now || l.progress_at + self.stall_after(l) <= now
                 })
             })
             .map(|(&id, _)| id)
@@ -377,7 +374,6 @@ impl Swarm {
                 l.fetch_failed = true;
             }
         }
-        self.fit_slots();
         if now >= self.next_rechoke {
             self.next_rechoke = now + self.cfg.rechoke_interval;
             self.rechoke(now);
@@ -474,10 +470,9 @@ impl Swarm {
             };
             l.in_flight += out.iter().map(|b| b.len() as u64).sum::<u64>();
             let mut served = Vec::new();
-            while let Some(next) = l.held.front() {
-                if l.in_flight > 0 && l.in_flight + next.len > window {
-                    break;
-                }
+            // A block starts while the window has room, so a window of two blocks keeps two
+            // in flight.
+            while l.in_flight < window {
                 let Some(held) = l.held.pop_front() else {
                     break;
                 };
@@ -505,22 +500,6 @@ impl Swarm {
         if !l.held.is_empty() {
             self.ready_links.push_back(link);
         }
-        self.fit_slots();
-    }
-
-    /// Chokes the peers unchoked longest while more are unchoked than our rate allows.
-    fn fit_slots(&mut self) {
-        if self.cfg.slot_rate.is_none() {
-            return;
-        }
-        let now = self.now;
-        while self.unchoked_count() > self.slots() {
-            let Some(oldest) = self.longest(|l| l.we_unchoked_peer) else {
-                return;
-            };
-            self.set_choke(now, oldest, true);
-        }
-        self.unchoke_waiting(now);
     }
 
     /// The next action for the driver.
@@ -544,7 +523,7 @@ impl Swarm {
             .filter_map(|l| {
                 l.outstanding
                     .front()
-                    .map(|o| o.deadline.min(l.progress_at + self.cfg.stall_timeout))
+                    .map(|o| o.deadline.min(l.progress_at + self.stall_after(l)))
             });
         let handshakes = (self.handshaking > 0)
             .then(|| self.links.values())
@@ -1307,16 +1286,27 @@ impl Swarm {
         }
     }
 
-    /// Upload slots to use now: `upload_slots`, or with a `slot_rate` as many as our upload
-    /// rate gives each that rate, plus one.
+    /// How long a link with requests outstanding may send no block: `stall_timeout` plus two
+    /// blocks' time at its measured rate (a slow link is not a dead one), at most
+    /// `request_timeout`, which also applies until its rate is known.
+    fn stall_after(&self, l: &Link) -> core::time::Duration {
+        if l.rate.per_sec == 0 {
+            return self.cfg.request_timeout;
+        }
+        let micros = 2 * u64::from(self.block_size) * 1_000_000 / l.rate.per_sec;
+        (self.cfg.stall_timeout + core::time::Duration::from_micros(micros))
+            .min(self.cfg.request_timeout)
+    }
+
+    /// Upload slots to use: `upload_slots`, or with a `slot_rate` and an `upload_capacity`
+    /// as many as give each slot that rate (at least two).
     fn slots(&self) -> usize {
         let most = self.cfg.upload_slots.max(1);
-        match self.cfg.slot_rate {
-            Some(per_slot) if per_slot > 0 => {
-                let by_rate = usize::try_from(self.upload_rate.per_sec / per_slot)
+        match (self.cfg.slot_rate, self.cfg.upload_capacity) {
+            (Some(per_slot), Some(capacity)) if per_slot > 0 => {
+                usize::try_from(capacity / per_slot)
                     .unwrap_or(usize::MAX)
-                    .saturating_add(1);
-                by_rate.clamp(2.min(most), most)
+                    .clamp(2.min(most), most)
             }
             _ => most,
         }
@@ -1324,9 +1314,6 @@ impl Swarm {
 
     /// Counts a block as uploaded once it is handed to the driver.
     fn count_served(&mut self, link: LinkId, r: BlockRef) {
-        if self.cfg.slot_rate.is_some() {
-            self.upload_rate.record(self.now, u64::from(r.len));
-        }
         if let Some(l) = self.links.get_mut(&link) {
             l.uploaded += u64::from(r.len);
         }

@@ -39,8 +39,9 @@ use crate::{
 /// Bytes a link may have handed to its writer and not yet sent (`SwarmConfig::send_window`).
 const SEND_WINDOW: u64 = 256 * 1024;
 
-/// Upload rate per upload slot, bytes per second (`SwarmConfig::slot_rate`): what the
-/// simulator found best for mixed and lossy links.
+/// Upload rate per upload slot, bytes per second (`SwarmConfig::slot_rate`), applied when
+/// `--max-upload-rate` gives the uplink's capacity: what the simulator found best for mixed
+/// and lossy links.
 const SLOT_RATE: u64 = 1_000_000;
 
 /// How long a dial may take.
@@ -337,6 +338,7 @@ impl Actor {
         // Every link's writer reports what it sent (`Input::Sent`).
         cfg.send_window = Some(SEND_WINDOW);
         cfg.slot_rate = Some(SLOT_RATE);
+        cfg.upload_capacity = self.settings.upload_cap;
         self.next_seed = self.next_seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
         (cfg, self.next_seed)
     }
