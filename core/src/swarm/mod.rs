@@ -453,9 +453,8 @@ impl Swarm {
     /// Bytes to send on a link: one or more whole frames, as segments to send in order (block
     /// data is shared with the piece it comes from, not copied).
     ///
-    /// With a [`SwarmConfig::send_window`], blocks are handed out while the link's bytes not
-    /// yet reported sent stay within it (one block at least when nothing is in flight), after
-    /// the frames queued so far.
+    /// With a [`SwarmConfig::send_window`], blocks are handed out, after the frames queued so
+    /// far, while the link's bytes not yet reported sent are below the window.
     pub fn poll_transmit(&mut self) -> Option<(LinkId, Vec<Bytes>)> {
         while let Some(link) = self.ready_links.pop_front() {
             let Some(l) = self.links.get_mut(&link) else {
