@@ -46,6 +46,8 @@ pub struct SharedLink<T> {
     held: BTreeSet<LinkId>,
     /// Time with at least one busy flow.
     busy_time: Duration,
+    /// The earliest wake-up the driver was asked for and has not had yet.
+    wake: Option<Instant>,
 }
 
 /// A unit that went through.
@@ -73,6 +75,7 @@ impl<T> SharedLink<T> {
             waiting: BTreeMap::new(),
             held: BTreeSet::new(),
             busy_time: Duration::ZERO,
+            wake: None,
         }
     }
 
@@ -95,6 +98,28 @@ impl<T> SharedLink<T> {
         let rate = u128::from(self.rate);
         let micros = (left * flows).div_ceil(rate);
         Some(self.last + Duration::from_micros(u64::try_from(micros).unwrap_or(u64::MAX)))
+    }
+
+    /// When the driver must wake the link next, if that is sooner than the wake-up it was
+    /// already asked for (which is then superseded). A finish that moved later is left to the
+    /// earlier wake-up, which asks again.
+    pub fn wake(&mut self) -> Option<Instant> {
+        let at = self.next_done()?;
+        if self.wake.is_some_and(|w| w <= at) {
+            return None;
+        }
+        self.wake = Some(at);
+        Some(at)
+    }
+
+    /// Whether a wake-up at `at` is the one that counts (it is then spent); others were
+    /// superseded.
+    pub fn woken(&mut self, at: Instant) -> bool {
+        let current = self.wake == Some(at);
+        if current {
+            self.wake = None;
+        }
+        current
     }
 
     /// Finishes the unit due next (call at [`SharedLink::next_done`]). Its flow is held until
@@ -149,6 +174,7 @@ impl<T> SharedLink<T> {
         self.busy.clear();
         self.waiting.clear();
         self.held.clear();
+        self.wake = None;
     }
 
     /// Time with at least one unit in service, up to `now`.
@@ -268,6 +294,27 @@ mod tests {
         assert_eq!(link.next_done(), None);
         link.resume(at(200), LinkId(1));
         assert_eq!(run(&mut link), [(1, 2, 300), (1, 3, 400)]);
+    }
+
+    #[test]
+    fn only_the_earliest_wake_up_counts() {
+        let mut link = SharedLink::new(MB, at(0));
+        link.push(at(0), LinkId(1), 100_000, 1);
+        assert_eq!(link.wake(), Some(at(100)));
+        // A second flow moves the finish later: the earlier wake-up stands.
+        link.push(at(0), LinkId(2), 100_000, 2);
+        assert_eq!(link.wake(), None);
+        assert!(link.woken(at(100)));
+        assert!(!link.woken(at(100)), "spent");
+        // Now the link asks for the later finish, and a small unit brings it sooner.
+        assert_eq!(link.wake(), Some(at(200)));
+        link.push(at(100), LinkId(3), 1_000, 3);
+        let sooner = link.wake().expect("sooner");
+        assert!(sooner < at(200));
+        assert!(!link.woken(at(200)), "superseded");
+        assert!(link.woken(sooner));
+        link.clear(at(150));
+        assert_eq!(link.wake(), None);
     }
 
     #[test]

@@ -93,12 +93,8 @@ struct Node {
     origin: bool,
     /// The uplink, carrying units to links.
     up: SharedLink<Unit>,
-    /// When the uplink's `UpDone` event that counts is due: the earliest scheduled.
-    up_wake: Option<Instant>,
     /// The downlink, carrying units that arrived from links.
     down: SharedLink<Unit>,
-    /// When the downlink's `DownDone` event that counts is due.
-    down_wake: Option<Instant>,
     links: BTreeMap<LinkId, LinkEnd>,
     next_link: u64,
     timer: Option<Instant>,
@@ -136,8 +132,8 @@ const UNIT_BYTES: u64 = 16 * 1024;
 /// Something scheduled to happen.
 #[derive(Debug)]
 enum Ev {
-    /// A node's uplink may finish a unit (if it is the node's `up_wake`; shares change, so
-    /// an event may come early and is then scheduled again).
+    /// A node's uplink may finish a unit (if the uplink says the wake-up counts; shares
+    /// change, so an event may come early and is then scheduled again).
     UpDone {
         node: NodeId,
     },
@@ -451,9 +447,7 @@ impl Net {
             state: State::Active,
             origin: false,
             up: SharedLink::new(capacity.up, self.now),
-            up_wake: None,
             down: SharedLink::new(capacity.down, self.now),
-            down_wake: None,
             links: BTreeMap::new(),
             next_link: 0,
             timer: None,
@@ -549,8 +543,7 @@ impl Net {
             self.now = at;
             match ev {
                 Ev::UpDone { node } => {
-                    if self.nodes[node].up_wake == Some(at) {
-                        self.nodes[node].up_wake = None;
+                    if self.nodes[node].up.woken(at) {
                         if self.nodes[node].up.next_done().is_some_and(|t| t <= at) {
                             self.sent(node);
                         }
@@ -565,8 +558,7 @@ impl Net {
                 }
                 Ev::Arrive { to, link, unit } => self.arrive(to, link, unit),
                 Ev::DownDone { node } => {
-                    if self.nodes[node].down_wake == Some(at) {
-                        self.nodes[node].down_wake = None;
+                    if self.nodes[node].down.woken(at) {
                         if self.nodes[node].down.next_done().is_some_and(|t| t <= at) {
                             self.received(node);
                         }
@@ -647,11 +639,9 @@ impl Net {
         }
         n.state = how;
         n.timer = None;
+        // Pending UpDone and DownDone events no longer count.
         n.up.clear(self.now);
         n.down.clear(self.now);
-        // Pending UpDone and DownDone events no longer count.
-        n.up_wake = None;
-        n.down_wake = None;
         if n.completed_at.is_none() {
             self.unfinished -= 1;
         }
@@ -899,25 +889,16 @@ impl Net {
         self.schedule_up(from);
     }
 
-    /// Makes sure an `UpDone` event comes no later than the uplink's next finish. A finish
-    /// that moved later is left to the earlier event, which schedules again.
+    /// Makes sure an `UpDone` event comes no later than the uplink's next finish.
     fn schedule_up(&mut self, node: NodeId) {
-        let n = &mut self.nodes[node];
-        if let Some(at) = n.up.next_done()
-            && n.up_wake.is_none_or(|w| at < w)
-        {
-            n.up_wake = Some(at);
+        if let Some(at) = self.nodes[node].up.wake() {
             self.schedule(at, Ev::UpDone { node });
         }
     }
 
     /// Makes sure a `DownDone` event comes no later than the downlink's next finish.
     fn schedule_down(&mut self, node: NodeId) {
-        let n = &mut self.nodes[node];
-        if let Some(at) = n.down.next_done()
-            && n.down_wake.is_none_or(|w| at < w)
-        {
-            n.down_wake = Some(at);
+        if let Some(at) = self.nodes[node].down.wake() {
             self.schedule(at, Ev::DownDone { node });
         }
     }
