@@ -24,6 +24,7 @@ use tokio::{
 use super::{
     ApiCall, Input,
     conn::{self, ConnHandle, ConnId},
+    dial::{self, AddrState},
     disk::{self, DiskHandle, DiskOp, DiskResult},
     gossip::{self, Gossip},
     tickets,
@@ -46,8 +47,6 @@ const SLOT_RATE: u64 = 1_000_000;
 
 /// How long a dial may take.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
-/// Wait before dialing an address again after a failure or a closed link.
-const REDIAL_AFTER: Duration = Duration::from_secs(1);
 /// Wait before dialing an address again after it turned out to duplicate another link.
 const REDIAL_DUPLICATE: Duration = Duration::from_secs(30);
 /// How long an accepted link may take to name its swarm.
@@ -114,27 +113,6 @@ struct Entry {
     rate: Rate,
     /// When the node started fetching it (peer exchange waits a moment before crossing zones).
     added: TokioInstant,
-}
-
-/// What we know about an address we may dial.
-#[derive(Default)]
-struct AddrState {
-    dialing: bool,
-    conn: Option<ConnId>,
-    retry_at: Option<TokioInstant>,
-    /// Dials in a row that failed or led nowhere; the wait before the next one doubles.
-    failures: u32,
-    /// Never dial again (it is us, or banned).
-    never: bool,
-}
-
-impl AddrState {
-    /// Schedules the next dial after one more failure: 1 s, 2 s, 4 s, ... up to a minute.
-    fn back_off(&mut self) {
-        self.failures = self.failures.saturating_add(1);
-        let wait = REDIAL_AFTER * 2u32.saturating_pow(self.failures.min(6) - 1);
-        self.retry_at = Some(TokioInstant::now() + wait.min(Duration::from_secs(60)));
-    }
 }
 
 /// Recent transfer rates, from counters sampled every tick.
@@ -399,6 +377,7 @@ impl Actor {
                 addr,
                 AddrState {
                     never: is_self,
+                    pinned: true,
                     ..AddrState::default()
                 },
             );
@@ -811,7 +790,8 @@ impl Actor {
     }
 
     /// Dials the known addresses of incomplete artifacts that have no link: the ticket's,
-    /// `--peer`s, and the members gossip says hold the artifact (see [`gossip::sources`]).
+    /// `--peer`s, and the members gossip says hold the artifact (see [`gossip::sources`]), up
+    /// to a cap on links ([`dial::to_dial`]).
     fn dial_missing(&mut self) {
         let now = TokioInstant::now();
         let me = [self.settings.advertise, self.settings.listen];
@@ -824,20 +804,17 @@ impl Actor {
                 &id,
                 now.duration_since(entry.added),
             );
-            for addr in sources.dial {
+            for &addr in &sources.dial {
                 entry.addrs.entry(addr).or_insert_with(|| AddrState {
                     never: me.contains(&addr),
                     ..AddrState::default()
                 });
             }
-            for (&addr, state) in &mut entry.addrs {
-                let waiting = state.retry_at.is_some_and(|t| t > now);
-                if state.never || state.dialing || state.conn.is_some() || waiting {
+            let linked = self.conns.values().filter(|c| c.swarm == Some(id)).count();
+            for addr in dial::to_dial(&entry.addrs, &sources, linked, now) {
+                let Some(state) = entry.addrs.get_mut(&addr) else {
                     continue;
-                }
-                if sources.avoid.contains(&addr) {
-                    continue;
-                }
+                };
                 state.dialing = true;
                 let inputs = self.inputs.clone();
                 tokio::spawn(async move {

@@ -4,7 +4,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use pollen_core::{
-    ContentId, PeerId,
+    ContentId,
     membership::{Holding, MAX_HOLDINGS, MemberEvent, Membership, NodeState, Status},
 };
 use tokio::{net::UdpSocket, sync::mpsc::UnboundedSender};
@@ -111,7 +111,8 @@ pub(crate) struct Sources {
 
 /// Chooses sources for artifact `id`, fetched for `fetching_for` so far.
 ///
-/// Peers in our zone come first. If one of them holds the whole artifact, nothing is fetched
+/// Peers in our zone come first, then complete holders, then the less loaded, and each
+/// fetcher orders equals its own way ([`rank`]). If one of them holds the whole artifact, nothing is fetched
 /// from other zones. Otherwise one fetcher per [`FETCHERS_PER_CROSSING`] of the zone (at least
 /// one) fetches across: those whose `BLAKE3(peer id ‖ artifact id)` is smallest among the
 /// zone's fetchers, after [`ZONE_GRACE`] to learn who they are; the others fetch from them and
@@ -124,33 +125,49 @@ pub(crate) fn sources(m: &Membership, id: &ContentId, fetching_for: Duration) ->
         .iter()
         .any(|(info, h)| h.complete && info.state.zone == *zone);
     let me = m.local_id();
-    let my_rank = rank(&me, id);
+    let my_rank = rank(me.as_bytes(), id.as_bytes());
     let zone_fetchers: Vec<[u8; 32]> = holders
         .iter()
         .filter(|(info, h)| !h.complete && info.state.zone == *zone && info.id != me)
-        .map(|(info, _)| rank(&info.id, id))
+        .map(|(info, _)| rank(info.id.as_bytes(), id.as_bytes()))
         .collect();
     let crossing = ((zone_fetchers.len() + 1) / FETCHERS_PER_CROSSING).max(1);
     let ahead = zone_fetchers.iter().filter(|r| **r < my_rank).count();
     let designated = fetching_for >= ZONE_GRACE && ahead < crossing;
-    for (info, _) in &holders {
+    let mut dial = Vec::new();
+    for (info, h) in &holders {
         let Some(addr) = info.state.addrs.first().and_then(|a| a.parse().ok()) else {
             continue;
         };
         if info.state.zone == *zone || (!local_complete && designated) {
-            out.dial.push(addr);
+            let key = (
+                info.state.zone != *zone,
+                !h.complete,
+                info.state.load / LOAD_BAND,
+                rank(me.as_bytes(), info.id.as_bytes()),
+            );
+            dial.push((key, addr));
         } else {
             out.avoid.push(addr);
         }
     }
+    dial.sort();
+    out.dial = dial.into_iter().map(|(_, addr)| addr).collect();
     out
 }
 
-/// A fetcher's place in its zone's election for artifact `id` (smallest wins).
-fn rank(peer: &PeerId, id: &ContentId) -> [u8; 32] {
+/// Loads (percent) within one band count as equal when ordering sources, so fetchers do not
+/// all pick the one holder that last reported the least load.
+const LOAD_BAND: u8 = 25;
+
+/// `BLAKE3(a ‖ b)`: a fetcher's place in its zone's election for an artifact (`a` the
+/// fetcher, `b` the artifact; smallest wins), or a holder's place in one fetcher's order of
+/// sources (`a` the fetcher, `b` the holder), so that among equally good holders each
+/// fetcher prefers different ones and capped dials spread over all of them.
+fn rank(a: &[u8; 32], b: &[u8; 32]) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
-    h.update(peer.as_bytes());
-    h.update(id.as_bytes());
+    h.update(a);
+    h.update(b);
     *h.finalize().as_bytes()
 }
 
@@ -167,7 +184,7 @@ pub(crate) fn status_word(s: Status) -> &'static str {
 #[cfg(test)]
 mod tests {
     use pollen_core::{
-        Instant,
+        Instant, PeerId,
         membership::{MembershipConfig, Record},
     };
 
@@ -300,5 +317,26 @@ mod tests {
         let s = sources(&m, &a, Duration::ZERO);
         assert_eq!(s.dial, vec![addr(1), addr(2)]);
         assert!(s.avoid.is_empty());
+    }
+
+    #[test]
+    fn fetchers_order_equal_holders_differently_complete_ones_first() {
+        let a = ContentId::of(b"x");
+        let firsts: std::collections::BTreeSet<SocketAddr> = (100..120)
+            .map(|n| {
+                let mut m = me("", n);
+                m.insert_record(Instant::ZERO, node(1, "", Some(true), a));
+                for other in 10..40 {
+                    m.insert_record(Instant::ZERO, node(other, "", Some(false), a));
+                }
+                let s = sources(&m, &a, Duration::ZERO);
+                assert_eq!(s.dial.len(), 31);
+                assert_eq!(s.dial[0], addr(1), "the complete holder comes first");
+                s.dial[1]
+            })
+            .collect();
+        // 20 fetchers, 30 equal holders: with one shared order every fetcher would put the
+        // same holder second.
+        assert!(firsts.len() >= 8, "{firsts:?}");
     }
 }

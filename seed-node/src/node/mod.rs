@@ -5,6 +5,7 @@ mod actor;
 mod api;
 mod buffers;
 mod conn;
+mod dial;
 mod disk;
 mod gossip;
 mod tickets;
