@@ -1151,7 +1151,7 @@ impl Swarm {
     /// Fills free upload slots with the interested peers that waited longest.
     fn unchoke_waiting(&mut self, now: Instant) {
         while self.unchoked_count() < self.slots() {
-            let Some(next) = self.longest(|l| l.peer_interested && !l.we_unchoked_peer) else {
+            let Some(next) = self.neediest() else {
                 return;
             };
             self.set_choke(now, next, false);
@@ -1179,6 +1179,28 @@ impl Swarm {
             self.set_choke(now, oldest, true);
         }
         self.unchoke_waiting(now);
+    }
+
+    /// The interested, choked, ready link whose peer holds the fewest pieces (ties: waiting
+    /// longest, then random): a free upload slot goes to the peer furthest behind, so slow
+    /// peers are not left to the last.
+    fn neediest(&mut self) -> Option<LinkId> {
+        let key = |l: &Link| (l.remote_have.count(), l.choke_changed_at);
+        let best = self
+            .links
+            .values()
+            .filter(|l| l.ready() && l.peer_interested && !l.we_unchoked_peer)
+            .map(key)
+            .min()?;
+        let tied: Vec<LinkId> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.ready() && l.peer_interested && !l.we_unchoked_peer)
+            .filter(|(_, l)| key(l) == best)
+            .map(|(&id, _)| id)
+            .collect();
+        let pick = (self.rng.next_u64() % tied.len() as u64) as usize;
+        tied.get(pick).copied()
     }
 
     /// The ready link matching `pred` whose choke state changed longest ago (ties: random).
