@@ -5,7 +5,7 @@
 //! seed = 1                 # the same scenario and seed give the same results, bit for bit
 //! artifact_mib = 64
 //! peers = [10, 100]        # one run per count
-//! degree = 5               # random links per peer, besides the origins
+//! degree = 15              # random links per peer, besides the origins
 //! latency_ms = 5           # one way, within a zone
 //!
 //! [[origins]]
@@ -44,8 +44,10 @@ pub struct Scenario {
     pub artifact_mib: f64,
     /// The peer counts to run, one run each.
     pub peers: Vec<usize>,
-    /// Random links each peer opens, besides those to the origins.
-    #[serde(default = "five")]
+    /// Random links each peer keeps, besides those to the origins (made by it or by others).
+    /// The default, 15, with one origin is the 16 links a node dials up to
+    /// (`MAX_DIALED_LINKS` in the node).
+    #[serde(default = "fifteen")]
     pub degree: usize,
     /// One-way latency within a zone, milliseconds.
     #[serde(default = "five_f")]
@@ -164,8 +166,8 @@ fn send_window_kib() -> u64 {
     crate::net::DEFAULT_SEND_WINDOW / 1024
 }
 
-fn five() -> usize {
-    5
+fn fifteen() -> usize {
+    15
 }
 fn five_f() -> f64 {
     5.0
@@ -397,7 +399,7 @@ mod tests {
     #[test]
     fn a_minimal_scenario_gets_defaults() {
         let s = Scenario::parse(MINIMAL, "t").expect("valid");
-        assert_eq!((s.seed, s.degree, s.latency_ms, s.loss), (1, 5, 5.0, 0.0));
+        assert_eq!((s.seed, s.degree, s.latency_ms, s.loss), (1, 15, 5.0, 0.0));
         assert_eq!(s.artifact_bytes(), 4 << 20);
         assert_eq!(s.group_counts(10), [10]);
     }
