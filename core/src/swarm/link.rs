@@ -85,6 +85,8 @@ pub(crate) struct Link {
     /// When the link last made progress: a block arrived, or a request went out while none
     /// was outstanding.
     pub(crate) progress_at: Instant,
+    /// This link's key in the swarm's `deadlines`: when its requests time out or stall.
+    pub(crate) deadline: Option<Instant>,
     /// Requests from the peer waiting for a piece to be read.
     pub(crate) queued: VecDeque<BlockRef>,
     /// Encoded frames waiting for the driver.
@@ -151,6 +153,7 @@ impl Link {
             choke_changed_at: now,
             outstanding: VecDeque::new(),
             progress_at: now,
+            deadline: None,
             queued: VecDeque::new(),
             outbox: Outbox::default(),
             held: VecDeque::new(),

@@ -100,6 +100,9 @@ pub struct Swarm {
     events: VecDeque<Event>,
     /// Links with frames in their outbox, in the order they got them.
     ready_links: VecDeque<LinkId>,
+    /// Every link's request deadline ([`Link::deadline`]), earliest first, so that
+    /// `poll_timeout` does not walk the links.
+    deadlines: BTreeSet<(Instant, LinkId)>,
     /// Payload bytes sent of each piece (for `spread_first`).
     served: Vec<u64>,
     /// Pieces refused to links under `spread_first`, advertised again at the next rechoke.
@@ -198,6 +201,7 @@ impl Swarm {
             actions: VecDeque::new(),
             events: VecDeque::new(),
             ready_links: VecDeque::new(),
+            deadlines: BTreeSet::new(),
             served: if cfg_spread {
                 vec![0; layout.piece_count() as usize]
             } else {
@@ -380,6 +384,7 @@ impl Swarm {
         }
         self.start_manifest_fetch(now);
         self.fill_all(now);
+        self.refresh_all_deadlines();
     }
 
     /// The driver read piece `piece` for us: its verified bytes, or `None` if it is missing or
@@ -513,17 +518,17 @@ impl Swarm {
 
     /// When [`Swarm::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        // Every outstanding request belongs to a download, and most links of a busy seed are
-        // past their handshake: skip the walks over all links when they would find nothing.
-        let requests = (!self.downloads.is_empty())
-            .then(|| self.links.values())
-            .into_iter()
-            .flatten()
-            .filter_map(|l| {
-                l.outstanding
-                    .front()
-                    .map(|o| o.deadline.min(l.progress_at + self.stall_after(l)))
-            });
+        let requests = self.deadlines.first().map(|&(at, _)| at);
+        debug_assert!(
+            self.links
+                .values()
+                .filter_map(|l| self.request_deadline(l))
+                .min()
+                .is_none_or(|due| requests.is_some_and(|r| r <= due)),
+            "a request deadline is missing from `deadlines`"
+        );
+        // Most links of a busy seed are past their handshake: skip the walk over all links
+        // when it would find nothing.
         let handshakes = (self.handshaking > 0)
             .then(|| self.links.values())
             .into_iter()
@@ -532,6 +537,7 @@ impl Swarm {
             .map(|l| l.connected_at + self.cfg.handshake_timeout);
         let fetch = self.fetch.as_ref().map(|f| f.deadline);
         requests
+            .into_iter()
             .chain(handshakes)
             .chain(fetch)
             .chain(Some(self.next_rechoke))
@@ -735,6 +741,7 @@ impl Swarm {
             self.update_interest(link);
             self.fill_all(now);
         }
+        self.refresh_deadline(link);
     }
 
     fn on_block(&mut self, now: Instant, link: LinkId, piece: u32, offset: u32, data: Bytes) {
@@ -751,11 +758,15 @@ impl Swarm {
         l.progress_at = now;
         l.rate.record(now, data.len() as u64);
         self.downloaded += data.len() as u64;
-        let Some(pos) = l.outstanding.iter().position(|o| o.block == block) else {
+        let pos = l.outstanding.iter().position(|o| o.block == block);
+        if let Some(pos) = pos {
+            l.outstanding.remove(pos);
+        }
+        self.refresh_deadline(link);
+        if pos.is_none() {
             // Not (or no longer) requested, e.g. it crossed our cancel: ignore.
             return;
-        };
-        l.outstanding.remove(pos);
+        }
         let index = (offset / self.block_size) as usize;
         let Some(dl) = self.downloads.get_mut(&(piece, link)) else {
             return;
@@ -969,6 +980,7 @@ impl Swarm {
                 deadline: now + self.cfg.request_timeout,
             });
         }
+        self.refresh_deadline(link);
         self.send(link, &Message::Request(block));
     }
 
@@ -1065,6 +1077,7 @@ impl Swarm {
             .map(|o| o.block)
             .collect();
         l.outstanding.retain(|o| o.block.piece != piece);
+        self.refresh_deadline(link);
         if cancel {
             for block in cancels {
                 self.send(link, &Message::Cancel(block));
@@ -1086,6 +1099,7 @@ impl Swarm {
         if let Some(l) = self.links.get_mut(&link) {
             l.outstanding.clear();
         }
+        self.refresh_deadline(link);
     }
 
     fn update_interest(&mut self, link: LinkId) {
@@ -1304,6 +1318,53 @@ impl Swarm {
                 out.push_shared(part);
             }
             self.count_served(link, r);
+        }
+    }
+
+    /// When `l`'s requests time out or stall, if it has any outstanding.
+    fn request_deadline(&self, l: &Link) -> Option<Instant> {
+        l.outstanding
+            .front()
+            .map(|o| o.deadline.min(l.progress_at + self.stall_after(l)))
+    }
+
+    /// Brings `link`'s entry in `deadlines` up to date after its requests, progress or rate
+    /// changed (a removed link's entry goes with its last request).
+    fn refresh_deadline(&mut self, link: LinkId) {
+        let Some(l) = self.links.get(&link) else {
+            return;
+        };
+        let due = self.request_deadline(l);
+        let old = l.deadline;
+        if due == old {
+            return;
+        }
+        if let Some(at) = old {
+            self.deadlines.remove(&(at, link));
+        }
+        if let Some(at) = due {
+            self.deadlines.insert((at, link));
+        }
+        if let Some(l) = self.links.get_mut(&link) {
+            l.deadline = due;
+        }
+    }
+
+    /// Rebuilds `deadlines` from every link.
+    fn refresh_all_deadlines(&mut self) {
+        let due: Vec<(LinkId, Option<Instant>)> = self
+            .links
+            .iter()
+            .map(|(&id, l)| (id, self.request_deadline(l)))
+            .collect();
+        self.deadlines.clear();
+        for (id, at) in due {
+            if let Some(at) = at {
+                self.deadlines.insert((at, id));
+            }
+            if let Some(l) = self.links.get_mut(&id) {
+                l.deadline = at;
+            }
         }
     }
 
