@@ -90,6 +90,13 @@ impl<T> SharedLink<T> {
         }
     }
 
+    /// Whether `flow` has nothing in service, queued or held.
+    pub fn is_idle(&self, flow: LinkId) -> bool {
+        !self.busy.contains_key(&flow)
+            && !self.held.contains(&flow)
+            && !self.waiting.contains_key(&flow)
+    }
+
     /// When the next unit finishes, if any is in service.
     pub fn next_done(&self) -> Option<Instant> {
         let (&(finish, _), _) = self.heads.first_key_value()?;
