@@ -30,7 +30,7 @@ use crate::fair::SharedLink;
 use bytes::Bytes;
 use pollen_core::{
     Bitfield, Instant, Manifest, ManifestBuilder, PeerId, Ticket,
-    swarm::{Action, Event, LinkId, Swarm, SwarmConfig},
+    swarm::{Action, Event, LinkId, SPREAD_FIRST_MIN_LINKS, Swarm, SwarmConfig},
     wire::{self, Kind, LEN_PREFIX},
 };
 use rand_core::{Rng, SeedableRng};
@@ -363,6 +363,7 @@ impl Net {
         let have = Bitfield::full(manifest.layout().piece_count());
         let mut cfg = self.config(capacity);
         cfg.spread_first = self.spread_first;
+        cfg.spread_first_min_links = SPREAD_FIRST_MIN_LINKS;
         let seed = self.rng.next_u64();
         let swarm = Swarm::with_manifest(cfg, manifest, have, self.now, seed);
         let id = self.push(swarm, BTreeMap::new(), capacity, behavior);
@@ -383,7 +384,8 @@ impl Net {
     }
 
     /// Makes the origins added from now on refuse to send a piece again while a linked peer
-    /// holds it ([`SwarmConfig::spread_first`]).
+    /// holds it, when they have at least [`SPREAD_FIRST_MIN_LINKS`] links, as a node's seeds
+    /// do ([`SwarmConfig::spread_first`]).
     pub fn set_spread_first(&mut self, on: bool) {
         self.spread_first = on;
     }

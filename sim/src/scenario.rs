@@ -25,7 +25,8 @@
 //! (upload rate per slot, `SwarmConfig::slot_rate`: 1 by default, 0 for none); `zone_local`
 //! (with zones, link within zones and cross them through one fetcher per
 //! `fetchers_per_crossing` (25) of a zone, as the node does: the default; `false` links at
-//! random).
+//! random); `spread_first` on an origin (`SwarmConfig::spread_first` once it has 16 links, as
+//! a node's seeds: the default; `false` serves every request).
 
 use std::{collections::BTreeMap, path::Path};
 
@@ -102,9 +103,9 @@ pub struct Origin {
     #[serde(default)]
     pub zone: Option<String>,
     /// Refuse to send a piece again while a linked peer holds it, so that peers spread it
-    /// (`SwarmConfig::spread_first`): fewer origin bytes, at some cost in time where the
-    /// origin's upload is a large part of the swarm's.
-    #[serde(default)]
+    /// (`SwarmConfig::spread_first`), once linked to at least `SPREAD_FIRST_MIN_LINKS`
+    /// peers, as a node's seeds do (the default); `false` serves every request.
+    #[serde(default = "yes")]
     pub spread_first: bool,
 }
 

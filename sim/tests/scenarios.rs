@@ -335,3 +335,19 @@ fn pieces_an_origin_refused_come_from_it_again_when_their_holders_crash() {
     let r = quiet(&spreading(true, churn));
     assert_eq!(r.incomplete, 0, "every peer that stayed completed: {r:?}");
 }
+
+#[test]
+fn an_origin_with_few_links_serves_at_full_rate_even_when_spreading_first() {
+    // Ten peers: the origin has fewer links than SPREAD_FIRST_MIN_LINKS, so it serves every
+    // request, and the run is the same as with spread_first off.
+    let few = |on: bool| {
+        let mut s = spreading(on, "");
+        s.peers = vec![10];
+        quiet(&s)
+    };
+    let (plain, spread) = (few(false), few(true));
+    assert_eq!(spread.incomplete, 0);
+    assert_eq!(spread.origin_copies, plain.origin_copies);
+    assert_eq!(spread.p99, plain.p99);
+    assert!(plain.origin_copies > 1.5, "{plain:?}");
+}

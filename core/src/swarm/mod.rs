@@ -27,7 +27,10 @@ use rand_core::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 pub use check::{CheckedPiece, PieceCheck};
-pub use config::{Action, DisconnectReason, Event, LinkId, LinkStats, SwarmConfig, SwarmStats};
+pub use config::{
+    Action, DisconnectReason, Event, LinkId, LinkStats, SPREAD_FIRST_MIN_LINKS, SwarmConfig,
+    SwarmStats,
+};
 use link::{HeldBlock, Link, Outstanding};
 use picker::Picker;
 
@@ -715,6 +718,7 @@ impl Swarm {
     /// linked peer holds it (the requester does not: it asks for it).
     fn spread_elsewhere(&self, piece: u32) -> bool {
         self.cfg.spread_first
+            && self.links.len() - self.handshaking >= self.cfg.spread_first_min_links
             && self.picker.availability(piece) > 0
             && match (
                 self.served.get(piece as usize),

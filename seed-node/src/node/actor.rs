@@ -12,7 +12,7 @@ use pollen_core::{
     ContentId, Hint, Instant, PeerId, Ticket,
     membership::{Holding, MemberEvent},
     signal::{Member, PeerKind},
-    swarm::{Action, DisconnectReason, Event, LinkId, Swarm, SwarmConfig},
+    swarm::{Action, DisconnectReason, Event, LinkId, SPREAD_FIRST_MIN_LINKS, Swarm, SwarmConfig},
     wire::{self, Message},
 };
 use tokio::{
@@ -325,7 +325,13 @@ impl Actor {
     fn add_artifact(&mut self, artifact: Artifact, saved: Option<Ticket>) -> ContentId {
         let id = artifact.id();
         let ticket = saved.unwrap_or_else(|| self.ticket_for(&artifact));
-        let (cfg, seed) = self.config();
+        let (mut cfg, seed) = self.config();
+        if artifact.have().is_complete() {
+            // An origin: peers spread what it sent once, so it sends about one copy (see
+            // `SwarmConfig::spread_first`).
+            cfg.spread_first = true;
+            cfg.spread_first_min_links = SPREAD_FIRST_MIN_LINKS;
+        }
         let swarm = Swarm::with_manifest(
             cfg,
             artifact.manifest().clone(),
