@@ -279,13 +279,10 @@ impl Swarm {
     /// A new link is open; we send our handshake on it.
     pub fn handle_connected(&mut self, now: Instant, link: LinkId) {
         self.now = now;
-        if let Some(old) = self
-            .links
-            .insert(link, Link::new(now, self.layout.piece_count()))
-            && !old.ready()
-        {
-            self.handshaking -= 1;
-        }
+        // A driver that reuses a live link's id replaces that link: forget it first.
+        self.forget(link);
+        self.links
+            .insert(link, Link::new(now, self.layout.piece_count()));
         self.handshaking += 1;
         let hs = Handshake {
             peer_id: self.cfg.peer_id,
@@ -1166,10 +1163,10 @@ impl Swarm {
         }
     }
 
-    /// Fills free upload slots with the interested peers that waited longest.
+    /// Fills free upload slots with the neediest interested peers ([`Swarm::neediest`]).
     fn unchoke_waiting(&mut self, now: Instant) {
         while self.unchoked_count() < self.slots() {
-            let Some(next) = self.neediest() else {
+            let Some(next) = self.neediest(now) else {
                 return;
             };
             self.set_choke(now, next, false);
@@ -1188,22 +1185,31 @@ impl Swarm {
         for (link, piece) in again {
             self.send(link, &Message::Have { piece });
         }
-        if self
-            .longest(|l| l.peer_interested && !l.we_unchoked_peer)
-            .is_some()
-            && self.unchoked_count() >= self.slots()
+        // The next peer is chosen before the oldest is choked, so the slot goes to someone
+        // else.
+        if self.unchoked_count() >= self.slots()
+            && let Some(next) = self.neediest(now)
             && let Some(oldest) = self.longest(|l| l.we_unchoked_peer)
         {
             self.set_choke(now, oldest, true);
+            self.set_choke(now, next, false);
         }
         self.unchoke_waiting(now);
     }
 
-    /// The interested, choked, ready link whose peer holds the fewest pieces (ties: waiting
-    /// longest, then random): a free upload slot goes to the peer furthest behind, so slow
-    /// peers are not left to the last.
-    fn neediest(&mut self) -> Option<LinkId> {
-        let key = |l: &Link| (l.remote_have.count(), l.choke_changed_at);
+    /// The interested, choked, ready link to unchoke next: one that has waited two rechoke
+    /// intervals or more, then the peer holding the fewest pieces (ties: waiting longest,
+    /// then random). A free upload slot goes to the peer furthest behind, so slow peers are
+    /// not left to the last, and nobody waits for ever behind peers that claim to hold less.
+    fn neediest(&mut self, now: Instant) -> Option<LinkId> {
+        let patience = self.cfg.rechoke_interval * 2;
+        let key = |l: &Link| {
+            (
+                now.saturating_since(l.choke_changed_at) < patience,
+                l.remote_have.count(),
+                l.choke_changed_at,
+            )
+        };
         let best = self
             .links
             .values()

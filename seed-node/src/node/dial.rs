@@ -1,7 +1,8 @@
 //! Which known addresses an artifact's download dials, and when: every address the user or
-//! the ticket named, then gossip's sources in their order, while the artifact has fewer than
-//! [`MAX_DIALED_LINKS`] links open or being dialed. Without the cap a node would dial every
-//! holder gossip names, and a swarm of N nodes would open N² links.
+//! the ticket named, a few holders of the whole artifact, then gossip's sources in their
+//! order while the artifact has fewer than [`MAX_DIALED_LINKS`] links open or being dialed.
+//! Without the cap a node would dial every holder gossip names, and a swarm of N nodes would
+//! open N² links.
 
 use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
@@ -13,6 +14,10 @@ use super::gossip::Sources;
 /// simulator's mixed-capacity scenario finished its slowest peers sooner with 12 random
 /// neighbours than with 5, and more links only add bookkeeping.
 pub(crate) const MAX_DIALED_LINKS: usize = 16;
+
+/// Holders of the whole artifact a download links to whatever the cap (when gossip names
+/// them): links to peers that hold little must not crowd out every source of the rest.
+pub(crate) const COMPLETE_LINKS: usize = 2;
 
 /// Wait before dialing an address again after a failure or a closed link.
 pub(crate) const REDIAL_AFTER: Duration = Duration::from_secs(1);
@@ -52,7 +57,9 @@ impl AddrState {
 /// The addresses to dial now, given the artifact's known `addrs`, gossip's `sources`, and
 /// the number of links it has open (`linked`, dialed or accepted).
 ///
-/// Pinned addresses are always dialed. Then gossip's `dial` list, best first, and then any
+/// Pinned addresses are always dialed, unless gossip says to leave them to another fetcher
+/// of our zone (`avoid`), and so are gossip's complete holders until [`COMPLETE_LINKS`] of
+/// them are linked or being dialed. Then gossip's `dial` list, best first, and then any
 /// other known address gossip does not tell us to avoid, while links open plus dials in
 /// progress stay below [`MAX_DIALED_LINKS`].
 pub(crate) fn to_dial(
@@ -62,13 +69,27 @@ pub(crate) fn to_dial(
     now: Instant,
 ) -> Vec<SocketAddr> {
     let dialing = addrs.values().filter(|s| s.dialing).count();
-    let mut budget = MAX_DIALED_LINKS.saturating_sub(linked + dialing);
+    let dialable = |a: &SocketAddr| {
+        !sources.avoid.contains(a) && addrs.get(a).is_some_and(|s| s.dialable(now))
+    };
     let mut out: Vec<SocketAddr> = addrs
         .iter()
-        .filter(|(_, s)| s.pinned && s.dialable(now))
+        .filter(|(a, s)| s.pinned && dialable(a))
         .map(|(&a, _)| a)
         .collect();
-    budget = budget.saturating_sub(out.len());
+    let engaged = |a: &SocketAddr| {
+        out.contains(a) || addrs.get(a).is_some_and(|s| s.dialing || s.conn.is_some())
+    };
+    let complete_linked = sources.complete.iter().filter(|a| engaged(a)).count();
+    let wanted: Vec<SocketAddr> = sources
+        .complete
+        .iter()
+        .filter(|a| !engaged(a) && dialable(a))
+        .take(COMPLETE_LINKS.saturating_sub(complete_linked))
+        .copied()
+        .collect();
+    out.extend(wanted);
+    let mut budget = MAX_DIALED_LINKS.saturating_sub(linked + dialing + out.len());
     let others = addrs
         .keys()
         .filter(|a| !sources.dial.contains(a) && !sources.avoid.contains(a));
@@ -76,10 +97,7 @@ pub(crate) fn to_dial(
         if budget == 0 {
             break;
         }
-        let Some(state) = addrs.get(addr) else {
-            continue;
-        };
-        if !state.pinned && state.dialable(now) && !out.contains(addr) {
+        if dialable(addr) && !out.contains(addr) {
             out.push(*addr);
             budget -= 1;
         }
@@ -102,7 +120,7 @@ mod tests {
     fn sources(order: impl IntoIterator<Item = u16>) -> Sources {
         Sources {
             dial: order.into_iter().map(addr).collect(),
-            avoid: Vec::new(),
+            ..Sources::default()
         }
     }
 
@@ -153,8 +171,40 @@ mod tests {
         let src = Sources {
             dial: vec![addr(0), addr(1), addr(2), addr(3)],
             avoid: vec![addr(4)],
+            complete: Vec::new(),
         };
         // addr(5) is known but gossip no longer names it: dialed after gossip's sources.
         assert_eq!(to_dial(&addrs, &src, 1, now), [addr(3), addr(5)]);
+    }
+
+    #[test]
+    fn a_pinned_address_gossip_leaves_to_another_fetcher_is_not_dialed() {
+        let mut addrs = known(3);
+        addrs.get_mut(&addr(0)).expect("known").pinned = true;
+        let src = Sources {
+            dial: vec![addr(1)],
+            avoid: vec![addr(0)],
+            complete: Vec::new(),
+        };
+        assert_eq!(to_dial(&addrs, &src, 0, Instant::now()), [addr(1), addr(2)]);
+    }
+
+    #[test]
+    fn two_complete_holders_are_linked_whatever_the_cap() {
+        let mut addrs = known(40);
+        let mut src = sources(0..40);
+        src.complete = vec![addr(30), addr(31), addr(32)];
+        // At the cap with links to peers that hold little: the first two complete holders
+        // are dialed anyway, and no more.
+        let dial = to_dial(&addrs, &src, MAX_DIALED_LINKS, Instant::now());
+        assert_eq!(dial, [addr(30), addr(31)]);
+        // One of them linked already: one more.
+        addrs.get_mut(&addr(30)).expect("known").conn = Some(super::super::ConnId(1));
+        let dial = to_dial(&addrs, &src, MAX_DIALED_LINKS, Instant::now());
+        assert_eq!(dial, [addr(31)]);
+        // With room, they come first and count against the cap.
+        let dial = to_dial(&addrs, &src, 1, Instant::now());
+        assert_eq!(dial.len(), MAX_DIALED_LINKS - 1);
+        assert_eq!(dial[0], addr(31));
     }
 }

@@ -107,6 +107,8 @@ pub(crate) struct Sources {
     pub(crate) dial: Vec<SocketAddr>,
     /// Members in other zones not to dial yet: someone else in our zone fetches across.
     pub(crate) avoid: Vec<SocketAddr>,
+    /// The members of `dial` that hold the whole artifact, in the same order.
+    pub(crate) complete: Vec<SocketAddr>,
 }
 
 /// Chooses sources for artifact `id`, fetched for `fetching_for` so far.
@@ -135,6 +137,7 @@ pub(crate) fn sources(m: &Membership, id: &ContentId, fetching_for: Duration) ->
     let ahead = zone_fetchers.iter().filter(|r| **r < my_rank).count();
     let designated = fetching_for >= ZONE_GRACE && ahead < crossing;
     let mut dial = Vec::new();
+    let mut complete = Vec::new();
     for (info, h) in &holders {
         let Some(addr) = info.state.addrs.first().and_then(|a| a.parse().ok()) else {
             continue;
@@ -147,12 +150,17 @@ pub(crate) fn sources(m: &Membership, id: &ContentId, fetching_for: Duration) ->
                 rank(me.as_bytes(), info.id.as_bytes()),
             );
             dial.push((key, addr));
+            if h.complete {
+                complete.push((key, addr));
+            }
         } else {
             out.avoid.push(addr);
         }
     }
     dial.sort();
+    complete.sort();
     out.dial = dial.into_iter().map(|(_, addr)| addr).collect();
+    out.complete = complete.into_iter().map(|(_, addr)| addr).collect();
     out
 }
 
@@ -332,6 +340,7 @@ mod tests {
                 let s = sources(&m, &a, Duration::ZERO);
                 assert_eq!(s.dial.len(), 31);
                 assert_eq!(s.dial[0], addr(1), "the complete holder comes first");
+                assert_eq!(s.complete, [addr(1)]);
                 s.dial[1]
             })
             .collect();
