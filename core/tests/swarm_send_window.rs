@@ -8,7 +8,6 @@ use common::{DATA, PIECE};
 use pollen_core::{
     Bitfield, Instant, Manifest, PeerId, Ticket,
     swarm::{Action, LinkId, Swarm, SwarmConfig},
-    wire,
 };
 
 /// A seed configured by `cfg` and `n` downloaders; the seed's link `i + 1` is downloader
@@ -51,25 +50,20 @@ fn shuttle(
         while let Some((link, segments)) = seed.poll_transmit() {
             moved = true;
             let i = (link.0 - 1) as usize;
-            let bytes = Bytes::from(segments.concat());
-            handed[i] += bytes.len() as u64;
-            let mut at = 0;
-            while let Ok(Some((body, used))) = wire::split_frame(&bytes[at..]) {
-                downs[i].handle_frame(now, LinkId(1), bytes.slice_ref(body));
-                at += used;
+            let len: u64 = segments.iter().map(|b| b.len() as u64).sum();
+            handed[i] += len;
+            for body in common::frames(segments) {
+                downs[i].handle_frame(now, LinkId(1), body);
             }
             if report {
-                seed.handle_sent(link, bytes.len() as u64);
+                seed.handle_sent(link, len);
             }
         }
         for (i, d) in downs.iter_mut().enumerate() {
             while let Some((_, segments)) = d.poll_transmit() {
                 moved = true;
-                let bytes = Bytes::from(segments.concat());
-                let mut at = 0;
-                while let Ok(Some((body, used))) = wire::split_frame(&bytes[at..]) {
-                    seed.handle_frame(now, LinkId(i as u64 + 1), bytes.slice_ref(body));
-                    at += used;
+                for body in common::frames(segments) {
+                    seed.handle_frame(now, LinkId(i as u64 + 1), body);
                 }
             }
             while let Some(action) = d.poll_action() {

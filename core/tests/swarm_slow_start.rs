@@ -15,14 +15,11 @@ use pollen_core::{
 fn deliver(src: &mut Swarm, dst: &mut Swarm, now: Instant) -> usize {
     let mut requests = 0;
     while let Some((_, segments)) = src.poll_transmit() {
-        let bytes = Bytes::from(segments.concat());
-        let mut at = 0;
-        while let Ok(Some((body, used))) = wire::split_frame(&bytes[at..]) {
-            if matches!(wire::decode(body), Ok(Message::Request(_))) {
+        for body in common::frames(segments) {
+            if matches!(wire::decode(&body), Ok(Message::Request(_))) {
                 requests += 1;
             }
-            dst.handle_frame(now, LinkId(1), bytes.slice_ref(body));
-            at += used;
+            dst.handle_frame(now, LinkId(1), body);
         }
     }
     requests

@@ -10,19 +10,16 @@ use common::{DATA, PIECE, pair};
 use pollen_core::{
     Instant, PeerId,
     swarm::{Action, LinkId, Swarm, SwarmConfig},
-    wire::{self, Kind},
+    wire::Kind,
 };
 
 /// Moves frames from `src` to `dst` (link 1 on both); returns the kinds moved.
 fn carry(src: &mut Swarm, dst: &mut Swarm, now: Instant) -> Vec<u8> {
     let mut kinds = Vec::new();
     while let Some((_, segments)) = src.poll_transmit() {
-        let bytes = Bytes::from(segments.concat());
-        let mut at = 0;
-        while let Ok(Some((body, used))) = wire::split_frame(&bytes[at..]) {
+        for body in common::frames(segments) {
             kinds.extend(body.get(1).copied());
-            dst.handle_frame(now, LinkId(1), bytes.slice_ref(body));
-            at += used;
+            dst.handle_frame(now, LinkId(1), body);
         }
     }
     kinds

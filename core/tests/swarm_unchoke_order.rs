@@ -5,7 +5,6 @@ mod common;
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use common::DATA;
 use pollen_core::{
     Bitfield, Instant, Manifest, PeerId, Ticket,
@@ -23,29 +22,23 @@ fn shuttle(seed: &mut Swarm, downs: &mut [Option<Swarm>], now: Instant) -> Vec<i
         let mut moved = false;
         while let Some((link, segments)) = seed.poll_transmit() {
             moved = true;
-            let bytes = Bytes::from(segments.concat());
-            let mut at = 0;
-            while let Ok(Some((body, used))) = wire::split_frame(&bytes[at..]) {
-                match wire::decode(body) {
+            for body in common::frames(segments) {
+                match wire::decode(&body) {
                     Ok(Message::Unchoke) => unchoked.push(link.0 as i64),
                     Ok(Message::Choke) => unchoked.push(-(link.0 as i64)),
                     _ => {}
                 }
                 if let Some(d) = &mut downs[(link.0 - 1) as usize] {
-                    d.handle_frame(now, LinkId(1), bytes.slice_ref(body));
+                    d.handle_frame(now, LinkId(1), body);
                 }
-                at += used;
             }
         }
         for (i, d) in downs.iter_mut().enumerate() {
             let Some(d) = d else { continue };
             while let Some((_, segments)) = d.poll_transmit() {
                 moved = true;
-                let bytes = Bytes::from(segments.concat());
-                let mut at = 0;
-                while let Ok(Some((body, used))) = wire::split_frame(&bytes[at..]) {
-                    seed.handle_frame(now, LinkId(i as u64 + 1), bytes.slice_ref(body));
-                    at += used;
+                for body in common::frames(segments) {
+                    seed.handle_frame(now, LinkId(i as u64 + 1), body);
                 }
             }
             while d.poll_action().is_some() {}

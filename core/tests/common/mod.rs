@@ -18,6 +18,18 @@ thread_local! {
     pub static DATA: Vec<u8> = (0..40 * PIECE + 77).map(|i| (i * 13 % 251) as u8).collect();
 }
 
+/// The frame bodies of what one `poll_transmit` gave (whole frames, as segments).
+pub fn frames(segments: Vec<Bytes>) -> Vec<Bytes> {
+    let bytes = Bytes::from(segments.concat());
+    let mut out = Vec::new();
+    let mut at = 0;
+    while let Ok(Some((body, used))) = wire::split_frame(&bytes[at..]) {
+        out.push(bytes.slice_ref(body));
+        at += used;
+    }
+    out
+}
+
 /// Most rounds of frame exchange before calling it a livelock.
 pub const MAX_ROUNDS: usize = 10_000;
 
@@ -41,11 +53,8 @@ pub fn exchange(
             };
             while let Some((_, segments)) = src.poll_transmit() {
                 moved = true;
-                let bytes = Bytes::from(segments.concat());
-                let mut at = 0;
-                while let Ok(Some((body, used))) = wire::split_frame(&bytes[at..]) {
-                    dst.handle_frame(now, link, bytes.slice_ref(body));
-                    at += used;
+                for body in frames(segments) {
+                    dst.handle_frame(now, link, body);
                 }
             }
         }
