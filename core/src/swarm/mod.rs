@@ -1210,39 +1210,30 @@ impl Swarm {
                 l.choke_changed_at,
             )
         };
-        let best = self
-            .links
-            .values()
-            .filter(|l| l.ready() && l.peer_interested && !l.we_unchoked_peer)
-            .map(key)
-            .min()?;
-        let tied: Vec<LinkId> = self
-            .links
-            .iter()
-            .filter(|(_, l)| l.ready() && l.peer_interested && !l.we_unchoked_peer)
-            .filter(|(_, l)| key(l) == best)
-            .map(|(&id, _)| id)
-            .collect();
-        let pick = (self.rng.next_u64() % tied.len() as u64) as usize;
-        tied.get(pick).copied()
+        self.least(|l| (l.peer_interested && !l.we_unchoked_peer).then(|| key(l)))
     }
 
     /// The ready link matching `pred` whose choke state changed longest ago (ties: random).
     fn longest(&mut self, pred: impl Fn(&Link) -> bool) -> Option<LinkId> {
-        let candidates: Vec<(LinkId, Instant)> = self
+        self.least(|l| pred(l).then_some(l.choke_changed_at))
+    }
+
+    /// The ready link with the least `key` (`None`: not a candidate); ties: random.
+    fn least<K: Ord>(&mut self, key: impl Fn(&Link) -> Option<K>) -> Option<LinkId> {
+        let candidates: Vec<(LinkId, K)> = self
             .links
             .iter()
-            .filter(|(_, l)| l.ready() && pred(l))
-            .map(|(&id, l)| (id, l.choke_changed_at))
+            .filter(|(_, l)| l.ready())
+            .filter_map(|(&id, l)| key(l).map(|k| (id, k)))
             .collect();
-        let oldest = candidates.iter().map(|c| c.1).min()?;
+        let best = candidates.iter().map(|c| &c.1).min()?;
         let tied: Vec<LinkId> = candidates
-            .into_iter()
-            .filter(|c| c.1 == oldest)
+            .iter()
+            .filter(|c| &c.1 == best)
             .map(|c| c.0)
             .collect();
         let pick = (self.rng.next_u64() % tied.len() as u64) as usize;
-        Some(tied[pick])
+        tied.get(pick).copied()
     }
 
     fn cached(&self, piece: u32) -> Option<PieceData> {
