@@ -937,21 +937,18 @@ impl Net {
     /// still has on the downlink.
     fn queue_up(&mut self, from: NodeId, link: LinkId, mut unit: Unit, block: bool) {
         let now = self.now;
-        let Some(end) = self.nodes[from].links.get_mut(&link) else {
+        let node = &mut self.nodes[from];
+        let Some(end) = node.links.get_mut(&link) else {
             return;
         };
         end.sent_units += 1;
         unit.seq = end.sent_units;
-        if block || unit.len > EXPRESS_BYTES || !self.nodes[from].up.is_idle(link) {
-            self.nodes[from].up.push(now, link, unit.len, unit);
+        if block || unit.len > EXPRESS_BYTES || !node.up.is_idle(link) {
+            node.up.push(now, link, unit.len, unit);
             return;
         }
-        let up = self.nodes[from].capacity.up;
-        let Some(end) = self.nodes[from].links.get_mut(&link) else {
-            return;
-        };
         // After the flow's previous express unit, so units arrive in the order sent.
-        let through = end.express_until.max(now) + transfer_time(unit.len, up);
+        let through = end.express_until.max(now) + transfer_time(unit.len, node.capacity.up);
         end.express_until = through;
         let end = *end;
         let to = end.peer;
