@@ -11,7 +11,7 @@
 //! least finish tag, and its real finish time follows from the current number of busy flows.
 //! Integer arithmetic throughout, so runs are exact and repeatable.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use pollen_core::{Instant, swarm::LinkId};
@@ -20,15 +20,33 @@ use pollen_core::{Instant, swarm::LinkId};
 /// advances it by a whole number.
 const SCALE: u128 = 1_000_000;
 
-/// A unit in service: what it carries, its length, and when it entered service.
+/// A unit in service: what it carries, its length, its finish tag, and when it entered
+/// service.
 #[derive(Debug)]
 struct Head<T> {
     unit: T,
     len: u64,
+    finish: u128,
     started: Instant,
 }
 
+/// A flow with something in service, queued or held.
+#[derive(Debug)]
+struct Flow<T> {
+    id: LinkId,
+    /// Its unit in service.
+    head: Option<Head<T>>,
+    /// Units queued behind it (or behind a hold).
+    waiting: VecDeque<(T, u64)>,
+    /// Whether it may not start its next unit until resumed.
+    held: bool,
+}
+
 /// A link of `rate` bytes per second shared among flows carrying units of type `T`.
+///
+/// A node has a few flows at a time, so they are kept in a small vector (only those with
+/// something in service, queued or held) and searched in place: cheaper than maps for the
+/// millions of pushes and finishes of a large run.
 #[derive(Debug)]
 pub struct SharedLink<T> {
     rate: u64,
@@ -36,14 +54,13 @@ pub struct SharedLink<T> {
     vtime: u128,
     /// When `vtime` was last brought up to date.
     last: Instant,
-    /// Units in service, one per busy flow, by finish tag.
-    heads: BTreeMap<(u128, LinkId), Head<T>>,
-    /// The finish tag of each busy flow's unit.
-    busy: BTreeMap<LinkId, u128>,
-    /// Units queued behind each flow's unit in service (or behind a hold).
-    waiting: BTreeMap<LinkId, VecDeque<(T, u64)>>,
-    /// Flows that may not start their next unit until resumed.
-    held: BTreeSet<LinkId>,
+    /// Flows that are not idle, in no particular order.
+    flows: Vec<Flow<T>>,
+    /// How many flows have a unit in service.
+    busy: usize,
+    /// The least (finish tag, flow) in service, once known (`None` inside: nothing in
+    /// service); kept so that the frequent `next_done` need not look at every flow.
+    first: Option<Option<(u128, LinkId)>>,
     /// Time with at least one busy flow.
     busy_time: Duration,
     /// The earliest wake-up the driver was asked for and has not had yet.
@@ -70,38 +87,89 @@ impl<T> SharedLink<T> {
             rate: rate.max(1),
             vtime: 0,
             last: now,
-            heads: BTreeMap::new(),
-            busy: BTreeMap::new(),
-            waiting: BTreeMap::new(),
-            held: BTreeSet::new(),
+            flows: Vec::new(),
+            busy: 0,
+            first: Some(None),
             busy_time: Duration::ZERO,
             wake: None,
         }
+    }
+
+    fn find(&self, flow: LinkId) -> Option<usize> {
+        self.flows.iter().position(|f| f.id == flow)
     }
 
     /// Queues a unit of `len` bytes on `flow`; it enters service at once unless the flow is
     /// busy or held.
     pub fn push(&mut self, now: Instant, flow: LinkId, len: u64, unit: T) {
         self.advance(now);
-        if self.busy.contains_key(&flow) || self.held.contains(&flow) {
-            self.waiting.entry(flow).or_default().push_back((unit, len));
+        let i = match self.find(flow) {
+            Some(i) => i,
+            None => {
+                self.flows.push(Flow {
+                    id: flow,
+                    head: None,
+                    waiting: VecDeque::new(),
+                    held: false,
+                });
+                self.flows.len() - 1
+            }
+        };
+        let f = &mut self.flows[i];
+        if f.head.is_some() || f.held {
+            f.waiting.push_back((unit, len));
         } else {
-            self.start(now, flow, unit, len);
+            self.start(now, i, unit, len);
         }
+    }
+
+    /// The last unit `flow` has queued or in service, grown by `len` bytes for the caller to
+    /// add to; `None` if the flow is idle or held with nothing queued. The bytes go with that
+    /// unit, as they would right behind it on a stream.
+    pub fn append(&mut self, now: Instant, flow: LinkId, len: u64) -> Option<&mut T> {
+        self.advance(now);
+        let i = self.find(flow)?;
+        let f = &mut self.flows[i];
+        if let Some((unit, l)) = f.waiting.back_mut() {
+            *l += len;
+            return Some(unit);
+        }
+        let head = f.head.as_mut()?;
+        if self.first == Some(Some((head.finish, f.id))) {
+            self.first = None;
+        }
+        head.len += len;
+        head.finish += u128::from(len) * SCALE;
+        Some(&mut head.unit)
     }
 
     /// Whether `flow` has nothing in service, queued or held.
     pub fn is_idle(&self, flow: LinkId) -> bool {
-        !self.busy.contains_key(&flow)
-            && !self.held.contains(&flow)
-            && !self.waiting.contains_key(&flow)
+        self.find(flow).is_none()
+    }
+
+    /// The unit in service that finishes first: least finish tag, then least flow.
+    fn first(&mut self) -> Option<(u128, LinkId)> {
+        let walk = |flows: &[Flow<T>]| {
+            flows
+                .iter()
+                .filter_map(|f| f.head.as_ref().map(|h| (h.finish, f.id)))
+                .min()
+        };
+        if let Some(first) = self.first {
+            debug_assert_eq!(first, walk(&self.flows), "the cached first unit is stale");
+            return first;
+        }
+        let first = walk(&self.flows);
+        self.first = Some(first);
+        first
     }
 
     /// When the next unit finishes, if any is in service.
-    pub fn next_done(&self) -> Option<Instant> {
-        let (&(finish, _), _) = self.heads.first_key_value()?;
+    pub fn next_done(&mut self) -> Option<Instant> {
+        let (finish, _) = self.first()?;
         let left = finish.saturating_sub(self.vtime);
-        let flows = self.busy.len() as u128;
+        let flows = self.busy as u128;
         let rate = u128::from(self.rate);
         let micros = (left * flows).div_ceil(rate);
         Some(self.last + Duration::from_micros(u64::try_from(micros).unwrap_or(u64::MAX)))
@@ -133,13 +201,17 @@ impl<T> SharedLink<T> {
     /// [`SharedLink::resume`]d.
     pub fn complete(&mut self, now: Instant) -> Option<Done<T>> {
         self.advance(now);
-        let ((finish, flow), head) = self.heads.pop_first()?;
-        self.busy.remove(&flow);
+        let (_, flow) = self.first()?;
+        self.first = None;
+        let i = self.find(flow)?;
+        let f = &mut self.flows[i];
+        let head = f.head.take()?;
+        self.busy -= 1;
+        f.held = true;
         // Rounding of the real time may leave virtual time a hair short of the tag.
-        self.vtime = self.vtime.max(finish);
-        self.held.insert(flow);
+        self.vtime = self.vtime.max(head.finish);
         Some(Done {
-            flow,
+            flow: f.id,
             unit: head.unit,
             len: head.len,
             started: head.started,
@@ -149,68 +221,72 @@ impl<T> SharedLink<T> {
     /// Lets a held flow start its next unit.
     pub fn resume(&mut self, now: Instant, flow: LinkId) {
         self.advance(now);
-        if !self.held.remove(&flow) || self.busy.contains_key(&flow) {
-            return;
-        }
-        let Some(queue) = self.waiting.get_mut(&flow) else {
+        let Some(i) = self.find(flow) else {
             return;
         };
-        let Some((unit, len)) = queue.pop_front() else {
+        let f = &mut self.flows[i];
+        if !f.held || f.head.is_some() {
             return;
-        };
-        if queue.is_empty() {
-            self.waiting.remove(&flow);
         }
-        self.start(now, flow, unit, len);
+        f.held = false;
+        match f.waiting.pop_front() {
+            Some((unit, len)) => self.start(now, i, unit, len),
+            None => {
+                self.flows.swap_remove(i);
+            }
+        }
     }
 
     /// Drops everything `flow` has queued or in service.
     pub fn remove(&mut self, now: Instant, flow: LinkId) {
         self.advance(now);
-        if let Some(finish) = self.busy.remove(&flow) {
-            self.heads.remove(&(finish, flow));
+        if let Some(i) = self.find(flow) {
+            if self.flows[i].head.is_some() {
+                self.busy -= 1;
+                self.first = None;
+            }
+            self.flows.swap_remove(i);
         }
-        self.waiting.remove(&flow);
-        self.held.remove(&flow);
     }
 
     /// Drops everything.
     pub fn clear(&mut self, now: Instant) {
         self.advance(now);
-        self.heads.clear();
-        self.busy.clear();
-        self.waiting.clear();
-        self.held.clear();
+        self.flows.clear();
+        self.busy = 0;
+        self.first = Some(None);
         self.wake = None;
     }
 
     /// Time with at least one unit in service, up to `now`.
     pub fn busy_time(&self, now: Instant) -> Duration {
-        if self.busy.is_empty() {
+        if self.busy == 0 {
             self.busy_time
         } else {
             self.busy_time + now.saturating_since(self.last)
         }
     }
 
-    fn start(&mut self, now: Instant, flow: LinkId, unit: T, len: u64) {
+    fn start(&mut self, now: Instant, i: usize, unit: T, len: u64) {
         let finish = self.vtime + u128::from(len) * SCALE;
-        self.busy.insert(flow, finish);
-        self.heads.insert(
-            (finish, flow),
-            Head {
-                unit,
-                len,
-                started: now,
-            },
-        );
+        if let Some(first) = self.first {
+            let tag = (finish, self.flows[i].id);
+            self.first = Some(Some(first.map_or(tag, |f| f.min(tag))));
+        }
+        self.flows[i].head = Some(Head {
+            unit,
+            len,
+            finish,
+            started: now,
+        });
+        self.busy += 1;
     }
 
     /// Brings virtual time up to `now`.
     fn advance(&mut self, now: Instant) {
         let elapsed = now.saturating_since(self.last);
         self.last = self.last.max(now);
-        let flows = self.busy.len() as u128;
+        let flows = self.busy as u128;
         if flows == 0 || elapsed.is_zero() {
             return;
         }
@@ -322,6 +398,20 @@ mod tests {
         assert!(link.woken(sooner));
         link.clear(at(150));
         assert_eq!(link.wake(), None);
+    }
+
+    #[test]
+    fn appended_bytes_go_with_the_flows_last_unit() {
+        let mut link = SharedLink::new(MB, at(0));
+        assert!(link.append(at(0), LinkId(1), 1_000).is_none(), "idle flow");
+        link.push(at(0), LinkId(1), 100_000, 1);
+        // Into the unit in service: it finishes 50 ms later.
+        *link.append(at(0), LinkId(1), 50_000).expect("in service") += 10;
+        assert_eq!(link.next_done(), Some(at(150)));
+        link.push(at(0), LinkId(1), 100_000, 2);
+        // Into the queued unit, not the one in service.
+        *link.append(at(0), LinkId(1), 100_000).expect("queued") += 20;
+        assert_eq!(run(&mut link), [(1, 11, 150), (1, 22, 350)]);
     }
 
     #[test]

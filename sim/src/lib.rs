@@ -9,6 +9,8 @@ pub mod chart;
 pub mod fair;
 pub mod gossip;
 pub mod gossip_bench;
+pub mod link_table;
 pub mod net;
+pub mod queue;
 pub mod run;
 pub mod scenario;

@@ -20,13 +20,9 @@
 //! decision is still the real state machine's; only the bytes and the hashing are left out,
 //! which is what lets thousands of nodes move gigabytes.
 
-use std::{
-    cmp::Reverse,
-    collections::{BTreeMap, BinaryHeap},
-    time::Duration,
-};
+use std::{collections::BTreeMap, time::Duration};
 
-use crate::fair::SharedLink;
+use crate::{fair::SharedLink, link_table::LinkTable, queue::EventQueue};
 use bytes::Bytes;
 use pollen_core::{
     Bitfield, Instant, Manifest, ManifestBuilder, PeerId, Ticket,
@@ -101,7 +97,7 @@ struct Node {
     up: SharedLink<Unit>,
     /// The downlink, carrying units that arrived from links.
     down: SharedLink<Unit>,
-    links: BTreeMap<LinkId, LinkEnd>,
+    links: LinkTable<LinkEnd>,
     next_link: u64,
     timer: Option<Instant>,
     completed_at: Option<Instant>,
@@ -132,6 +128,13 @@ struct Unit {
     len: u64,
     /// Its number on its link, from 1 (set when it is queued).
     seq: u64,
+}
+
+impl Unit {
+    /// Whether it carries a block.
+    fn has_block(&self) -> bool {
+        self.items.iter().any(|i| matches!(i, Item::Block { .. }))
+    }
 }
 
 /// Units are cut once they hold this many bytes (a block always ends one).
@@ -184,10 +187,6 @@ enum Ev {
     },
 }
 
-/// When an event happens, its scheduling order (ties go first-scheduled first) and its slot
-/// in `Net::events`; kept small, since the queue moves these around.
-type Scheduled = (Instant, u64, u32);
-
 /// How long after a crash its peers' TCP keepalive gives up on the links.
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Maximum segment size used by the loss model, bytes.
@@ -201,12 +200,8 @@ pub struct Net {
     /// Packet loss rate on every link, 0 for none.
     loss: f64,
     nodes: Vec<Node>,
-    queue: BinaryHeap<Reverse<Scheduled>>,
-    /// The events the queue refers to, by slot; `None` for a free slot.
-    events: Vec<Option<Ev>>,
-    /// Free slots of `events`.
-    free: Vec<u32>,
-    seq: u64,
+    /// Scheduled events; ties go first-scheduled first.
+    queue: EventQueue<Ev>,
     rng: Xoshiro256PlusPlus,
     trace: blake3::Hasher,
     trace_len: u64,
@@ -246,10 +241,7 @@ impl Net {
             inter_zone_latency: latency,
             loss: 0.0,
             nodes: Vec::new(),
-            queue: BinaryHeap::new(),
-            events: Vec::new(),
-            free: Vec::new(),
-            seq: 0,
+            queue: EventQueue::new(),
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
             trace: blake3::Hasher::new(),
             trace_len: 0,
@@ -463,7 +455,7 @@ impl Net {
             origin: false,
             up: SharedLink::new(capacity.up, self.now),
             down: SharedLink::new(capacity.down, self.now),
-            links: BTreeMap::new(),
+            links: LinkTable::default(),
             next_link: 0,
             timer: None,
             completed_at,
@@ -550,17 +542,12 @@ impl Net {
     pub fn run(&mut self, limit: Duration) {
         let end = Instant::ZERO + limit;
         while self.unfinished > 0 {
-            match self.queue.peek() {
-                Some(Reverse((at, _, _))) if *at <= end => {}
-                _ => break,
+            if self.queue.peek_time().is_none_or(|at| at > end) {
+                break;
             }
-            let Some(Reverse((at, _, slot))) = self.queue.pop() else {
+            let Some((at, ev)) = self.queue.pop() else {
                 break;
             };
-            let Some(ev) = self.events[slot as usize].take() else {
-                unreachable!("a queued slot holds its event");
-            };
-            self.free.push(slot);
             self.now = at;
             match ev {
                 Ev::UpDone { node } => {
@@ -593,7 +580,7 @@ impl Net {
                 }
                 Ev::Disconnected { node, link } => {
                     if self.nodes[node].state == State::Active
-                        && self.nodes[node].links.remove(&link).is_some()
+                        && self.nodes[node].links.remove(link).is_some()
                     {
                         self.nodes[node].up.remove(at, link);
                         self.nodes[node].down.remove(at, link);
@@ -691,7 +678,7 @@ impl Net {
         if self.nodes[to].state != State::Active {
             return;
         }
-        let Some(end) = self.nodes[to].links.get_mut(&link) else {
+        let Some(end) = self.nodes[to].links.get_mut(link) else {
             return;
         };
         assert!(
@@ -829,7 +816,7 @@ impl Net {
                 let checked = if self.zeros.is_some() {
                     // The data is not there to hash: a piece is good unless its sender
                     // corrupts blocks (each piece comes from one link).
-                    let sender = self.nodes[id].links.get(&check.link()).map(|l| l.peer);
+                    let sender = self.nodes[id].links.get(check.link()).map(|l| l.peer);
                     let corrupt =
                         sender.is_some_and(|s| self.nodes[s].behavior == Behavior::CorruptBlocks);
                     check.simulated(!corrupt)
@@ -840,7 +827,7 @@ impl Net {
             }
             Action::StoreManifest(_) => {}
             Action::Disconnect { link, .. } => {
-                if let Some(end) = self.nodes[id].links.remove(&link) {
+                if let Some(end) = self.nodes[id].links.remove(link) {
                     self.nodes[id].up.remove(self.now, link);
                     self.nodes[id].down.remove(self.now, link);
                     self.schedule_up(id);
@@ -897,7 +884,7 @@ impl Net {
 
     /// Queues what a node sends on a link at its uplink, cut into units.
     fn transmit(&mut self, from: NodeId, link: LinkId, items: Vec<Item>) {
-        if !self.nodes[from].links.contains_key(&link) {
+        if !self.nodes[from].links.contains(link) {
             return;
         }
         let mut unit = Unit {
@@ -938,9 +925,14 @@ impl Net {
     fn queue_up(&mut self, from: NodeId, link: LinkId, mut unit: Unit, block: bool) {
         let now = self.now;
         let node = &mut self.nodes[from];
-        let Some(end) = node.links.get_mut(&link) else {
+        let Some(end) = node.links.get_mut(link) else {
             return;
         };
+        if !block && let Some(last) = node.up.append(now, link, unit.len) {
+            last.len += unit.len;
+            last.items.append(&mut unit.items);
+            return;
+        }
         end.sent_units += 1;
         unit.seq = end.sent_units;
         if block || unit.len > EXPRESS_BYTES || !node.up.is_idle(link) {
@@ -995,7 +987,7 @@ impl Net {
             return;
         };
         let link = done.flow;
-        let Some(&end) = self.nodes[from].links.get(&link) else {
+        let Some(&end) = self.nodes[from].links.get(link) else {
             // Closed links' units are dropped when they close.
             self.schedule_up(from);
             return;
@@ -1039,8 +1031,8 @@ impl Net {
 
     /// A unit reached the receiver's downlink: it shares the downlink with the others, or
     /// (express, on a flow idle there) is delivered at once.
-    fn arrive(&mut self, to: NodeId, link: LinkId, unit: Unit, express: bool) {
-        if self.nodes[to].state != State::Active || !self.nodes[to].links.contains_key(&link) {
+    fn arrive(&mut self, to: NodeId, link: LinkId, mut unit: Unit, express: bool) {
+        if self.nodes[to].state != State::Active || !self.nodes[to].links.contains(link) {
             return;
         }
         let now = self.now;
@@ -1048,7 +1040,15 @@ impl Net {
             self.deliver(to, link, unit);
             return;
         }
-        self.nodes[to].down.push(now, link, unit.len, unit);
+        let down = &mut self.nodes[to].down;
+        if !unit.has_block()
+            && let Some(last) = down.append(now, link, unit.len)
+        {
+            last.len += unit.len;
+            last.items.append(&mut unit.items);
+        } else {
+            down.push(now, link, unit.len, unit);
+        }
         self.schedule_down(to);
     }
 
@@ -1064,18 +1064,7 @@ impl Net {
     }
 
     fn schedule(&mut self, at: Instant, ev: Ev) {
-        self.seq += 1;
-        let slot = match self.free.pop() {
-            Some(slot) => {
-                self.events[slot as usize] = Some(ev);
-                slot
-            }
-            None => {
-                self.events.push(Some(ev));
-                u32::try_from(self.events.len() - 1).expect("fewer than 2^32 pending events")
-            }
-        };
-        self.queue.push(Reverse((at, self.seq, slot)));
+        self.queue.push(at, ev);
     }
 
     // ----- results -----

@@ -83,9 +83,13 @@ pub struct Swarm {
     rng: Xoshiro256PlusPlus,
     links: BTreeMap<LinkId, Link>,
     downloads: BTreeMap<(u32, LinkId), Download>,
-    /// Links whose handshake has not arrived yet (so `poll_timeout` need not look at every
-    /// link of a seed with thousands).
-    handshaking: usize,
+    /// Links whose handshake has not arrived yet, by handshake deadline (so `poll_timeout`
+    /// need not look at every link of a seed with thousands).
+    handshakes: BTreeSet<(Instant, LinkId)>,
+    /// The peers of ready links (to refuse a second link to one without a walk).
+    peers: BTreeSet<PeerId>,
+    /// Links we unchoked.
+    unchoked: usize,
     banned: BTreeSet<PeerId>,
     /// Verified pieces in memory, most recently used last.
     cache: VecDeque<(u32, PieceData)>,
@@ -191,7 +195,9 @@ impl Swarm {
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
             links: BTreeMap::new(),
             downloads: BTreeMap::new(),
-            handshaking: 0,
+            handshakes: BTreeSet::new(),
+            peers: BTreeSet::new(),
+            unchoked: 0,
             banned: BTreeSet::new(),
             cache: VecDeque::new(),
             reading: BTreeSet::new(),
@@ -283,7 +289,8 @@ impl Swarm {
         self.forget(link);
         self.links
             .insert(link, Link::new(now, self.layout.piece_count()));
-        self.handshaking += 1;
+        self.handshakes
+            .insert((now + self.cfg.handshake_timeout, link));
         let hs = Handshake {
             peer_id: self.cfg.peer_id,
             swarm: Some(self.id),
@@ -342,10 +349,10 @@ impl Swarm {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
         let late_handshakes: Vec<LinkId> = self
-            .links
+            .handshakes
             .iter()
-            .filter(|(_, l)| !l.ready() && l.connected_at + self.cfg.handshake_timeout <= now)
-            .map(|(&id, _)| id)
+            .take_while(|&&(at, _)| at <= now)
+            .map(|&(_, id)| id)
             .collect();
         for link in late_handshakes {
             self.disconnect(link, DisconnectReason::HandshakeTimeout);
@@ -527,14 +534,12 @@ impl Swarm {
                 .is_none_or(|due| requests.is_some_and(|r| r <= due)),
             "a request deadline is missing from `deadlines`"
         );
-        // Most links of a busy seed are past their handshake: skip the walk over all links
-        // when it would find nothing.
-        let handshakes = (self.handshaking > 0)
-            .then(|| self.links.values())
-            .into_iter()
-            .flatten()
-            .filter(|l| !l.ready())
-            .map(|l| l.connected_at + self.cfg.handshake_timeout);
+        debug_assert_eq!(
+            self.handshakes.len(),
+            self.links.values().filter(|l| !l.ready()).count(),
+            "a handshake deadline per link not ready"
+        );
+        let handshakes = self.handshakes.first().map(|&(at, _)| at);
         let fetch = self.fetch.as_ref().map(|f| f.deadline);
         requests
             .into_iter()
@@ -600,7 +605,7 @@ impl Swarm {
             Some(DisconnectReason::SelfConnection)
         } else if self.banned.contains(&hs.peer_id) {
             Some(DisconnectReason::Banned)
-        } else if self.links.values().any(|l| l.peer == Some(hs.peer_id)) {
+        } else if self.peers.contains(&hs.peer_id) {
             Some(DisconnectReason::Duplicate)
         } else {
             None
@@ -612,7 +617,9 @@ impl Swarm {
         if let Some(l) = self.links.get_mut(&link)
             && l.peer.replace(hs.peer_id).is_none()
         {
-            self.handshaking -= 1;
+            self.handshakes
+                .remove(&(l.connected_at + self.cfg.handshake_timeout, link));
+            self.peers.insert(hs.peer_id);
         }
         self.events.push_back(Event::PeerConnected {
             link,
@@ -715,7 +722,7 @@ impl Swarm {
     /// linked peer holds it (the requester does not: it asks for it).
     fn spread_elsewhere(&self, piece: u32) -> bool {
         self.cfg.spread_first
-            && self.links.len() - self.handshaking >= self.cfg.spread_first_min_links
+            && self.links.len() - self.handshakes.len() >= self.cfg.spread_first_min_links
             && self.picker.availability(piece) > 0
             && match (
                 self.served.get(piece as usize),
@@ -1140,7 +1147,11 @@ impl Swarm {
     // ----- uploading -----
 
     fn unchoked_count(&self) -> usize {
-        self.links.values().filter(|l| l.we_unchoked_peer).count()
+        debug_assert_eq!(
+            self.unchoked,
+            self.links.values().filter(|l| l.we_unchoked_peer).count()
+        );
+        self.unchoked
     }
 
     fn set_choke(&mut self, now: Instant, link: LinkId, choke: bool) {
@@ -1152,6 +1163,11 @@ impl Swarm {
         }
         l.we_unchoked_peer = !choke;
         l.choke_changed_at = now;
+        if choke {
+            self.unchoked -= 1;
+        } else {
+            self.unchoked += 1;
+        }
         if choke {
             // A choke discards the peer's queued requests (and blocks not handed out yet); it
             // asks again after an unchoke.
@@ -1444,8 +1460,17 @@ impl Swarm {
         let Some(l) = self.links.remove(&link) else {
             return;
         };
-        if !l.ready() {
-            self.handshaking -= 1;
+        match l.peer {
+            Some(peer) => {
+                self.peers.remove(&peer);
+            }
+            None => {
+                self.handshakes
+                    .remove(&(l.connected_at + self.cfg.handshake_timeout, link));
+            }
+        }
+        if l.we_unchoked_peer {
+            self.unchoked -= 1;
         }
         self.picker.peer_gone(&l.remote_have);
         if self.fetch.as_ref().is_some_and(|f| f.link == link) {
