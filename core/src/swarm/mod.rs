@@ -710,7 +710,7 @@ impl Swarm {
             return;
         };
         l.queued.push_back(r);
-        if self.cached(r.piece).is_some() {
+        if self.is_cached(r.piece) {
             // Other links' requests for a cached piece were served when they came.
             self.serve_queued_on(link, r.piece);
         } else if self.reading.insert(r.piece) {
@@ -1250,6 +1250,10 @@ impl Swarm {
             .collect();
         let pick = (self.rng.next_u64() % tied.len() as u64) as usize;
         tied.get(pick).copied()
+    }
+
+    fn is_cached(&self, piece: u32) -> bool {
+        self.cache.iter().any(|(p, _)| *p == piece)
     }
 
     fn cached(&self, piece: u32) -> Option<PieceData> {
