@@ -70,6 +70,8 @@ pub(crate) struct Link {
     pub(crate) connected_at: Instant,
     /// Pieces the peer holds.
     pub(crate) remote_have: Bitfield,
+    /// How many pieces the peer held at our last rechoke (whether it is stalled since).
+    pub(crate) held_at_rechoke: u32,
     /// Whether the peer lets us request.
     pub(crate) peer_unchoked_us: bool,
     /// Whether we told the peer we are interested.
@@ -146,6 +148,7 @@ impl Link {
             peer: None,
             connected_at: now,
             remote_have: Bitfield::new(pieces),
+            held_at_rechoke: 0,
             peer_unchoked_us: false,
             we_are_interested: false,
             peer_interested: false,

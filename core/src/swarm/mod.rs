@@ -1191,12 +1191,26 @@ impl Swarm {
 
     /// Rotates one slot: the peer unchoked longest yields to the peer waiting longest.
     fn rechoke(&mut self, now: Instant) {
-        // Pieces refused under `spread_first` become requestable again, and a link that
-        // asks for one again before the next rechoke is served: its other sources (which may
-        // not be ours) did not give it the piece.
-        self.readvertised = core::mem::take(&mut self.refused);
-        self.readvertised
-            .retain(|(link, _)| self.links.contains_key(link));
+        // Pieces refused under `spread_first` to a peer that got no piece since the last
+        // rechoke become requestable again, and a link that asks for one again before the
+        // next rechoke is served: its other sources (which may not be ours) did not give it
+        // the piece. A peer still getting pieces elsewhere is left to its other sources (its
+        // refusals wait), or the origin would send each piece again to many.
+        let links = &self.links;
+        let stalled = |link: &LinkId| {
+            links
+                .get(link)
+                .is_some_and(|l| l.remote_have.count() == l.held_at_rechoke)
+        };
+        self.refused.retain(|(link, _)| links.contains_key(link));
+        let (again, wait): (BTreeSet<_>, BTreeSet<_>) = core::mem::take(&mut self.refused)
+            .into_iter()
+            .partition(|(link, _)| stalled(link));
+        self.refused = wait;
+        self.readvertised = again;
+        for l in self.links.values_mut() {
+            l.held_at_rechoke = l.remote_have.count();
+        }
         let again: Vec<(LinkId, u32)> = self.readvertised.iter().copied().collect();
         for (link, piece) in again {
             self.send(link, &Message::Have { piece });

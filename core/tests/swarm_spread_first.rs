@@ -1,0 +1,146 @@
+//! A seed that spreads first refuses a piece another linked peer holds, and offers it again at
+//! a rechoke only to a peer that got no piece since the last one (stalled), not to one that
+//! keeps getting pieces elsewhere.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::DATA;
+use pollen_core::{
+    Bitfield, Instant, Manifest, PeerId,
+    swarm::{Action, LinkId, Swarm, SwarmConfig},
+    wire::{self, BlockRef, Handshake, Message},
+};
+
+/// The seed and what it needs to be driven by hand.
+struct Seed {
+    swarm: Swarm,
+    manifest: Manifest,
+}
+
+impl Seed {
+    fn new() -> Self {
+        let data = DATA.with(Clone::clone);
+        let manifest = Manifest::of(&data).expect("small");
+        let pieces = manifest.layout().piece_count();
+        let mut cfg = SwarmConfig::new(PeerId::from_bytes([1; 32]));
+        cfg.spread_first = true;
+        cfg.spread_first_min_links = 2;
+        let swarm = Swarm::with_manifest(
+            cfg,
+            manifest.clone(),
+            Bitfield::full(pieces),
+            Instant::ZERO,
+            1,
+        );
+        Self { swarm, manifest }
+    }
+
+    /// Delivers `msg` from the peer on `link`.
+    fn hear(&mut self, now: Instant, link: u64, msg: &Message<'_>) {
+        let mut frame = Vec::new();
+        wire::encode(msg, &mut frame).expect("valid message");
+        for body in common::frames(vec![Bytes::from(frame)]) {
+            self.swarm.handle_frame(now, LinkId(link), body);
+        }
+    }
+
+    /// Connects a peer on `link` and has it handshake and ask to download.
+    fn link_peer(&mut self, now: Instant, link: u64) {
+        self.swarm.handle_connected(now, LinkId(link));
+        let hs = Handshake {
+            peer_id: PeerId::from_bytes([link as u8 + 10; 32]),
+            swarm: Some(self.manifest.id()),
+            listen_port: None,
+        };
+        self.hear(now, link, &Message::Handshake(hs));
+        self.hear(now, link, &Message::Interested);
+    }
+
+    /// Asks for the whole of piece `piece` (one block) on `link`.
+    fn request(&mut self, now: Instant, link: u64, piece: u32) {
+        let len = self.manifest.layout().piece_len(piece).expect("in range") as u32;
+        let r = BlockRef {
+            piece,
+            offset: 0,
+            len,
+        };
+        self.hear(now, link, &Message::Request(r));
+    }
+
+    /// Reads pieces as asked, and returns the messages sent to each link since last time:
+    /// (link, Have piece) for Haves, (link, -1 - piece) for Rejects, (link, 1000 + piece)
+    /// for blocks.
+    fn drain(&mut self, now: Instant) -> Vec<(u64, i64)> {
+        let data = DATA.with(Clone::clone);
+        let mut out = Vec::new();
+        loop {
+            let mut moved = false;
+            while let Some(action) = self.swarm.poll_action() {
+                moved = true;
+                if let Action::ReadPiece { piece } = action {
+                    let r = self.manifest.layout().piece_range(piece).expect("in range");
+                    let bytes = Bytes::copy_from_slice(&data[r.start as usize..r.end as usize]);
+                    self.swarm.handle_piece_read(now, piece, Some(bytes));
+                }
+            }
+            while let Some((link, segments)) = self.swarm.poll_transmit() {
+                moved = true;
+                for body in common::frames(segments) {
+                    match wire::decode(&body) {
+                        Ok(Message::Have { piece }) => out.push((link.0, i64::from(piece))),
+                        Ok(Message::Reject(r)) => out.push((link.0, -1 - i64::from(r.piece))),
+                        Ok(Message::Block { piece, .. }) => {
+                            out.push((link.0, 1000 + i64::from(piece)));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            while self.swarm.poll_event().is_some() {}
+            if !moved {
+                return out;
+            }
+        }
+    }
+}
+
+#[test]
+fn a_refused_piece_is_offered_again_only_to_a_peer_that_stalled() {
+    let mut seed = Seed::new();
+    let interval = SwarmConfig::new(PeerId::from_bytes([0; 32])).rechoke_interval;
+    let t = Instant::ZERO + Duration::from_millis(1);
+    for link in 1..=3 {
+        seed.link_peer(t, link);
+    }
+    seed.drain(t);
+    // Peer 1 gets piece 0 and says so.
+    seed.request(t, 1, 0);
+    assert_eq!(seed.drain(t), [(1, 1000)]);
+    seed.hear(t, 1, &Message::Have { piece: 0 });
+    // Peers 2 and 3 are refused it: peer 1 can spread it.
+    seed.request(t, 2, 0);
+    seed.request(t, 3, 0);
+    assert_eq!(seed.drain(t), [(2, -1), (3, -1)]);
+
+    // Before the rechoke, peer 2 gets another piece elsewhere; peer 3 gets nothing.
+    seed.hear(t, 2, &Message::Have { piece: 5 });
+    let t = t + interval;
+    seed.swarm.handle_timeout(t);
+    assert_eq!(
+        seed.drain(t),
+        [(3, 0)],
+        "offered again to the stalled peer only"
+    );
+    // Peer 3 asks again and is served.
+    seed.request(t, 3, 0);
+    assert_eq!(seed.drain(t), [(3, 1000)]);
+
+    // Peer 2's refusal waits: at the next rechoke, having got nothing since, it is offered
+    // the piece too.
+    let t = t + interval;
+    seed.swarm.handle_timeout(t);
+    assert_eq!(seed.drain(t), [(2, 0)]);
+}
