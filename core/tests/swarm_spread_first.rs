@@ -144,3 +144,28 @@ fn a_refused_piece_is_offered_again_only_to_a_peer_that_stalled() {
     seed.swarm.handle_timeout(t);
     assert_eq!(seed.drain(t), [(2, 0)]);
 }
+
+#[test]
+fn a_refusal_is_forgotten_once_the_peer_got_the_piece_elsewhere() {
+    let mut seed = Seed::new();
+    let interval = SwarmConfig::new(PeerId::from_bytes([0; 32])).rechoke_interval;
+    let t = Instant::ZERO + Duration::from_millis(1);
+    for link in 1..=2 {
+        seed.link_peer(t, link);
+    }
+    seed.drain(t);
+    seed.request(t, 1, 0);
+    assert_eq!(seed.drain(t), [(1, 1000)]);
+    seed.hear(t, 1, &Message::Have { piece: 0 });
+    seed.request(t, 2, 0);
+    assert_eq!(seed.drain(t), [(2, -1)]);
+    // Peer 2 gets the piece from peer 1.
+    seed.hear(t, 2, &Message::Have { piece: 0 });
+    // Neither rechoke offers it again, stalled or not: peer 2 holds it.
+    let mut t = t;
+    for _ in 0..2 {
+        t = t + interval;
+        seed.swarm.handle_timeout(t);
+        assert_eq!(seed.drain(t), []);
+    }
+}

@@ -123,18 +123,31 @@ impl<T> SharedLink<T> {
         }
     }
 
-    /// The last unit `flow` has queued or in service, grown by `len` bytes for the caller to
-    /// add to; `None` if the flow is idle or held with nothing queued. The bytes go with that
-    /// unit, as they would right behind it on a stream.
-    pub fn append(&mut self, now: Instant, flow: LinkId, len: u64) -> Option<&mut T> {
+    /// The last unit `flow` has queued or in service, if `accept` takes it, grown by `len`
+    /// bytes for the caller to add to; `None` if the flow is idle, held with nothing queued,
+    /// or its last unit is refused. The bytes go with that unit, as they would right behind
+    /// it on a stream (a unit in service finishes that much later).
+    pub fn append(
+        &mut self,
+        now: Instant,
+        flow: LinkId,
+        len: u64,
+        accept: impl FnOnce(&T) -> bool,
+    ) -> Option<&mut T> {
         self.advance(now);
         let i = self.find(flow)?;
         let f = &mut self.flows[i];
         if let Some((unit, l)) = f.waiting.back_mut() {
+            if !accept(unit) {
+                return None;
+            }
             *l += len;
             return Some(unit);
         }
         let head = f.head.as_mut()?;
+        if !accept(&head.unit) {
+            return None;
+        }
         if self.first == Some(Some((head.finish, f.id))) {
             self.first = None;
         }
@@ -403,14 +416,21 @@ mod tests {
     #[test]
     fn appended_bytes_go_with_the_flows_last_unit() {
         let mut link = SharedLink::new(MB, at(0));
-        assert!(link.append(at(0), LinkId(1), 1_000).is_none(), "idle flow");
+        let any = |_: &u32| true;
+        assert!(
+            link.append(at(0), LinkId(1), 1_000, any).is_none(),
+            "idle flow"
+        );
         link.push(at(0), LinkId(1), 100_000, 1);
         // Into the unit in service: it finishes 50 ms later.
-        *link.append(at(0), LinkId(1), 50_000).expect("in service") += 10;
+        *link
+            .append(at(0), LinkId(1), 50_000, any)
+            .expect("in service") += 10;
         assert_eq!(link.next_done(), Some(at(150)));
         link.push(at(0), LinkId(1), 100_000, 2);
-        // Into the queued unit, not the one in service.
-        *link.append(at(0), LinkId(1), 100_000).expect("queued") += 20;
+        // Into the queued unit, not the one in service; unless refused.
+        assert!(link.append(at(0), LinkId(1), 1, |&u| u == 11).is_none());
+        *link.append(at(0), LinkId(1), 100_000, any).expect("queued") += 20;
         assert_eq!(run(&mut link), [(1, 11, 150), (1, 22, 350)]);
     }
 

@@ -699,10 +699,12 @@ impl Swarm {
             self.send(link, &Message::Reject(r));
             return;
         }
-        if !self.readvertised.contains(&(link, r.piece)) && self.spread_elsewhere(r.piece) {
-            if self.refused.len() < MAX_REFUSED {
-                self.refused.insert((link, r.piece));
-            }
+        // A refusal that cannot be remembered would never be offered again: serve instead.
+        if !self.readvertised.contains(&(link, r.piece))
+            && self.refused.len() < MAX_REFUSED
+            && self.spread_elsewhere(r.piece)
+        {
+            self.refused.insert((link, r.piece));
             self.send(link, &Message::Reject(r));
             return;
         }
@@ -1202,7 +1204,12 @@ impl Swarm {
                 .get(link)
                 .is_some_and(|l| l.remote_have.count() == l.held_at_rechoke)
         };
-        self.refused.retain(|(link, _)| links.contains_key(link));
+        // Refusals of pieces the peer got since are done with.
+        self.refused.retain(|(link, piece)| {
+            links
+                .get(link)
+                .is_some_and(|l| !l.remote_have.contains(*piece))
+        });
         let (again, wait): (BTreeSet<_>, BTreeSet<_>) = core::mem::take(&mut self.refused)
             .into_iter()
             .partition(|(link, _)| stalled(link));
