@@ -22,12 +22,18 @@ struct Seed {
 
 impl Seed {
     fn new() -> Self {
+        Self::with_blocks(128 * 1024)
+    }
+
+    /// A seed sending blocks of `block_size` bytes (at most a piece).
+    fn with_blocks(block_size: u32) -> Self {
         let data = DATA.with(Clone::clone);
         let manifest = Manifest::of(&data).expect("small");
         let pieces = manifest.layout().piece_count();
         let mut cfg = SwarmConfig::new(PeerId::from_bytes([1; 32]));
         cfg.spread_first = true;
         cfg.spread_first_min_links = 2;
+        cfg.block_size = block_size;
         let swarm = Swarm::with_manifest(
             cfg,
             manifest.clone(),
@@ -62,11 +68,12 @@ impl Seed {
     /// Asks for the whole of piece `piece` (one block) on `link`.
     fn request(&mut self, now: Instant, link: u64, piece: u32) {
         let len = self.manifest.layout().piece_len(piece).expect("in range") as u32;
-        let r = BlockRef {
-            piece,
-            offset: 0,
-            len,
-        };
+        self.request_block(now, link, piece, 0, len);
+    }
+
+    /// Asks for `len` bytes of piece `piece` from `offset` on `link`.
+    fn request_block(&mut self, now: Instant, link: u64, piece: u32, offset: u32, len: u32) {
+        let r = BlockRef { piece, offset, len };
         self.hear(now, link, &Message::Request(r));
     }
 
@@ -168,4 +175,33 @@ fn a_refusal_is_forgotten_once_the_peer_got_the_piece_elsewhere() {
         seed.swarm.handle_timeout(t);
         assert_eq!(seed.drain(t), []);
     }
+}
+
+#[test]
+fn a_piece_on_its_way_to_one_peer_is_refused_to_others_until_the_stall_timeout() {
+    // Pieces of 16 KiB in blocks of 4 KiB.
+    let mut seed = Seed::with_blocks(4096);
+    let stall = SwarmConfig::new(PeerId::from_bytes([0; 32])).stall_timeout;
+    let t = Instant::ZERO + Duration::from_millis(1);
+    for link in 1..=3 {
+        seed.link_peer(t, link);
+    }
+    seed.drain(t);
+    // Peer 1 gets the first block of piece 0: its first copy is on its way.
+    seed.request_block(t, 1, 0, 0, 4096);
+    assert_eq!(seed.drain(t), [(1, 1000)]);
+    // Peer 2 is refused piece 0 while peer 1 gets the rest of it.
+    seed.request_block(t, 2, 0, 0, 4096);
+    seed.request_block(t, 1, 0, 4096, 4096);
+    assert_eq!(seed.drain(t), [(2, -1), (1, 1000)]);
+    // Peer 1 has all of it but has not said so yet: still refused to others.
+    seed.request_block(t, 1, 0, 8192, 4096);
+    seed.request_block(t, 1, 0, 12288, 4096);
+    seed.request_block(t, 3, 0, 0, 4096);
+    assert_eq!(seed.drain(t), [(1, 1000), (1, 1000), (3, -1)]);
+    // Peer 1 never says it holds the piece (it crashed, say): after the stall timeout the
+    // piece is served again.
+    let t = t + stall;
+    seed.request_block(t, 3, 0, 0, 4096);
+    assert_eq!(seed.drain(t), [(3, 1000)]);
 }

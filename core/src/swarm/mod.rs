@@ -112,6 +112,9 @@ pub struct Swarm {
     deadlines: BTreeSet<(Instant, LinkId)>,
     /// Payload bytes sent of each piece (for `spread_first`).
     served: Vec<u64>,
+    /// For each piece not sent whole yet, the link its first copy goes to and when it was
+    /// asked for (for `spread_first`).
+    first_copy: Vec<Option<(LinkId, Instant)>>,
     /// Pieces refused to links under `spread_first`, advertised again at the next rechoke.
     refused: BTreeSet<(LinkId, u32)>,
     /// Pieces advertised again at the last rechoke: a link asking for one of them once more
@@ -213,6 +216,11 @@ impl Swarm {
             deadlines: BTreeSet::new(),
             served: if cfg_spread {
                 vec![0; layout.piece_count() as usize]
+            } else {
+                Vec::new()
+            },
+            first_copy: if cfg_spread {
+                vec![None; layout.piece_count() as usize]
             } else {
                 Vec::new()
             },
@@ -702,7 +710,7 @@ impl Swarm {
         // A refusal that cannot be remembered would never be offered again: serve instead.
         if !self.readvertised.contains(&(link, r.piece))
             && self.refused.len() < MAX_REFUSED
-            && self.spread_elsewhere(r.piece)
+            && self.spread_elsewhere(link, r.piece)
         {
             self.refused.insert((link, r.piece));
             self.send(link, &Message::Reject(r));
@@ -712,6 +720,13 @@ impl Swarm {
             return;
         };
         l.queued.push_back(r);
+        let now = self.now;
+        let grace = self.cfg.stall_timeout;
+        if let Some(first) = self.first_copy.get_mut(r.piece as usize)
+            && first.is_none_or(|(to, at)| to != link && now >= at + grace)
+        {
+            *first = Some((link, now));
+        }
         if self.is_cached(r.piece) {
             // Other links' requests for a cached piece were served when they came.
             self.serve_queued_on(link, r.piece);
@@ -720,19 +735,31 @@ impl Swarm {
         }
     }
 
-    /// Whether `spread_first` refuses `piece`: it went out whole at least once and another
-    /// linked peer holds it (the requester does not: it asks for it).
-    fn spread_elsewhere(&self, piece: u32) -> bool {
-        self.cfg.spread_first
-            && self.links.len() - self.handshakes.len() >= self.cfg.spread_first_min_links
-            && self.picker.availability(piece) > 0
-            && match (
-                self.served.get(piece as usize),
-                self.layout.piece_len(piece),
-            ) {
-                (Some(sent), Some(len)) => *sent >= len,
-                _ => false,
-            }
+    /// Whether `spread_first` refuses `piece` to `link`: it went out whole at least once and
+    /// another linked peer holds it (the requester does not: it asks for it), or its first
+    /// copy went to another link, asked for less than `stall_timeout` ago, whose peer has not
+    /// said it holds it yet (it will spread it; several peers asking at once for the rarest
+    /// pieces would otherwise each get a copy).
+    fn spread_elsewhere(&self, link: LinkId, piece: u32) -> bool {
+        if !self.cfg.spread_first
+            || self.links.len() - self.handshakes.len() < self.cfg.spread_first_min_links
+        {
+            return false;
+        }
+        let (Some(&sent), Some(len)) = (
+            self.served.get(piece as usize),
+            self.layout.piece_len(piece),
+        ) else {
+            return false;
+        };
+        if sent >= len && self.picker.availability(piece) > 0 {
+            return true;
+        }
+        self.first_copy
+            .get(piece as usize)
+            .copied()
+            .flatten()
+            .is_some_and(|(to, at)| to != link && self.now < at + self.cfg.stall_timeout)
     }
 
     fn on_reject(&mut self, now: Instant, link: LinkId, r: BlockRef) {
