@@ -200,8 +200,31 @@ fn a_piece_on_its_way_to_one_peer_is_refused_to_others_until_the_stall_timeout()
     seed.request_block(t, 3, 0, 0, 4096);
     assert_eq!(seed.drain(t), [(1, 1000), (1, 1000), (3, -1)]);
     // Peer 1 never says it holds the piece (it crashed, say): after the stall timeout the
-    // piece is served again.
+    // piece is served again, and its first copy now goes to peer 3.
     let t = t + stall;
     seed.request_block(t, 3, 0, 0, 4096);
     assert_eq!(seed.drain(t), [(3, 1000)]);
+    seed.request_block(t, 2, 0, 0, 4096);
+    assert_eq!(seed.drain(t), [(2, -1)]);
+}
+
+#[test]
+fn a_peer_partway_through_a_piece_gets_the_rest_of_it() {
+    let mut seed = Seed::with_blocks(4096);
+    let stall = SwarmConfig::new(PeerId::from_bytes([0; 32])).stall_timeout;
+    let t = Instant::ZERO + Duration::from_millis(1);
+    for link in 1..=2 {
+        seed.link_peer(t, link);
+    }
+    seed.drain(t);
+    // Peer 1, slow, gets the first block of piece 0.
+    seed.request_block(t, 1, 0, 0, 4096);
+    assert_eq!(seed.drain(t), [(1, 1000)]);
+    // Past the stall timeout, peer 2 takes over the first copy.
+    let t = t + stall;
+    seed.request_block(t, 2, 0, 0, 4096);
+    assert_eq!(seed.drain(t), [(2, 1000)]);
+    // Peer 1's next block is not refused: it is partway through the piece.
+    seed.request_block(t, 1, 0, 4096, 4096);
+    assert_eq!(seed.drain(t), [(1, 1000)]);
 }

@@ -44,10 +44,12 @@ pub struct SwarmConfig {
     /// Most bytes of downloaded pieces waiting to be checked and stored; beyond this no new
     /// piece is started, so a disk slower than the network does not make memory grow.
     pub max_pending_bytes: u64,
-    /// For an origin: refuse to send a piece again while another linked peer holds it, so
-    /// that peers spread what the origin sent once and the origin spends its upload on pieces
-    /// the swarm lacks. Refused pieces are advertised again at the next rechoke, so a peer
-    /// whose other sources left still gets them.
+    /// For an origin: refuse to send a piece again while another linked peer holds it (or
+    /// while its first copy is on its way to another peer), so that peers spread what the
+    /// origin sent once and the origin spends its upload on pieces the swarm lacks. Only a
+    /// piece's first block is refused. A refused piece is advertised again at a rechoke to a
+    /// peer that got no piece since the last one, so a peer whose other sources left still
+    /// gets it.
     pub spread_first: bool,
     /// With `spread_first`: refuse only while at least this many links are ready, so an
     /// origin linked to a few peers, whose upload is then a large part of the swarm's, serves

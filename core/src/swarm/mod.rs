@@ -66,7 +66,7 @@ struct ManifestFetch {
 /// Request timeouts in a row after which a link is dropped.
 const MAX_SNUBS: u8 = 3;
 
-/// Most refused (link, piece) pairs remembered until the next rechoke.
+/// Most refused (link, piece) pairs remembered (beyond them, requests are served).
 const MAX_REFUSED: usize = 1 << 16;
 
 /// One artifact's swarm.
@@ -707,8 +707,11 @@ impl Swarm {
             self.send(link, &Message::Reject(r));
             return;
         }
-        // A refusal that cannot be remembered would never be offered again: serve instead.
-        if !self.readvertised.contains(&(link, r.piece))
+        // Only a piece's first block is refused: a peer asks for a piece's blocks in order,
+        // so one asking for a later block is partway through the piece and gets the rest. A
+        // refusal that cannot be remembered would never be offered again: serve instead.
+        if r.offset == 0
+            && !self.readvertised.contains(&(link, r.piece))
             && self.refused.len() < MAX_REFUSED
             && self.spread_elsewhere(link, r.piece)
         {
