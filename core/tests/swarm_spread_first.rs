@@ -190,10 +190,12 @@ fn a_piece_on_its_way_to_one_peer_is_refused_to_others_until_the_stall_timeout()
     // Peer 1 gets the first block of piece 0: its first copy is on its way.
     seed.request_block(t, 1, 0, 0, 4096);
     assert_eq!(seed.drain(t), [(1, 1000)]);
-    // Peer 2 is refused piece 0 while peer 1 gets the rest of it.
+    // Peer 2 is refused piece 0, every block it asks for at once, while peer 1 gets the
+    // rest of it.
     seed.request_block(t, 2, 0, 0, 4096);
+    seed.request_block(t, 2, 0, 4096, 4096);
     seed.request_block(t, 1, 0, 4096, 4096);
-    assert_eq!(seed.drain(t), [(2, -1), (1, 1000)]);
+    assert_eq!(seed.drain(t), [(2, -1), (2, -1), (1, 1000)]);
     // Peer 1 has all of it but has not said so yet: still refused to others.
     seed.request_block(t, 1, 0, 8192, 4096);
     seed.request_block(t, 1, 0, 12288, 4096);

@@ -46,8 +46,8 @@ pub struct SwarmConfig {
     pub max_pending_bytes: u64,
     /// For an origin: refuse to send a piece again while another linked peer holds it (or
     /// while its first copy is on its way to another peer), so that peers spread what the
-    /// origin sent once and the origin spends its upload on pieces the swarm lacks. Only a
-    /// piece's first block is refused. A refused piece is advertised again at a rechoke to a
+    /// origin sent once and the origin spends its upload on pieces the swarm lacks. A peer
+    /// partway through a piece it was served gets the rest. A refused piece is advertised again at a rechoke to a
     /// peer that got no piece since the last one, so a peer whose other sources left still
     /// gets it.
     pub spread_first: bool,

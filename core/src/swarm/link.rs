@@ -72,6 +72,9 @@ pub(crate) struct Link {
     pub(crate) remote_have: Bitfield,
     /// How many pieces the peer held at our last rechoke (whether it is stalled since).
     pub(crate) held_at_rechoke: u32,
+    /// Pieces we began serving the peer, latest last (at most `MAX_STARTED`): their other
+    /// blocks are never refused under `spread_first`.
+    pub(crate) started: VecDeque<u32>,
     /// Whether the peer lets us request.
     pub(crate) peer_unchoked_us: bool,
     /// Whether we told the peer we are interested.
@@ -149,6 +152,7 @@ impl Link {
             connected_at: now,
             remote_have: Bitfield::new(pieces),
             held_at_rechoke: 0,
+            started: VecDeque::new(),
             peer_unchoked_us: false,
             we_are_interested: false,
             peer_interested: false,

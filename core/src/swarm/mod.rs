@@ -66,6 +66,10 @@ struct ManifestFetch {
 /// Request timeouts in a row after which a link is dropped.
 const MAX_SNUBS: u8 = 3;
 
+/// Pieces per link whose serving began remembered (`Link::started`): more than a peer
+/// downloads at once.
+const MAX_STARTED: usize = 256;
+
 /// Most refused (link, piece) pairs remembered (beyond them, requests are served).
 const MAX_REFUSED: usize = 1 << 16;
 
@@ -707,10 +711,10 @@ impl Swarm {
             self.send(link, &Message::Reject(r));
             return;
         }
-        // Only a piece's first block is refused: a peer asks for a piece's blocks in order,
-        // so one asking for a later block is partway through the piece and gets the rest. A
-        // refusal that cannot be remembered would never be offered again: serve instead.
-        if r.offset == 0
+        // A peer partway through a piece we began serving it gets the rest. A refusal that
+        // cannot be remembered would never be offered again: serve instead.
+        let started = l.started.contains(&r.piece);
+        if !started
             && !self.readvertised.contains(&(link, r.piece))
             && self.refused.len() < MAX_REFUSED
             && self.spread_elsewhere(link, r.piece)
@@ -718,6 +722,15 @@ impl Swarm {
             self.refused.insert((link, r.piece));
             self.send(link, &Message::Reject(r));
             return;
+        }
+        if !started
+            && self.cfg.spread_first
+            && let Some(l) = self.links.get_mut(&link)
+        {
+            if l.started.len() >= MAX_STARTED {
+                l.started.pop_front();
+            }
+            l.started.push_back(r.piece);
         }
         let Some(l) = self.links.get_mut(&link) else {
             return;
