@@ -21,8 +21,16 @@ struct Seed {
 }
 
 impl Seed {
-    fn new() -> Self {
-        Self::with_blocks(128 * 1024)
+    /// A seed of blocks of `block_size` bytes with peers on links `1..=peers`, handshaken and
+    /// interested, and the time they linked.
+    fn linked(block_size: u32, peers: u64) -> (Self, Instant) {
+        let mut seed = Self::with_blocks(block_size);
+        let t = Instant::ZERO + Duration::from_millis(1);
+        for link in 1..=peers {
+            seed.link_peer(t, link);
+        }
+        seed.drain(t);
+        (seed, t)
     }
 
     /// A seed sending blocks of `block_size` bytes (at most a piece).
@@ -116,13 +124,8 @@ impl Seed {
 
 #[test]
 fn a_refused_piece_is_offered_again_only_to_a_peer_that_stalled() {
-    let mut seed = Seed::new();
+    let (mut seed, t) = Seed::linked(128 * 1024, 3);
     let interval = SwarmConfig::new(PeerId::from_bytes([0; 32])).rechoke_interval;
-    let t = Instant::ZERO + Duration::from_millis(1);
-    for link in 1..=3 {
-        seed.link_peer(t, link);
-    }
-    seed.drain(t);
     // Peer 1 gets piece 0 and says so.
     seed.request(t, 1, 0);
     assert_eq!(seed.drain(t), [(1, 1000)]);
@@ -154,13 +157,8 @@ fn a_refused_piece_is_offered_again_only_to_a_peer_that_stalled() {
 
 #[test]
 fn a_refusal_is_forgotten_once_the_peer_got_the_piece_elsewhere() {
-    let mut seed = Seed::new();
+    let (mut seed, t) = Seed::linked(128 * 1024, 2);
     let interval = SwarmConfig::new(PeerId::from_bytes([0; 32])).rechoke_interval;
-    let t = Instant::ZERO + Duration::from_millis(1);
-    for link in 1..=2 {
-        seed.link_peer(t, link);
-    }
-    seed.drain(t);
     seed.request(t, 1, 0);
     assert_eq!(seed.drain(t), [(1, 1000)]);
     seed.hear(t, 1, &Message::Have { piece: 0 });
@@ -180,13 +178,8 @@ fn a_refusal_is_forgotten_once_the_peer_got_the_piece_elsewhere() {
 #[test]
 fn a_piece_on_its_way_to_one_peer_is_refused_to_others_until_the_stall_timeout() {
     // Pieces of 16 KiB in blocks of 4 KiB.
-    let mut seed = Seed::with_blocks(4096);
+    let (mut seed, t) = Seed::linked(4096, 3);
     let stall = SwarmConfig::new(PeerId::from_bytes([0; 32])).stall_timeout;
-    let t = Instant::ZERO + Duration::from_millis(1);
-    for link in 1..=3 {
-        seed.link_peer(t, link);
-    }
-    seed.drain(t);
     // Peer 1 gets the first block of piece 0: its first copy is on its way.
     seed.request_block(t, 1, 0, 0, 4096);
     assert_eq!(seed.drain(t), [(1, 1000)]);
@@ -212,13 +205,8 @@ fn a_piece_on_its_way_to_one_peer_is_refused_to_others_until_the_stall_timeout()
 
 #[test]
 fn a_peer_partway_through_a_piece_gets_the_rest_of_it() {
-    let mut seed = Seed::with_blocks(4096);
+    let (mut seed, t) = Seed::linked(4096, 2);
     let stall = SwarmConfig::new(PeerId::from_bytes([0; 32])).stall_timeout;
-    let t = Instant::ZERO + Duration::from_millis(1);
-    for link in 1..=2 {
-        seed.link_peer(t, link);
-    }
-    seed.drain(t);
     // Peer 1, slow, gets the first block of piece 0.
     seed.request_block(t, 1, 0, 0, 4096);
     assert_eq!(seed.drain(t), [(1, 1000)]);
