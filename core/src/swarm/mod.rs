@@ -723,18 +723,15 @@ impl Swarm {
             self.send(link, &Message::Reject(r));
             return;
         }
-        if !started
-            && self.cfg.spread_first
-            && let Some(l) = self.links.get_mut(&link)
-        {
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        if !started && self.cfg.spread_first {
             if l.started.len() >= MAX_STARTED {
                 l.started.pop_front();
             }
             l.started.push_back(r.piece);
         }
-        let Some(l) = self.links.get_mut(&link) else {
-            return;
-        };
         l.queued.push_back(r);
         let now = self.now;
         let grace = self.cfg.stall_timeout;
