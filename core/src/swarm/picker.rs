@@ -83,8 +83,8 @@ impl Picker {
     /// `busy_here` says whether this link already downloads a piece (it is never given the same
     /// piece twice). Returns `None` when the peer has nothing we can use.
     ///
-    /// Candidates are found a byte (8 pieces) at a time from the bitfields, so a peer with
-    /// nothing new costs a pass over `pieces / 8` bytes, not a test per piece.
+    /// Candidates are found a word (64 pieces) at a time from the bitfields, so a peer with
+    /// nothing new costs a pass over `pieces / 64` words, not a test per piece.
     pub(crate) fn pick(
         &self,
         have: &Bitfield,
@@ -106,8 +106,8 @@ impl Picker {
             self.storing.as_bytes(),
             self.idle.as_bytes(),
         );
-        let wanted = |k: usize| r[k] & !h[k] & !st[k];
-        let fresh = |k: usize| wanted(k) & idle[k];
+        let wanted = |k: usize| word(r, k) & !word(h, k) & !word(st, k);
+        let fresh = |k: usize| wanted(k) & word(idle, k);
         let chosen = if have.count() < random_first {
             let mut first = None;
             scan(start, pieces, fresh, |p| {
@@ -150,23 +150,43 @@ impl Picker {
     }
 }
 
-/// Calls `f` with every piece below `pieces` whose bit is set in `mask` (a byte of candidate
-/// bits per 8 pieces, in [`Bitfield`]'s layout), from `start` up, then from 0 to `start`,
+/// Word `k` of a bitfield's bytes: pieces `64 k..64 k + 64`, the first in the most
+/// significant bit (bytes past the end read as zero).
+fn word(bytes: &[u8], k: usize) -> u64 {
+    let at = k * 8;
+    match bytes.get(at..at + 8) {
+        Some(w) => u64::from_be_bytes(w.try_into().unwrap_or([0; 8])),
+        None => {
+            let mut w = [0; 8];
+            let tail = bytes.get(at..).unwrap_or(&[]);
+            w[..tail.len()].copy_from_slice(tail);
+            u64::from_be_bytes(w)
+        }
+    }
+}
+
+/// Calls `f` with every piece below `pieces` whose bit is set in `mask` (a word of candidate
+/// bits per 64 pieces, as [`word`] reads them), from `start` up, then from 0 to `start`,
 /// until `f` returns false.
-fn scan(start: u32, pieces: u32, mask: impl Fn(usize) -> u8, mut f: impl FnMut(u32) -> bool) {
+fn scan(start: u32, pieces: u32, mask: impl Fn(usize) -> u64, mut f: impl FnMut(u32) -> bool) {
     for (lo, hi) in [(start, pieces), (0, start.min(pieces))] {
         let mut p = lo;
         while p < hi {
-            let byte = mask((p / 8) as usize);
-            if byte == 0 {
-                // Nothing in the rest of this byte.
-                p = (p / 8 + 1) * 8;
+            let base = p / 64 * 64;
+            // The candidates from `p` to the end of its word.
+            let bits = mask((p / 64) as usize) & (u64::MAX >> (p % 64));
+            if bits == 0 {
+                p = base + 64;
                 continue;
             }
-            if byte & (0x80 >> (p % 8)) != 0 && !f(p) {
+            let q = base + bits.leading_zeros();
+            if q >= hi {
+                break;
+            }
+            if !f(q) {
                 return;
             }
-            p += 1;
+            p = q + 1;
         }
     }
 }
@@ -183,7 +203,7 @@ mod tests {
         scan(
             10,
             20,
-            |k| bytes[k],
+            |k| word(&bytes, k),
             |p| {
                 seen.push(p);
                 true
@@ -194,7 +214,7 @@ mod tests {
         scan(
             0,
             20,
-            |k| bytes[k],
+            |k| word(&bytes, k),
             |p| {
                 first.push(p);
                 false
@@ -209,12 +229,38 @@ mod tests {
         scan(
             3,
             5,
-            |_| 0xFF,
+            |_| u64::MAX,
             |p| {
                 seen.push(p);
                 true
             },
         );
         assert_eq!(seen, [3, 4, 0, 1, 2]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn scan_visits_what_a_test_per_piece_visits(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+            start in 0u32..400,
+            stop_after in 0usize..50,
+            cut in 0u32..8,
+        ) {
+            // A piece count that may end inside the last byte.
+            let pieces = ((bytes.len() * 8) as u32).saturating_sub(cut);
+            let start = start.min(pieces);
+            let bit = |p: u32| bytes[(p / 8) as usize] & (0x80 >> (p % 8)) != 0;
+            let expected: Vec<u32> = (start..pieces)
+                .chain(0..start)
+                .filter(|&p| bit(p))
+                .take(stop_after + 1)
+                .collect();
+            let mut seen = Vec::new();
+            scan(start, pieces, |k| word(&bytes, k), |p| {
+                seen.push(p);
+                seen.len() <= stop_after
+            });
+            proptest::prop_assert_eq!(seen, expected);
+        }
     }
 }
