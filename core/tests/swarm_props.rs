@@ -43,6 +43,8 @@ enum Frame {
     Block(u32, u32, Vec<u8>),
     Reject(u32, u32, u32),
     Cancel(u32, u32, u32),
+    HaveManifest,
+    ManifestRefused,
 }
 
 fn small() -> impl Strategy<Value = u32> {
@@ -79,6 +81,8 @@ fn frame() -> impl Strategy<Value = Frame> {
             .prop_map(|(p, o, d)| Frame::Block(p, o, d)),
         (small(), offset(), offset()).prop_map(|(p, o, l)| Frame::Reject(p, o, l)),
         (small(), offset(), offset()).prop_map(|(p, o, l)| Frame::Cancel(p, o, l)),
+        Just(Frame::HaveManifest),
+        Just(Frame::ManifestRefused),
     ]
 }
 
@@ -128,6 +132,8 @@ fn encode(frame: &Frame, id: ContentId, me: PeerId) -> Vec<u8> {
         },
         Frame::Reject(p, o, l) => Message::Reject(block(*p, *o, *l)),
         Frame::Cancel(p, o, l) => Message::Cancel(block(*p, *o, *l)),
+        Frame::HaveManifest => Message::HaveManifest,
+        Frame::ManifestRefused => Message::ManifestRefused,
     };
     let mut out = Vec::new();
     // Messages outside the wire's limits cannot be sent; send nothing for them.
@@ -158,6 +164,11 @@ fn run(mut swarm: Swarm, inputs: &[Input], manifest: &Manifest, data: &[u8]) {
             Input::Tick(ms) => {
                 now = now + std::time::Duration::from_millis(u64::from(*ms) * 10);
                 swarm.handle_timeout(now);
+                // Whatever was due is done: a timer in the past would spin the driver.
+                assert!(
+                    swarm.poll_timeout().is_none_or(|at| at > now),
+                    "a timeout at or before {now:?} after handling it"
+                );
             }
             Input::PieceRead(p, ok) => {
                 let piece = u32::from(*p);

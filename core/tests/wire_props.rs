@@ -26,6 +26,8 @@ enum Owned {
     Reject(BlockRef),
     Cancel(BlockRef),
     Gossip(Vec<u8>),
+    HaveManifest,
+    ManifestRefused,
 }
 
 impl Owned {
@@ -55,6 +57,8 @@ impl Owned {
             Owned::Reject(r) => Message::Reject(*r),
             Owned::Cancel(r) => Message::Cancel(*r),
             Owned::Gossip(payload) => Message::Gossip { payload },
+            Owned::HaveManifest => Message::HaveManifest,
+            Owned::ManifestRefused => Message::ManifestRefused,
         }
     }
 }
@@ -103,6 +107,8 @@ fn owned() -> impl Strategy<Value = Owned> {
         block_ref().prop_map(Owned::Reject),
         block_ref().prop_map(Owned::Cancel),
         bytes(512).prop_map(Owned::Gossip),
+        Just(Owned::HaveManifest),
+        Just(Owned::ManifestRefused),
     ]
 }
 

@@ -112,6 +112,25 @@ pub(crate) struct Link {
     pub(crate) manifest_served: u64,
     /// Whether our manifest fetch from this peer timed out (we ask another).
     pub(crate) fetch_failed: bool,
+    /// Whether the peer said it holds the manifest ([`crate::wire::Message::HaveManifest`]).
+    pub(crate) has_manifest: bool,
+    /// When the peer last refused to send us the manifest (we ask it again only after
+    /// `stall_timeout`, if no other peer has it).
+    pub(crate) manifest_refused_at: Option<Instant>,
+    /// How we answered the peer's manifest requests.
+    pub(crate) manifest_answer: ManifestAnswer,
+}
+
+/// How we answered a peer's requests for the manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ManifestAnswer {
+    /// It did not ask yet.
+    NotAsked,
+    /// We refused its request (a spreading seed lets peers pass the manifest on); the parts
+    /// of that request are dropped, and its next request is served.
+    Refused,
+    /// We serve it.
+    Served,
 }
 
 /// A smoothed rate, from byte counts sampled over windows of at least [`RateMeter::WINDOW`].
@@ -171,6 +190,9 @@ impl Link {
             snubs: 0,
             manifest_served: 0,
             fetch_failed: false,
+            has_manifest: false,
+            manifest_refused_at: None,
+            manifest_answer: ManifestAnswer::NotAsked,
         }
     }
 

@@ -31,7 +31,7 @@ pub use config::{
     Action, DisconnectReason, Event, LinkId, LinkStats, SPREAD_FIRST_MIN_LINKS, SwarmConfig,
     SwarmStats,
 };
-use link::{HeldBlock, Link, Outstanding};
+use link::{HeldBlock, Link, ManifestAnswer, Outstanding};
 use picker::Picker;
 
 use crate::{
@@ -72,6 +72,11 @@ const MAX_STARTED: usize = 256;
 
 /// Most refused (link, piece) pairs remembered (beyond them, requests are served).
 const MAX_REFUSED: usize = 1 << 16;
+
+/// Copies of the manifest a spreading seed sends before it refuses new askers, so peers pass
+/// it on instead (at 32 bytes a piece, a copy to each of thousands of peers would cost the
+/// origin a good part of the artifact again).
+const MANIFEST_FIRST_COPIES: u32 = 8;
 
 /// One artifact's swarm.
 #[derive(Debug)]
@@ -124,6 +129,8 @@ pub struct Swarm {
     /// Pieces advertised again at the last rechoke: a link asking for one of them once more
     /// found no other source, and is served.
     readvertised: BTreeSet<(LinkId, u32)>,
+    /// Piece hashes of the manifest we sent (for `spread_first`).
+    manifest_hashes_sent: u64,
 }
 
 impl Swarm {
@@ -230,6 +237,7 @@ impl Swarm {
             },
             refused: BTreeSet::new(),
             readvertised: BTreeSet::new(),
+            manifest_hashes_sent: 0,
         }
     }
 
@@ -309,6 +317,9 @@ impl Swarm {
             listen_port: self.cfg.listen_port,
         };
         self.send(link, &Message::Handshake(hs));
+        if self.manifest.is_some() {
+            self.send(link, &Message::HaveManifest);
+        }
         if self.have.count() > 0 {
             let bits = self.have.as_bytes().to_vec();
             self.send(link, &Message::Bitfield { bits: &bits });
@@ -557,6 +568,7 @@ impl Swarm {
             .into_iter()
             .chain(handshakes)
             .chain(fetch)
+            .chain(self.manifest_retry_at())
             .chain(Some(self.next_rechoke))
             .min()
     }
@@ -605,6 +617,14 @@ impl Swarm {
             Message::ManifestPart { first, hashes } => {
                 self.on_manifest_part(now, link, first, hashes)
             }
+            Message::HaveManifest => {
+                if let Some(l) = self.links.get_mut(&link)
+                    && !core::mem::replace(&mut l.has_manifest, true)
+                {
+                    self.start_manifest_fetch(now);
+                }
+            }
+            Message::ManifestRefused => self.on_manifest_refused(now, link),
             // Membership gossip travels on membership links, not in a swarm.
             Message::Gossip { .. } => {}
         }
@@ -748,15 +768,19 @@ impl Swarm {
         }
     }
 
+    /// Whether `spread_first` is on and enough links are ready for it.
+    fn spreading(&self) -> bool {
+        self.cfg.spread_first
+            && self.links.len() - self.handshakes.len() >= self.cfg.spread_first_min_links
+    }
+
     /// Whether `spread_first` refuses `piece` to `link`: it went out whole at least once and
     /// another linked peer holds it (the requester does not: it asks for it), or its first
     /// copy went to another link, asked for less than `stall_timeout` ago, whose peer has not
     /// said it holds it yet (it will spread it; several peers asking at once for the rarest
     /// pieces would otherwise each get a copy).
     fn spread_elsewhere(&self, link: LinkId, piece: u32) -> bool {
-        if !self.cfg.spread_first
-            || self.links.len() - self.handshakes.len() < self.cfg.spread_first_min_links
-        {
+        if !self.spreading() {
             return false;
         }
         let (Some(&sent), Some(len)) = (
@@ -834,13 +858,28 @@ impl Swarm {
 
     fn on_manifest_request(&mut self, link: LinkId, first: u32, count: u32) {
         let Some(m) = &self.manifest else {
-            // We cannot help; peers only ask those that hold pieces, which have the manifest.
+            // We cannot help; peers only ask those that announced the manifest or hold pieces.
             return;
         };
         let pieces = u64::from(m.layout().piece_count());
+        // Counted in hashes sent, so that asking for a few uses up no more than that.
+        let refuse = self.spreading()
+            && self.manifest_hashes_sent >= u64::from(MANIFEST_FIRST_COPIES) * pieces;
         let Some(l) = self.links.get_mut(&link) else {
             return;
         };
+        if first == 0 {
+            if refuse && l.manifest_answer == ManifestAnswer::NotAsked {
+                // Peers we sent it to pass it on; one that finds none asks us again.
+                l.manifest_answer = ManifestAnswer::Refused;
+                self.send(link, &Message::ManifestRefused);
+                return;
+            }
+            l.manifest_answer = ManifestAnswer::Served;
+        } else if l.manifest_answer == ManifestAnswer::Refused {
+            // The rest of a refused request.
+            return;
+        }
         l.manifest_served += u64::from(count);
         if l.manifest_served > 2 * pieces + MAX_MANIFEST_PART as u64 {
             // A peer needs the manifest once (twice, if a fetch timed out); more is abuse.
@@ -855,6 +894,7 @@ impl Swarm {
             self.disconnect(link, DisconnectReason::Protocol);
             return;
         }
+        self.manifest_hashes_sent += u64::from(count);
         let bytes = &m.piece_cv_bytes()[first as usize * 32..(first + count) as usize * 32];
         let frame = encode_to_vec(&Message::ManifestPart {
             first,
@@ -884,6 +924,10 @@ impl Swarm {
                 self.actions.push_back(Action::StoreManifest(m.clone()));
                 self.set_manifest(m);
                 self.events.push_back(Event::ManifestVerified);
+                let links: Vec<LinkId> = self.links.keys().copied().collect();
+                for link in links {
+                    self.send(link, &Message::HaveManifest);
+                }
                 self.fill_all(now);
             }
             Err(_) => self.ban(link, None),
@@ -896,18 +940,61 @@ impl Swarm {
         self.manifest = Some(m);
     }
 
-    /// Asks one peer that holds pieces (hence the manifest) for the whole manifest.
+    /// The peer refused our manifest request: ask another that has it.
+    fn on_manifest_refused(&mut self, now: Instant, link: LinkId) {
+        if self.fetch.as_ref().is_none_or(|f| f.link != link) {
+            return;
+        }
+        self.fetch = None;
+        if let Some(l) = self.links.get_mut(&link) {
+            l.manifest_refused_at = Some(now);
+        }
+        self.start_manifest_fetch(now);
+    }
+
+    /// Whether `l` has the manifest for us: it said so or holds pieces, and a fetch from it
+    /// did not time out.
+    fn has_manifest_for_us(l: &Link) -> bool {
+        l.ready() && (l.has_manifest || l.remote_have.count() > 0) && !l.fetch_failed
+    }
+
+    /// Whether we may ask `l` for the manifest now: it has it for us, and it did not refuse
+    /// us in the last `stall_timeout`.
+    fn manifest_source(&self, now: Instant, l: &Link) -> bool {
+        Self::has_manifest_for_us(l)
+            && l.manifest_refused_at
+                .is_none_or(|at| now >= at + self.cfg.stall_timeout)
+    }
+
+    /// When a peer that has the manifest but refused it to us may be asked again, if we wait
+    /// for that (it walks the links, only while we wait for a manifest).
+    fn manifest_retry_at(&self) -> Option<Instant> {
+        if self.manifest.is_some() || self.fetch.is_some() {
+            return None;
+        }
+        self.links
+            .values()
+            .filter(|l| Self::has_manifest_for_us(l))
+            .filter_map(|l| l.manifest_refused_at)
+            .map(|at| at + self.cfg.stall_timeout)
+            .min()
+    }
+
+    /// Asks a random peer that has the manifest for all of it.
     fn start_manifest_fetch(&mut self, now: Instant) {
         if self.manifest.is_some() || self.fetch.is_some() {
             return;
         }
-        let Some((&link, _)) = self
+        let sources: Vec<LinkId> = self
             .links
             .iter()
-            .find(|(_, l)| l.ready() && l.remote_have.count() > 0 && !l.fetch_failed)
-        else {
+            .filter(|(_, l)| self.manifest_source(now, l))
+            .map(|(&id, _)| id)
+            .collect();
+        if sources.is_empty() {
             return;
-        };
+        }
+        let link = sources[(self.rng.next_u64() % sources.len() as u64) as usize];
         let pieces = self.layout.piece_count();
         let mut first = 0;
         while first < pieces {
@@ -1538,10 +1625,11 @@ impl Swarm {
             self.unchoked -= 1;
         }
         self.picker.peer_gone(&l.remote_have);
+        let now = self.now;
         if self.fetch.as_ref().is_some_and(|f| f.link == link) {
             self.fetch = None;
+            self.start_manifest_fetch(now);
         }
-        let now = self.now;
         if l.we_unchoked_peer {
             self.unchoke_waiting(now);
         }

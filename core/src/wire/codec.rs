@@ -49,7 +49,12 @@ pub fn encode(msg: &Message<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         Message::ManifestPart { first, hashes } => put(&ManifestPartFields { first, hashes }, out),
         Message::Bitfield { bits } => put(&BytesFields(bits), out),
         Message::Have { piece } => put(&piece, out),
-        Message::Interested | Message::NotInterested | Message::Choke | Message::Unchoke => Ok(()),
+        Message::Interested
+        | Message::NotInterested
+        | Message::Choke
+        | Message::Unchoke
+        | Message::HaveManifest
+        | Message::ManifestRefused => Ok(()),
         Message::Request(ref r) | Message::Reject(ref r) | Message::Cancel(ref r) => put(r, out),
         Message::Block {
             piece,
@@ -217,6 +222,8 @@ pub fn decode(body: &[u8]) -> Result<Message<'_>, DecodeError> {
         Kind::Gossip => Message::Gossip {
             payload: take::<BytesFields<'_>>(kind, payload)?.0,
         },
+        Kind::HaveManifest => take::<()>(kind, payload).map(|()| Message::HaveManifest)?,
+        Kind::ManifestRefused => take::<()>(kind, payload).map(|()| Message::ManifestRefused)?,
     };
     msg.validate()?;
     Ok(msg)

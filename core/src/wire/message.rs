@@ -62,6 +62,11 @@ pub enum Message<'a> {
         /// The payload.
         payload: &'a [u8],
     },
+    /// The sender holds the manifest and serves it.
+    HaveManifest,
+    /// The sender will not serve the manifest request starting at piece 0 (nor its other
+    /// parts): ask a peer that announced [`Message::HaveManifest`], or this one again later.
+    ManifestRefused,
 }
 
 /// The handshake: who the sender is and which swarm the link serves.
@@ -105,6 +110,8 @@ pub enum Kind {
     Reject = 11,
     Cancel = 12,
     Gossip = 13,
+    HaveManifest = 14,
+    ManifestRefused = 15,
 }
 
 impl Kind {
@@ -126,6 +133,8 @@ impl Kind {
             Reject,
             Cancel,
             Gossip,
+            HaveManifest,
+            ManifestRefused,
         ]
         .get(usize::from(b))
         .copied()
@@ -150,6 +159,8 @@ impl Message<'_> {
             Message::Reject(_) => Kind::Reject,
             Message::Cancel(_) => Kind::Cancel,
             Message::Gossip { .. } => Kind::Gossip,
+            Message::HaveManifest => Kind::HaveManifest,
+            Message::ManifestRefused => Kind::ManifestRefused,
         }
     }
 
@@ -187,7 +198,9 @@ impl Message<'_> {
             | Message::Interested
             | Message::NotInterested
             | Message::Choke
-            | Message::Unchoke => Ok(()),
+            | Message::Unchoke
+            | Message::HaveManifest
+            | Message::ManifestRefused => Ok(()),
         }
     }
 }
