@@ -26,6 +26,10 @@ struct Args {
     /// DIR/<scenario>.svg.
     #[arg(long, value_name = "DIR")]
     chart: Option<PathBuf>,
+    /// Threads to run on (1 or 2; the results are the same). Default: 2 if the machine has
+    /// two cores.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=2))]
+    threads: Option<u8>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -75,7 +79,8 @@ fn main_inner() -> anyhow::Result<()> {
         for &n in &s.peers {
             let started = Instant::now();
             let mut last = Instant::now();
-            let report = run::run(s, n, |sim, done| {
+            let threads = args.threads.map_or_else(run::default_threads, usize::from);
+            let report = run::run_on(s, n, threads, |sim, done| {
                 // At most a line a second of wall time; a live line on a terminal.
                 if last.elapsed().as_secs_f64() >= 1.0 {
                     last = Instant::now();

@@ -75,9 +75,25 @@ pub struct GroupReport {
     pub incomplete: usize,
 }
 
-/// Runs `scenario` with `peers` peers. `progress` is called now and then with the simulated
-/// time and how many peers have completed.
-pub fn run(scenario: &Scenario, peers: usize, mut progress: impl FnMut(Duration, usize)) -> Report {
+/// Runs `scenario` with `peers` peers on [`default_threads`]. `progress` is called now and
+/// then with the simulated time and how many peers have completed.
+pub fn run(scenario: &Scenario, peers: usize, progress: impl FnMut(Duration, usize)) -> Report {
+    run_on(scenario, peers, default_threads(), progress)
+}
+
+/// The threads a run uses unless told otherwise: two if the machine has them (the network
+/// has two partitions, [`Net::run`]).
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(2))
+}
+
+/// Like [`run`] on `threads` threads; the report is the same for any number.
+pub fn run_on(
+    scenario: &Scenario,
+    peers: usize,
+    threads: usize,
+    mut progress: impl FnMut(Duration, usize),
+) -> Report {
     let size = scenario.artifact_bytes();
     let zones = scenario.zones();
     let zone_of = |label: &Option<String>| zones[&label.clone().unwrap_or_default()];
@@ -87,6 +103,7 @@ pub fn run(scenario: &Scenario, peers: usize, mut progress: impl FnMut(Duration,
         .inter_zone_latency_ms
         .unwrap_or(scenario.latency_ms)));
     net.set_loss(scenario.loss);
+    net.set_threads(threads);
     net.set_slot_rate(
         (scenario.slot_rate_mb_s > 0.0).then_some((scenario.slot_rate_mb_s * MB) as u64),
     );

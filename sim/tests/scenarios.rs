@@ -4,7 +4,7 @@ use std::{process::Command, time::Duration};
 
 use pollen_sim::{
     net::{Behavior, Capacity, Net},
-    run::{Report, run},
+    run::{Report, run, run_on},
     scenario::Scenario,
 };
 
@@ -80,6 +80,47 @@ fn a_run_is_a_function_of_its_scenario_and_seed() {
     let mut other = s.clone();
     other.seed = 2;
     assert_ne!(first, quiet(&other), "another seed takes another path");
+}
+
+#[test]
+fn one_or_two_threads_give_the_same_report_with_churn_zones_and_loss() {
+    let s = Scenario::parse(
+        r#"
+        name = "threads"
+        artifact_mib = 4
+        peers = [40]
+        degree = 4
+        latency_ms = 5
+        inter_zone_latency_ms = 20
+        loss = 0.01
+
+        [[origins]]
+        up_mb_s = 20
+        down_mb_s = 20
+        zone = "a"
+
+        [[groups]]
+        up_mb_s = 5
+        down_mb_s = 20
+        zone = "a"
+
+        [[groups]]
+        up_mb_s = 2
+        down_mb_s = 10
+        zone = "b"
+
+        [churn]
+        leave = 0.1
+        crash = 0.1
+        join = 0.2
+        window_s = [0.2, 2.0]
+        "#,
+        "test",
+    )
+    .expect("valid scenario");
+    let one = run_on(&s, 40, 1, |_, _| {});
+    assert!(one.p50 > 0.0 && one.cross_zone_copies > 0.0, "{one:?}");
+    assert_eq!(one, run_on(&s, 40, 2, |_, _| {}));
 }
 
 #[test]

@@ -127,6 +127,27 @@ fn the_same_seed_gives_the_same_trace() {
 }
 
 #[test]
+fn one_or_two_threads_give_the_same_run() {
+    let data = pseudo_random(1024 * 1024 + 7, 4);
+    let run = |threads| {
+        let mut net = swarm_of(9, &data, 12);
+        net.set_threads(threads);
+        net.run(Duration::from_secs(600));
+        let nodes: Vec<_> = (0..net.len())
+            .map(|n| (net.completed_at(n), net.bytes_sent(n), net.assembled(n)))
+            .collect();
+        (net.trace_digest(), net.now(), nodes)
+    };
+    let one = run(1);
+    assert!(
+        one.2
+            .iter()
+            .all(|(done, _, data)| done.is_some() && data.is_some())
+    );
+    assert_eq!(one, run(2));
+}
+
+#[test]
 fn tiny_and_empty_artifacts_need_no_manifest_exchange() {
     for size in [0, 1, 16 * 1024] {
         let data = pseudo_random(size, 5);

@@ -20,13 +20,16 @@
 //! decision is still the real state machine's; only the bytes and the hashing are left out,
 //! which is what lets thousands of nodes move gigabytes.
 
+mod part;
+
 use std::{collections::BTreeMap, time::Duration};
 
 use crate::{fair::SharedLink, link_table::LinkTable, queue::EventQueue};
 use bytes::Bytes;
+use part::{Ctx, Part, Shared};
 use pollen_core::{
     Bitfield, Instant, Manifest, ManifestBuilder, PeerId, Ticket,
-    swarm::{Action, Event, LinkId, SPREAD_FIRST_MIN_LINKS, Swarm, SwarmConfig},
+    swarm::{LinkId, SPREAD_FIRST_MIN_LINKS, Swarm, SwarmConfig},
     wire::{self, Kind, LEN_PREFIX},
 };
 use rand_core::{Rng, SeedableRng};
@@ -88,8 +91,6 @@ struct Node {
     swarm: Swarm,
     store: BTreeMap<u32, Bytes>,
     capacity: Capacity,
-    behavior: Behavior,
-    zone: u16,
     state: State,
     /// Whether it started with the whole artifact.
     origin: bool,
@@ -133,6 +134,15 @@ struct Unit {
 }
 
 impl Unit {
+    fn empty() -> Self {
+        Self {
+            items: Vec::new(),
+            len: 0,
+            seq: 0,
+            appended: 0,
+        }
+    }
+
     /// Whether it carries a block.
     fn has_block(&self) -> bool {
         self.items.iter().any(|i| matches!(i, Item::Block { .. }))
@@ -189,6 +199,23 @@ enum Ev {
     },
 }
 
+impl Ev {
+    /// The node it happens at.
+    fn node(&self) -> NodeId {
+        match *self {
+            Ev::UpDone { node }
+            | Ev::Resume { node, .. }
+            | Ev::DownDone { node }
+            | Ev::Disconnected { node, .. }
+            | Ev::Timer { node }
+            | Ev::Join { node, .. }
+            | Ev::Leave { node }
+            | Ev::Crash { node } => node,
+            Ev::Arrive { to, .. } => to,
+        }
+    }
+}
+
 /// How long after a crash its peers' TCP keepalive gives up on the links.
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Maximum segment size used by the loss model, bytes.
@@ -197,20 +224,19 @@ const MSS: f64 = 1460.0;
 /// The simulated network.
 pub struct Net {
     now: Instant,
-    latency: Duration,
-    inter_zone_latency: Duration,
-    /// Packet loss rate on every link, 0 for none.
-    loss: f64,
+    /// Settings and per-node facts every partition reads.
+    shared: Shared,
     nodes: Vec<Node>,
-    /// Scheduled events; ties go first-scheduled first.
-    queue: EventQueue<Ev>,
+    /// The partitions (none before the first run): nodes below `split`, and the others.
+    parts: Vec<Part>,
+    split: NodeId,
+    /// Threads that run the partitions.
+    threads: usize,
+    /// Joins, departures and crashes; ties go first-scheduled first.
+    global: EventQueue<Ev>,
+    /// The state of steps over all nodes, between windows (setup, joins, departures).
+    steps: Part,
     rng: Xoshiro256PlusPlus,
-    trace: blake3::Hasher,
-    trace_len: u64,
-    /// The artifact's true bytes, when real payloads are simulated.
-    truth: Option<Bytes>,
-    /// Lengths-only payloads: the zero bytes every block and piece is sliced from.
-    zeros: Option<Bytes>,
     /// The manifest of a lengths-only artifact, once made.
     zero_manifest: Option<Manifest>,
     /// Pieces that reached storage without matching the truth (must stay empty).
@@ -239,16 +265,22 @@ impl Net {
     pub fn new(seed: u64, latency: Duration) -> Self {
         Self {
             now: Instant::ZERO,
-            latency,
-            inter_zone_latency: latency,
-            loss: 0.0,
+            shared: Shared {
+                latency,
+                inter_zone_latency: latency,
+                loss: 0.0,
+                zones: Vec::new(),
+                behaviors: Vec::new(),
+                truth: None,
+                zeros: None,
+            },
             nodes: Vec::new(),
-            queue: EventQueue::new(),
+            parts: Vec::new(),
+            split: 0,
+            threads: 1,
+            global: EventQueue::new(),
+            steps: Part::new(Instant::ZERO),
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
-            trace: blake3::Hasher::new(),
-            trace_len: 0,
-            truth: None,
-            zeros: None,
             zero_manifest: None,
             bad_stores: Vec::new(),
             cross_zone_bytes: 0,
@@ -262,26 +294,25 @@ impl Net {
     /// Like [`Net::new`], but payloads are lengths: see the module docs. Seeds are added with
     /// [`Net::add_origin`].
     pub fn lengths_only(seed: u64, latency: Duration) -> Self {
-        Self {
-            zeros: Some(Bytes::new()),
-            ..Self::new(seed, latency)
-        }
+        let mut net = Self::new(seed, latency);
+        net.shared.zeros = Some(Bytes::new());
+        net
     }
 
     /// Sets the one-way latency between nodes of different zones (by default the same as
     /// within a zone).
     pub fn set_inter_zone_latency(&mut self, latency: Duration) {
-        self.inter_zone_latency = latency;
+        self.shared.inter_zone_latency = latency;
     }
 
     /// Sets the packet loss rate of every link (0 to 1).
     pub fn set_loss(&mut self, loss: f64) {
-        self.loss = loss.clamp(0.0, 1.0);
+        self.shared.loss = loss.clamp(0.0, 1.0);
     }
 
     /// Puts a node in a zone (all start in zone 0).
     pub fn set_zone(&mut self, node: NodeId, zone: u16) {
-        self.nodes[node].zone = zone;
+        self.shared.zones[node] = zone;
     }
 
     /// Adds a node that holds all of `data` (a seed); returns its id and the ticket.
@@ -295,7 +326,7 @@ impl Net {
         behavior: Behavior,
     ) -> (NodeId, Ticket) {
         assert!(
-            self.zeros.is_none(),
+            self.shared.zeros.is_none(),
             "a lengths-only network takes add_origin"
         );
         let manifest = Manifest::of(data).expect("artifact within limits");
@@ -311,7 +342,7 @@ impl Net {
                 )
             })
             .collect();
-        self.truth = Some(truth);
+        self.shared.truth = Some((truth, layout));
         let have = Bitfield::full(layout.piece_count());
         let cfg = self.config(capacity);
         let seed = self.rng.next_u64();
@@ -333,7 +364,7 @@ impl Net {
         behavior: Behavior,
     ) -> (NodeId, Ticket) {
         assert!(
-            self.zeros.is_some(),
+            self.shared.zeros.is_some(),
             "add_origin needs a lengths-only network"
         );
         let manifest = match &self.zero_manifest {
@@ -348,7 +379,7 @@ impl Net {
             None => {
                 let m = zero_manifest(size);
                 let piece = usize::try_from(m.layout().piece_size()).expect("at most 16 MiB");
-                self.zeros = Some(Bytes::from(vec![0u8; piece]));
+                self.shared.zeros = Some(Bytes::from(vec![0u8; piece]));
                 self.zero_manifest = Some(m.clone());
                 m
             }
@@ -409,17 +440,17 @@ impl Net {
         n.timer = None;
         // Counted until it joins.
         self.unfinished += 1;
-        self.schedule(at, Ev::Join { node, degree });
+        self.global.push(at, Ev::Join { node, degree });
     }
 
     /// Makes `node` leave at `at`, closing its links.
     pub fn leave_at(&mut self, node: NodeId, at: Instant) {
-        self.schedule(at, Ev::Leave { node });
+        self.global.push(at, Ev::Leave { node });
     }
 
     /// Makes `node` crash at `at`: it stops without closing anything.
     pub fn crash_at(&mut self, node: NodeId, at: Instant) {
-        self.schedule(at, Ev::Crash { node });
+        self.global.push(at, Ev::Crash { node });
     }
 
     /// A node's swarm configuration: a fresh identity, the network's settings, and its
@@ -447,12 +478,12 @@ impl Net {
         if completed_at.is_none() {
             self.unfinished += 1;
         }
+        self.shared.zones.push(0);
+        self.shared.behaviors.push(behavior);
         self.nodes.push(Node {
             swarm,
             store,
             capacity,
-            behavior,
-            zone: 0,
             state: State::Active,
             origin: false,
             up: SharedLink::new(capacity.up, self.now),
@@ -498,6 +529,7 @@ impl Net {
         self.nodes[b].swarm.handle_connected(now, lb);
         self.drain(a);
         self.drain(b);
+        self.flush_outbox();
     }
 
     /// Connects every active node to `degree` distinct random other active nodes (and never
@@ -541,70 +573,162 @@ impl Net {
     /// Runs until every active node is complete (and every join has happened), no event is
     /// left, or the clock reaches `limit` from the start; it can be called again with a later
     /// limit to go on.
+    ///
+    /// The nodes are split in two partitions that run apart, on two threads if
+    /// [`Net::set_threads`] allows, for windows as long as the least latency: no event of one
+    /// node can reach another sooner. Joins, departures and crashes happen between windows.
+    /// The results are the same whatever the number of threads.
     pub fn run(&mut self, limit: Duration) {
         let end = Instant::ZERO + limit;
+        self.start_partitions();
+        let window = self.shared.latency.min(self.shared.inter_zone_latency);
         while self.unfinished > 0 {
-            if self.queue.peek_time().is_none_or(|at| at > end) {
-                break;
-            }
-            let Some((at, ev)) = self.queue.pop() else {
+            let next_local = self
+                .parts
+                .iter_mut()
+                .filter_map(|p| p.queue.peek_time())
+                .min();
+            let next_global = self.global.peek_time();
+            let Some(first) = next_local.into_iter().chain(next_global).min() else {
                 break;
             };
-            self.now = at;
-            match ev {
-                Ev::UpDone { node } => {
-                    if self.nodes[node].up.woken(at) {
-                        if self.nodes[node].up.next_done().is_some_and(|t| t <= at) {
-                            self.sent(node);
-                        }
-                        self.schedule_up(node);
-                    }
+            if first > end {
+                break;
+            }
+            if next_global == Some(first) {
+                let Some((at, ev)) = self.global.pop() else {
+                    break;
+                };
+                self.now = at;
+                match ev {
+                    Ev::Join { node, degree } => self.join(node, degree),
+                    Ev::Leave { node } => self.stop(node, State::Left),
+                    Ev::Crash { node } => self.stop(node, State::Crashed),
+                    _ => unreachable!("only joins, departures and crashes are global"),
                 }
-                Ev::Resume { node, link } => {
-                    if self.nodes[node].state == State::Active {
-                        self.nodes[node].up.resume(at, link);
-                        self.schedule_up(node);
-                    }
-                }
-                Ev::Arrive {
-                    to,
-                    link,
-                    unit,
-                    express,
-                } => self.arrive(to, link, unit, express),
-                Ev::DownDone { node } => {
-                    if self.nodes[node].down.woken(at) {
-                        if self.nodes[node].down.next_done().is_some_and(|t| t <= at) {
-                            self.received(node);
-                        }
-                        self.schedule_down(node);
-                    }
-                }
-                Ev::Disconnected { node, link } => {
-                    if self.nodes[node].state == State::Active
-                        && self.nodes[node].links.remove(link).is_some()
-                    {
-                        self.nodes[node].up.remove(at, link);
-                        self.nodes[node].down.remove(at, link);
-                        self.schedule_up(node);
-                        self.schedule_down(node);
-                        self.nodes[node].swarm.handle_disconnected(at, link);
-                        self.drain(node);
-                    }
-                }
-                Ev::Timer { node } => {
-                    if self.nodes[node].state == State::Active && self.nodes[node].timer == Some(at)
-                    {
-                        self.nodes[node].timer = None;
-                        self.nodes[node].swarm.handle_timeout(at);
-                        self.drain(node);
-                    }
-                }
-                Ev::Join { node, degree } => self.join(node, degree),
-                Ev::Leave { node } => self.stop(node, State::Left),
-                Ev::Crash { node } => self.stop(node, State::Crashed),
+                self.flush_outbox();
+                continue;
+            }
+            // Events strictly before `until`: up to `end`, the next global event, and (with
+            // two partitions) the window's end.
+            let mut until = end + Duration::from_micros(1);
+            if let Some(g) = next_global {
+                until = until.min(g);
+            }
+            if self.parts.len() > 1 {
+                until = until.min(first + window);
+            }
+            self.run_window(until);
+        }
+    }
+
+    /// Sets how many threads run the partitions (1 or 2; more are not used).
+    pub fn set_threads(&mut self, threads: usize) {
+        self.threads = threads.max(1);
+    }
+
+    /// Splits the nodes in partitions at the first run (later nodes join the last one), and
+    /// hands them the events scheduled so far.
+    fn start_partitions(&mut self) {
+        if self.parts.is_empty() {
+            let window = self.shared.latency.min(self.shared.inter_zone_latency);
+            let two = self.nodes.len() >= 2 && !window.is_zero();
+            self.split = if two { self.nodes.len() / 2 } else { 0 };
+            let count = if two { 2 } else { 1 };
+            self.parts = (0..count).map(|_| Part::new(self.now)).collect();
+        }
+        self.flush_outbox();
+    }
+
+    /// The partition of a node.
+    fn part_of(&self, node: NodeId) -> usize {
+        usize::from(self.parts.len() > 1 && node >= self.split)
+    }
+
+    /// Moves every event scheduled by the steps over all nodes to its node's partition.
+    fn flush_outbox(&mut self) {
+        if self.parts.is_empty() {
+            return;
+        }
+        for (at, ev) in std::mem::take(&mut self.steps.outbox) {
+            let part = self.part_of(ev.node());
+            self.parts[part].queue.push(at, ev);
+        }
+    }
+
+    /// Runs every partition's events before `until`, then delivers what they sent each other
+    /// and collects their results.
+    fn run_window(&mut self, until: Instant) {
+        let shared = &self.shared;
+        let (low, high) = self.nodes.split_at_mut(self.split);
+        match self.parts.as_mut_slice() {
+            [only] => Self::ctx(high, self.split, only, shared).run_until(until),
+            [a, b] if self.threads > 1 => std::thread::scope(|s| {
+                s.spawn(|| Self::ctx(low, 0, a, shared).run_until(until));
+                Self::ctx(high, self.split, b, shared).run_until(until);
+            }),
+            [a, b] => {
+                Self::ctx(low, 0, a, shared).run_until(until);
+                Self::ctx(high, self.split, b, shared).run_until(until);
+            }
+            _ => unreachable!("one or two partitions"),
+        }
+        for i in 0..self.parts.len() {
+            let part = &mut self.parts[i];
+            self.now = self.now.max(part.now);
+            self.cross_zone_bytes += std::mem::take(&mut part.cross_zone_bytes);
+            self.bad_stores.append(&mut part.bad_stores);
+            self.unfinished -= std::mem::take(&mut part.completed);
+            for (at, ev) in std::mem::take(&mut part.outbox) {
+                debug_assert!(
+                    at >= until,
+                    "an event reached another partition within a window"
+                );
+                let to = self.part_of(ev.node());
+                self.parts[to].queue.push(at, ev);
             }
         }
+    }
+
+    fn ctx<'a>(
+        nodes: &'a mut [Node],
+        base: NodeId,
+        part: &'a mut Part,
+        shared: &'a Shared,
+    ) -> Ctx<'a> {
+        Ctx {
+            nodes,
+            base,
+            part,
+            shared,
+            outbox_only: false,
+        }
+    }
+
+    /// A context over every node for steps between windows (joins, departures, crashes,
+    /// setup): what it schedules waits in its outbox for [`Net::flush_outbox`].
+    fn steps(&mut self) -> Ctx<'_> {
+        self.steps.now = self.now;
+        Ctx {
+            nodes: &mut self.nodes,
+            base: 0,
+            part: &mut self.steps,
+            shared: &self.shared,
+            outbox_only: true,
+        }
+    }
+
+    /// Carries out what a node's swarm asks for, between windows.
+    fn drain(&mut self, node: NodeId) {
+        self.steps().drain(node);
+        self.collect_steps();
+    }
+
+    /// Takes the results of steps between windows (completions, stores, bytes).
+    fn collect_steps(&mut self) {
+        self.cross_zone_bytes += std::mem::take(&mut self.steps.cross_zone_bytes);
+        self.bad_stores.append(&mut self.steps.bad_stores);
+        self.unfinished -= std::mem::take(&mut self.steps.completed);
     }
 
     /// Whether every active node is complete and every join has happened.
@@ -614,7 +738,9 @@ impl Net {
 
     /// Whether no event is left to happen.
     pub fn is_idle(&self) -> bool {
-        self.queue.is_empty()
+        self.global.is_empty()
+            && self.steps.outbox.is_empty()
+            && self.parts.iter().all(|p| p.queue.is_empty())
     }
 
     fn join(&mut self, node: NodeId, degree: usize) {
@@ -641,447 +767,19 @@ impl Net {
     /// Takes a node out of the run: gracefully (its peers see its links close after the
     /// latency) or by a crash (its peers' keepalive notices much later).
     fn stop(&mut self, node: NodeId, how: State) {
-        let n = &mut self.nodes[node];
-        match n.state {
+        match self.nodes[node].state {
             State::Active => {}
             State::Pending => {
                 // Gone before it joined: its join never happens.
-                n.state = how;
+                self.nodes[node].state = how;
                 self.unfinished -= 1;
                 return;
             }
             State::Left | State::Crashed => return,
         }
-        n.state = how;
-        n.timer = None;
-        // Pending UpDone and DownDone events no longer count.
-        n.up.clear(self.now);
-        n.down.clear(self.now);
-        if n.completed_at.is_none() {
+        if self.steps().stop(node, how) {
             self.unfinished -= 1;
         }
-        let links = std::mem::take(&mut self.nodes[node].links);
-        for end in links.values() {
-            let at = match how {
-                State::Left => self.now + self.latency_between(node, end.peer),
-                _ => self.now + KEEPALIVE_TIMEOUT,
-            };
-            self.schedule(
-                at,
-                Ev::Disconnected {
-                    node: end.peer,
-                    link: end.peer_link,
-                },
-            );
-        }
-    }
-
-    fn deliver(&mut self, to: NodeId, link: LinkId, unit: Unit) {
-        if self.nodes[to].state != State::Active {
-            return;
-        }
-        let Some(end) = self.nodes[to].links.get_mut(link) else {
-            return;
-        };
-        assert!(
-            unit.seq > end.delivered_unit,
-            "unit {} delivered after unit {} on one link",
-            unit.seq,
-            end.delivered_unit
-        );
-        end.delivered_unit = unit.seq;
-        let items = unit.items;
-        for item in items {
-            match item {
-                Item::Frame(body) => self.nodes[to].swarm.handle_frame(self.now, link, body),
-                Item::Block {
-                    piece, offset, len, ..
-                } => {
-                    let data = self.zero_bytes(len as usize);
-                    self.nodes[to]
-                        .swarm
-                        .handle_block(self.now, link, piece, offset, data);
-                }
-            }
-        }
-        self.drain(to);
-    }
-
-    /// `len` zero bytes, shared (lengths-only payloads).
-    fn zero_bytes(&self, len: usize) -> Bytes {
-        let zeros = self.zeros.as_ref().expect("lengths-only payloads");
-        zeros.slice(..len.min(zeros.len()))
-    }
-
-    /// Carries out everything a node's swarm asks for after an input.
-    fn drain(&mut self, id: NodeId) {
-        if self.nodes[id].state != State::Active {
-            return;
-        }
-        loop {
-            let mut progressed = false;
-            while let Some((link, segments)) = self.nodes[id].swarm.poll_transmit() {
-                progressed = true;
-                let handed: u64 = segments.iter().map(|b| b.len() as u64).sum();
-                let items = self.items(id, segments);
-                // What a misbehaving node leaves out counts as sent, or its window would
-                // never drain.
-                let kept: u64 = items.iter().map(wire_len_of).sum();
-                if handed > kept {
-                    self.nodes[id].swarm.handle_sent(link, handed - kept);
-                }
-                self.transmit(id, link, items);
-            }
-            while let Some(action) = self.nodes[id].swarm.poll_action() {
-                progressed = true;
-                self.act(id, action);
-            }
-            while let Some(event) = self.nodes[id].swarm.poll_event() {
-                progressed = true;
-                self.record(id, &event);
-            }
-            if !progressed {
-                break;
-            }
-        }
-        if let Some(at) = self.nodes[id].swarm.poll_timeout() {
-            let at = at.max(self.now);
-            if self.nodes[id].timer.is_none_or(|t| at < t) {
-                self.nodes[id].timer = Some(at);
-                self.schedule(at, Ev::Timer { node: id });
-            }
-        }
-    }
-
-    /// The frames a node sends, after its behavior had its way with them, and their length
-    /// on the wire.
-    fn items(&self, id: NodeId, segments: Vec<Bytes>) -> Vec<Item> {
-        let behavior = self.nodes[id].behavior;
-        if self.zeros.is_some() {
-            let items = split_items(&segments)
-                .into_iter()
-                .filter(|item| match (behavior, item) {
-                    (Behavior::WithholdBlocks, Item::Block { .. }) => false,
-                    (Behavior::WithholdManifest, Item::Frame(body)) => {
-                        body.get(1) != Some(&(Kind::ManifestPart as u8))
-                    }
-                    _ => true,
-                })
-                .collect::<Vec<_>>();
-            return items;
-        }
-        let mut bytes: Vec<u8> = segments.concat();
-        match behavior {
-            Behavior::Honest => {}
-            Behavior::CorruptBlocks => corrupt_blocks(&mut bytes),
-            Behavior::WithholdBlocks => bytes = without_kind(&bytes, Kind::Block),
-            Behavior::WithholdManifest => bytes = without_kind(&bytes, Kind::ManifestPart),
-        }
-        let bytes = Bytes::from(bytes);
-        let mut items = Vec::new();
-        let mut at = 0;
-        while let Ok(Some((body, used))) = wire::split_frame(&bytes[at..]) {
-            items.push(Item::Frame(bytes.slice_ref(body)));
-            at += used;
-        }
-        items
-    }
-
-    fn act(&mut self, id: NodeId, action: Action) {
-        match action {
-            Action::ReadPiece { piece } => {
-                let data = match &self.zeros {
-                    Some(_) => self.nodes[id]
-                        .swarm
-                        .manifest()
-                        .and_then(|m| m.layout().piece_len(piece))
-                        .map(|len| self.zero_bytes(len as usize)),
-                    None => self.nodes[id].store.get(&piece).cloned(),
-                };
-                self.nodes[id]
-                    .swarm
-                    .handle_piece_read(self.now, piece, data);
-            }
-            Action::StorePiece { piece, data } => {
-                if self.zeros.is_none() {
-                    let data = data.to_bytes();
-                    if !self.matches_truth(piece, &data) {
-                        self.bad_stores.push((id, piece));
-                    }
-                    self.nodes[id].store.insert(piece, data);
-                }
-                self.nodes[id]
-                    .swarm
-                    .handle_piece_stored(self.now, piece, true);
-            }
-            Action::CheckPiece(check) => {
-                let checked = if self.zeros.is_some() {
-                    // The data is not there to hash: a piece is good unless its sender
-                    // corrupts blocks (each piece comes from one link).
-                    let sender = self.nodes[id].links.get(check.link()).map(|l| l.peer);
-                    let corrupt =
-                        sender.is_some_and(|s| self.nodes[s].behavior == Behavior::CorruptBlocks);
-                    check.simulated(!corrupt)
-                } else {
-                    check.run()
-                };
-                self.nodes[id].swarm.handle_piece_checked(self.now, checked);
-            }
-            Action::StoreManifest(_) => {}
-            Action::Disconnect { link, .. } => {
-                if let Some(end) = self.nodes[id].links.remove(link) {
-                    self.nodes[id].up.remove(self.now, link);
-                    self.nodes[id].down.remove(self.now, link);
-                    self.schedule_up(id);
-                    self.schedule_down(id);
-                    let at = self.now + self.latency_between(id, end.peer);
-                    self.schedule(
-                        at,
-                        Ev::Disconnected {
-                            node: end.peer,
-                            link: end.peer_link,
-                        },
-                    );
-                }
-            }
-        }
-    }
-
-    fn matches_truth(&self, piece: u32, data: &[u8]) -> bool {
-        let Some(truth) = &self.truth else {
-            return true;
-        };
-        let Some(range) = self
-            .nodes
-            .iter()
-            .find_map(|n| n.swarm.manifest())
-            .and_then(|m| m.layout().piece_range(piece))
-        else {
-            return false;
-        };
-        truth.get(range.start as usize..range.end as usize) == Some(data)
-    }
-
-    fn record(&mut self, id: NodeId, event: &Event) {
-        let line = format!("{} {id} {event:?}\n", self.now.as_micros());
-        self.trace.update(line.as_bytes());
-        self.trace_len += 1;
-        match event {
-            Event::Complete if self.nodes[id].completed_at.is_none() => {
-                self.nodes[id].completed_at = Some(self.now);
-                self.unfinished -= 1;
-            }
-            Event::PeerBanned { peer, .. } => self.nodes[id].banned.push(*peer),
-            _ => {}
-        }
-    }
-
-    fn latency_between(&self, a: NodeId, b: NodeId) -> Duration {
-        if self.nodes[a].zone == self.nodes[b].zone {
-            self.latency
-        } else {
-            self.inter_zone_latency
-        }
-    }
-
-    /// Queues what a node sends on a link at its uplink, cut into units.
-    fn transmit(&mut self, from: NodeId, link: LinkId, items: Vec<Item>) {
-        if !self.nodes[from].links.contains(link) {
-            return;
-        }
-        let mut unit = Unit {
-            items: Vec::new(),
-            len: 0,
-            seq: 0,
-            appended: 0,
-        };
-        for item in items {
-            let block = matches!(item, Item::Block { .. });
-            unit.len += wire_len_of(&item);
-            unit.items.push(item);
-            if block || unit.len >= UNIT_BYTES {
-                let full = std::mem::replace(
-                    &mut unit,
-                    Unit {
-                        items: Vec::new(),
-                        len: 0,
-                        seq: 0,
-                        appended: 0,
-                    },
-                );
-                self.queue_up(from, link, full, block);
-            }
-        }
-        if !unit.items.is_empty() {
-            self.queue_up(from, link, unit, false);
-        }
-        self.schedule_up(from);
-    }
-
-    /// Puts a unit on the sender's uplink, or sends it express: a unit of a few small frames
-    /// (requests, haves) on a flow with nothing queued takes its bytes' time at the whole
-    /// uplink rate plus the latency, without waiting for a share of either link. At a fair
-    /// share it would take microseconds more, against milliseconds of latency, and its bytes
-    /// would slow the other flows by a fraction of a percent; skipping the shared links'
-    /// events for it makes runs with many links faster. Order within the flow is kept: a
-    /// unit goes express only behind nothing, and on arrival waits behind anything its flow
-    /// still has on the downlink.
-    fn queue_up(&mut self, from: NodeId, link: LinkId, mut unit: Unit, block: bool) {
-        let now = self.now;
-        let node = &mut self.nodes[from];
-        let Some(end) = node.links.get_mut(link) else {
-            return;
-        };
-        if !block && Self::append(&mut node.up, now, link, &mut unit) {
-            return;
-        }
-        end.sent_units += 1;
-        unit.seq = end.sent_units;
-        if block || unit.len > EXPRESS_BYTES || !node.up.is_idle(link) {
-            node.up.push(now, link, unit.len, unit);
-            return;
-        }
-        // After the flow's previous express unit, so units arrive in the order sent.
-        let through = end.express_until.max(now) + transfer_time(unit.len, node.capacity.up);
-        end.express_until = through;
-        let end = *end;
-        let to = end.peer;
-        let len = unit.len;
-        self.nodes[from].bytes_sent += len;
-        self.nodes[from].swarm.handle_sent(link, len);
-        if self.nodes[from].zone != self.nodes[to].zone {
-            self.cross_zone_bytes += len;
-        }
-        if self.nodes[to].state == State::Crashed {
-            return;
-        }
-        let at = through + self.latency_between(from, to);
-        self.schedule(
-            at,
-            Ev::Arrive {
-                to,
-                link: end.peer_link,
-                unit,
-                express: true,
-            },
-        );
-    }
-
-    /// Adds a unit of a few small frames (haves, requests) to the last unit its flow has
-    /// queued or in service on `shared`, as a stream carries them right behind it; saves the
-    /// three events of a unit of its own. At most [`EXPRESS_BYTES`] are appended to a unit,
-    /// so what it carries is delayed by little. Returns whether it was appended (`unit` is
-    /// then emptied).
-    fn append(shared: &mut SharedLink<Unit>, now: Instant, link: LinkId, unit: &mut Unit) -> bool {
-        let len = unit.len;
-        if len > EXPRESS_BYTES {
-            return false;
-        }
-        let Some(last) = shared.append(now, link, len, |u| u.appended + len <= EXPRESS_BYTES)
-        else {
-            return false;
-        };
-        last.len += len;
-        last.appended += len;
-        last.items.append(&mut unit.items);
-        true
-    }
-
-    /// Makes sure an `UpDone` event comes no later than the uplink's next finish.
-    fn schedule_up(&mut self, node: NodeId) {
-        if let Some(at) = self.nodes[node].up.wake() {
-            self.schedule(at, Ev::UpDone { node });
-        }
-    }
-
-    /// Makes sure a `DownDone` event comes no later than the downlink's next finish.
-    fn schedule_down(&mut self, node: NodeId) {
-        if let Some(at) = self.nodes[node].down.wake() {
-            self.schedule(at, Ev::DownDone { node });
-        }
-    }
-
-    /// A unit left the sender's uplink: it reaches the peer's downlink after the link's loss
-    /// cap (if any) and the latency.
-    fn sent(&mut self, from: NodeId) {
-        let now = self.now;
-        let Some(done) = self.nodes[from].up.complete(now) else {
-            return;
-        };
-        let link = done.flow;
-        let Some(&end) = self.nodes[from].links.get(link) else {
-            // Closed links' units are dropped when they close.
-            self.schedule_up(from);
-            return;
-        };
-        let to = end.peer;
-        let len = done.len;
-        self.nodes[from].bytes_sent += len;
-        self.nodes[from].swarm.handle_sent(link, len);
-        self.drain(from);
-        if self.nodes[from].zone != self.nodes[to].zone {
-            self.cross_zone_bytes += len;
-        }
-        let latency = self.latency_between(from, to);
-        let mut through = now;
-        if self.loss > 0.0 {
-            let rtt = 2.0 * latency.as_secs_f64().max(1e-4);
-            let cap = (1.22 * MSS / (rtt * self.loss.sqrt())) as u64;
-            through = through.max(done.started + transfer_time(len, cap));
-        }
-        if through > now {
-            self.schedule(through, Ev::Resume { node: from, link });
-        } else {
-            self.nodes[from].up.resume(now, link);
-        }
-        self.schedule_up(from);
-        if self.nodes[to].state == State::Crashed {
-            // Nobody reads; the bytes still left the sender.
-            return;
-        }
-        // Not ahead of an express unit sent before it on this link.
-        self.schedule(
-            through.max(end.express_until) + latency,
-            Ev::Arrive {
-                to,
-                link: end.peer_link,
-                unit: done.unit,
-                express: false,
-            },
-        );
-    }
-
-    /// A unit reached the receiver's downlink: it shares the downlink with the others, or
-    /// (express, on a flow idle there) is delivered at once.
-    fn arrive(&mut self, to: NodeId, link: LinkId, mut unit: Unit, express: bool) {
-        if self.nodes[to].state != State::Active || !self.nodes[to].links.contains(link) {
-            return;
-        }
-        let now = self.now;
-        if express && self.nodes[to].down.is_idle(link) {
-            self.deliver(to, link, unit);
-            return;
-        }
-        let down = &mut self.nodes[to].down;
-        if unit.has_block() || !Self::append(down, now, link, &mut unit) {
-            down.push(now, link, unit.len, unit);
-        }
-        self.schedule_down(to);
-    }
-
-    /// A unit went through the receiver's downlink: deliver it.
-    fn received(&mut self, to: NodeId) {
-        let now = self.now;
-        let Some(done) = self.nodes[to].down.complete(now) else {
-            return;
-        };
-        self.nodes[to].down.resume(now, done.flow);
-        self.schedule_down(to);
-        self.deliver(to, done.flow, done.unit);
-    }
-
-    fn schedule(&mut self, at: Instant, ev: Ev) {
-        self.queue.push(at, ev);
     }
 
     // ----- results -----
@@ -1118,7 +816,7 @@ impl Net {
 
     /// A node's zone.
     pub fn zone(&self, node: NodeId) -> u16 {
-        self.nodes[node].zone
+        self.shared.zones[node]
     }
 
     /// A node's capacities.
@@ -1139,7 +837,7 @@ impl Net {
     /// A node's stored artifact, if it holds every piece (real payloads only).
     pub fn assembled(&self, node: NodeId) -> Option<Vec<u8>> {
         let n = &self.nodes[node];
-        if !n.swarm.is_complete() || self.zeros.is_some() {
+        if !n.swarm.is_complete() || self.shared.zeros.is_some() {
             return None;
         }
         Some(n.store.values().flat_map(|p| p.iter().copied()).collect())
@@ -1172,7 +870,13 @@ impl Net {
 
     /// A digest of every event of the run, with its time and node, and how many there were.
     pub fn trace_digest(&self) -> (String, u64) {
-        (self.trace.finalize().to_hex().to_string(), self.trace_len)
+        let mut all = blake3::Hasher::new();
+        let mut len = 0;
+        for part in std::iter::once(&self.steps).chain(&self.parts) {
+            all.update(part.trace.finalize().as_bytes());
+            len += part.trace_len;
+        }
+        (all.finalize().to_hex().to_string(), len)
     }
 
     /// The current simulated time.
