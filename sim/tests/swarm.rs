@@ -148,6 +148,29 @@ fn one_or_two_threads_give_the_same_run() {
 }
 
 #[test]
+fn latencies_below_the_clocks_microsecond_run_to_the_end() {
+    let data = pseudo_random(256 * 1024, 5);
+    for latency in [Duration::ZERO, Duration::from_nanos(500)] {
+        let mut net = Net::new(2, latency);
+        let (s, ticket) = net.add_seed(&data, capacity(10), Behavior::Honest);
+        for _ in 0..4 {
+            let p = net.add_peer(&ticket, capacity(5), Behavior::Honest);
+            net.connect(s, p);
+        }
+        net.connect_random(2);
+        net.set_threads(2);
+        net.run(Duration::from_secs(600));
+        let last = (0..net.len()).filter_map(|n| net.completed_at(n)).max();
+        assert!(
+            (0..net.len()).all(|n| net.completed_at(n).is_some()),
+            "{latency:?}"
+        );
+        // Below a microsecond there is one partition, which stops at the last completion.
+        assert_eq!(Some(net.now()), last, "{latency:?}");
+    }
+}
+
+#[test]
 fn tiny_and_empty_artifacts_need_no_manifest_exchange() {
     for size in [0, 1, 16 * 1024] {
         let data = pseudo_random(size, 5);

@@ -577,11 +577,16 @@ impl Net {
     /// The nodes are split in two partitions that run apart, on two threads if
     /// [`Net::set_threads`] allows, for windows as long as the least latency: no event of one
     /// node can reach another sooner. Joins, departures and crashes happen between windows.
-    /// The results are the same whatever the number of threads.
+    /// The results are the same whatever the number of threads. With two partitions, a run
+    /// may go on up to a window past the last completion; with one it stops there.
     pub fn run(&mut self, limit: Duration) {
-        let end = Instant::ZERO + limit;
+        // Far enough for any run, and `end` plus a microsecond stays representable.
+        let end = Instant::ZERO + limit.min(Duration::from_secs(1 << 40));
         self.start_partitions();
-        let window = self.shared.latency.min(self.shared.inter_zone_latency);
+        // At least an instant: with a latency below the clock's microsecond, partitions go
+        // one instant at a time, and what one sends the other at that instant waits for the
+        // next window (at the same instant).
+        let window = self.window().max(Duration::from_micros(1));
         while self.unfinished > 0 {
             let next_local = self
                 .parts
@@ -618,7 +623,7 @@ impl Net {
             if self.parts.len() > 1 {
                 until = until.min(first + window);
             }
-            self.run_window(until);
+            self.run_window(first, until);
         }
     }
 
@@ -627,12 +632,17 @@ impl Net {
         self.threads = threads.max(1);
     }
 
+    /// The least latency, in whole microseconds (the clock's resolution).
+    fn window(&self) -> Duration {
+        let least = self.shared.latency.min(self.shared.inter_zone_latency);
+        Duration::from_micros(u64::try_from(least.as_micros()).unwrap_or(u64::MAX))
+    }
+
     /// Splits the nodes in partitions at the first run (later nodes join the last one), and
     /// hands them the events scheduled so far.
     fn start_partitions(&mut self) {
         if self.parts.is_empty() {
-            let window = self.shared.latency.min(self.shared.inter_zone_latency);
-            let two = self.nodes.len() >= 2 && !window.is_zero();
+            let two = self.nodes.len() >= 2 && !self.window().is_zero();
             self.split = if two { self.nodes.len() / 2 } else { 0 };
             let count = if two { 2 } else { 1 };
             self.parts = (0..count).map(|_| Part::new(self.now)).collect();
@@ -658,18 +668,20 @@ impl Net {
 
     /// Runs every partition's events before `until`, then delivers what they sent each other
     /// and collects their results.
-    fn run_window(&mut self, until: Instant) {
+    fn run_window(&mut self, first: Instant, until: Instant) {
         let shared = &self.shared;
+        let unfinished = self.unfinished;
         let (low, high) = self.nodes.split_at_mut(self.split);
         match self.parts.as_mut_slice() {
-            [only] => Self::ctx(high, self.split, only, shared).run_until(until),
+            // Alone, it stops right after the last completion, as one queue would.
+            [only] => Self::ctx(high, self.split, only, shared).run_until(until, unfinished),
             [a, b] if self.threads > 1 => std::thread::scope(|s| {
-                s.spawn(|| Self::ctx(low, 0, a, shared).run_until(until));
-                Self::ctx(high, self.split, b, shared).run_until(until);
+                s.spawn(|| Self::ctx(low, 0, a, shared).run_until(until, usize::MAX));
+                Self::ctx(high, self.split, b, shared).run_until(until, usize::MAX);
             }),
             [a, b] => {
-                Self::ctx(low, 0, a, shared).run_until(until);
-                Self::ctx(high, self.split, b, shared).run_until(until);
+                Self::ctx(low, 0, a, shared).run_until(until, usize::MAX);
+                Self::ctx(high, self.split, b, shared).run_until(until, usize::MAX);
             }
             _ => unreachable!("one or two partitions"),
         }
@@ -680,8 +692,9 @@ impl Net {
             self.bad_stores.append(&mut part.bad_stores);
             self.unfinished -= std::mem::take(&mut part.completed);
             for (at, ev) in std::mem::take(&mut part.outbox) {
+                // Not due before the window's end (or, one instant at a time, its start).
                 debug_assert!(
-                    at >= until,
+                    at >= until || (self.window().is_zero() && at >= first),
                     "an event reached another partition within a window"
                 );
                 let to = self.part_of(ev.node());

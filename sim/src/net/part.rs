@@ -103,9 +103,12 @@ impl Ctx<'_> {
         self.part.now
     }
 
-    /// Handles the partition's events before `until`, in time order.
-    pub(super) fn run_until(&mut self, until: Instant) {
-        while self.part.queue.peek_time().is_some_and(|at| at < until) {
+    /// Handles the partition's events before `until`, in time order, or until `completions`
+    /// nodes completed.
+    pub(super) fn run_until(&mut self, until: Instant, completions: usize) {
+        while self.part.completed < completions
+            && self.part.queue.peek_time().is_some_and(|at| at < until)
+        {
             let Some((at, ev)) = self.part.queue.pop() else {
                 break;
             };
