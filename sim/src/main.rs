@@ -6,6 +6,12 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use pollen_sim::{chart, run, scenario::Scenario};
 
+/// mimalloc: the simulator allocates and frees a frame or unit per event, and with two
+/// threads most are freed by the thread that did not allocate them, which glibc's arenas
+/// serialise.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Runs the real Pollen swarm code over a simulated network, as each scenario file says.
 #[derive(Debug, Parser)]
 #[command(version)]

@@ -643,11 +643,28 @@ impl Net {
     fn start_partitions(&mut self) {
         if self.parts.is_empty() {
             let two = self.nodes.len() >= 2 && !self.window().is_zero();
-            self.split = if two { self.nodes.len() / 2 } else { 0 };
+            self.split = if two { self.balanced_split() } else { 0 };
             let count = if two { 2 } else { 1 };
             self.parts = (0..count).map(|_| Part::new(self.now)).collect();
         }
         self.flush_outbox();
+    }
+
+    /// Where to split the nodes so that each partition has about half the work, taken as a
+    /// node's links plus one (an origin linked to every peer handles a frame from each of
+    /// them for every piece; in a run of 3,000 peers of degree 5 it was a tenth of the work).
+    fn balanced_split(&self) -> NodeId {
+        let weight = |n: &Node| n.links.len() + 1;
+        let total: usize = self.nodes.iter().map(weight).sum();
+        let mut low = 0;
+        for (i, n) in self.nodes.iter().enumerate() {
+            low += weight(n);
+            if 2 * low >= total {
+                // At least one node on each side.
+                return (i + 1).clamp(1, self.nodes.len() - 1);
+            }
+        }
+        self.nodes.len() / 2
     }
 
     /// The partition of a node.
