@@ -204,6 +204,20 @@ fn a_piece_on_its_way_to_one_peer_is_refused_to_others_until_the_stall_timeout()
 }
 
 #[test]
+fn a_piece_whose_first_copy_went_to_a_closed_link_is_served_at_once() {
+    let (mut seed, t) = Seed::linked(4096, 3);
+    seed.request_block(t, 1, 0, 0, 4096);
+    assert_eq!(seed.drain(t), [(1, 1000)]);
+    seed.request_block(t, 2, 0, 0, 4096);
+    assert_eq!(seed.drain(t), [(2, -1)]);
+    // Peer 1 goes away before it said it holds the piece: no one spreads it, so the next
+    // asker gets it without waiting for the stall timeout.
+    seed.swarm.handle_disconnected(t, LinkId(1));
+    seed.request_block(t, 3, 0, 0, 4096);
+    assert_eq!(seed.drain(t), [(3, 1000)]);
+}
+
+#[test]
 fn a_peer_partway_through_a_piece_gets_the_rest_of_it() {
     let (mut seed, t) = Seed::linked(4096, 2);
     let stall = SwarmConfig::new(PeerId::from_bytes([0; 32])).stall_timeout;

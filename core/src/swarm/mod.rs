@@ -756,7 +756,9 @@ impl Swarm {
         let now = self.now;
         let grace = self.cfg.stall_timeout;
         if let Some(first) = self.first_copy.get_mut(r.piece as usize)
-            && first.is_none_or(|(to, at)| to != link && now >= at + grace)
+            && first.is_none_or(|(to, at)| {
+                to != link && (now >= at + grace || !self.links.contains_key(&to))
+            })
         {
             *first = Some((link, now));
         }
@@ -776,9 +778,9 @@ impl Swarm {
 
     /// Whether `spread_first` refuses `piece` to `link`: it went out whole at least once and
     /// another linked peer holds it (the requester does not: it asks for it), or its first
-    /// copy went to another link, asked for less than `stall_timeout` ago, whose peer has not
-    /// said it holds it yet (it will spread it; several peers asking at once for the rarest
-    /// pieces would otherwise each get a copy).
+    /// copy went to another link, still open and asked for less than `stall_timeout` ago,
+    /// whose peer has not said it holds it yet (it will spread it; several peers asking at
+    /// once for the rarest pieces would otherwise each get a copy).
     fn spread_elsewhere(&self, link: LinkId, piece: u32) -> bool {
         if !self.spreading() {
             return false;
@@ -796,7 +798,9 @@ impl Swarm {
             .get(piece as usize)
             .copied()
             .flatten()
-            .is_some_and(|(to, at)| to != link && self.now < at + self.cfg.stall_timeout)
+            .is_some_and(|(to, at)| {
+                to != link && self.now < at + self.cfg.stall_timeout && self.links.contains_key(&to)
+            })
     }
 
     fn on_reject(&mut self, now: Instant, link: LinkId, r: BlockRef) {
