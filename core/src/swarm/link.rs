@@ -119,6 +119,8 @@ pub(crate) struct Link {
     pub(crate) manifest_refused_at: Option<Instant>,
     /// How we answered the peer's manifest requests.
     pub(crate) manifest_answer: ManifestAnswer,
+    /// Whether we dialed it ([`crate::swarm::Swarm::handle_dialed`]).
+    pub(crate) dialed: bool,
 }
 
 /// How we answered a peer's requests for the manifest.
@@ -193,6 +195,7 @@ impl Link {
             has_manifest: false,
             manifest_refused_at: None,
             manifest_answer: ManifestAnswer::NotAsked,
+            dialed: false,
         }
     }
 

@@ -326,6 +326,16 @@ impl Swarm {
         }
     }
 
+    /// A link we dialed is open: as [`Swarm::handle_connected`], and if the peer dialed us at
+    /// the same time, both ends keep the same one of the two links (the one the smaller peer
+    /// id dialed) instead of each closing the other's.
+    pub fn handle_dialed(&mut self, now: Instant, link: LinkId) {
+        self.handle_connected(now, link);
+        if let Some(l) = self.links.get_mut(&link) {
+            l.dialed = true;
+        }
+    }
+
     /// The link closed (by either side).
     pub fn handle_disconnected(&mut self, now: Instant, link: LinkId) {
         self.now = now;
@@ -630,6 +640,20 @@ impl Swarm {
         }
     }
 
+    /// For a handshake from `peer` on `link` when another link to it is ready: that other
+    /// link, if `link` is the one to keep. Of two links between the same peers, both ends keep
+    /// the one the smaller peer id dialed; when direction is unknown (links not opened with
+    /// [`Swarm::handle_dialed`]) the older link stays.
+    fn duplicate_replaced_by(&self, link: LinkId, peer: PeerId) -> Option<LinkId> {
+        let (&old, existing) = self
+            .links
+            .iter()
+            .find(|&(&id, l)| id != link && l.peer == Some(peer))?;
+        let new = self.links.get(&link)?;
+        let keep_ours = self.cfg.peer_id < peer;
+        (new.dialed == keep_ours && existing.dialed != keep_ours).then_some(old)
+    }
+
     fn on_handshake(&mut self, now: Instant, link: LinkId, hs: Handshake) {
         let reason = if hs.swarm != Some(self.id) {
             Some(DisconnectReason::WrongSwarm)
@@ -638,7 +662,13 @@ impl Swarm {
         } else if self.banned.contains(&hs.peer_id) {
             Some(DisconnectReason::Banned)
         } else if self.peers.contains(&hs.peer_id) {
-            Some(DisconnectReason::Duplicate)
+            match self.duplicate_replaced_by(link, hs.peer_id) {
+                Some(old) => {
+                    self.disconnect(old, DisconnectReason::Duplicate);
+                    None
+                }
+                None => Some(DisconnectReason::Duplicate),
+            }
         } else {
             None
         };

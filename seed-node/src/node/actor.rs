@@ -552,7 +552,7 @@ impl Actor {
                 );
                 let now = self.now();
                 if let Some(entry) = self.entries.get_mut(&id) {
-                    entry.swarm.handle_connected(now, LinkId(conn.0));
+                    entry.swarm.handle_dialed(now, LinkId(conn.0));
                 }
                 self.drive(id);
             }
