@@ -19,6 +19,7 @@ fn artifact() -> Vec<u8> {
 #[derive(Debug, Clone)]
 enum Input {
     Connect(u8),
+    Dial(u8),
     Disconnect(u8),
     Frame(u8, Frame),
     Garbage(u8, Vec<u8>),
@@ -89,6 +90,7 @@ fn frame() -> impl Strategy<Value = Frame> {
 fn input() -> impl Strategy<Value = Input> {
     prop_oneof![
         1 => (0u8..4).prop_map(Input::Connect),
+        1 => (0u8..4).prop_map(Input::Dial),
         1 => (0u8..4).prop_map(Input::Disconnect),
         6 => (0u8..4, frame()).prop_map(|(l, f)| Input::Frame(l, f)),
         1 => (0u8..4, proptest::collection::vec(any::<u8>(), 0..40)).prop_map(|(l, g)| Input::Garbage(l, g)),
@@ -151,6 +153,7 @@ fn run(mut swarm: Swarm, inputs: &[Input], manifest: &Manifest, data: &[u8]) {
     for input in inputs {
         match input {
             Input::Connect(l) => swarm.handle_connected(now, LinkId(u64::from(*l))),
+            Input::Dial(l) => swarm.handle_dialed(now, LinkId(u64::from(*l))),
             Input::Disconnect(l) => swarm.handle_disconnected(now, LinkId(u64::from(*l))),
             Input::Frame(l, f) => {
                 let body = encode(f, id, me);
