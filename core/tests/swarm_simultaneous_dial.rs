@@ -10,6 +10,7 @@ use common::DATA;
 use pollen_core::{
     Bitfield, Instant, Manifest, PeerId, Ticket,
     swarm::{Action, DisconnectReason, LinkId, Swarm, SwarmConfig},
+    wire::{self, Handshake, Message},
 };
 
 /// A's and B's transmits so far, by link.
@@ -89,4 +90,31 @@ fn without_dial_directions_each_end_keeps_its_first_link() {
     // The old rule, for drivers that do not say which links they dialed: here it closes
     // both links, which is why the node says.
     assert_eq!(simultaneous(false), (vec![1], vec![2]));
+}
+
+#[test]
+fn a_link_older_than_the_handshake_timeout_is_not_replaced() {
+    // A (the smaller id) has had a link from B for a while; a link it dials to B, or one
+    // from someone claiming B's id, does not take its place.
+    let t = Instant::ZERO;
+    let data = DATA.with(Clone::clone);
+    let manifest = Manifest::of(&data).expect("small");
+    let pieces = manifest.layout().piece_count();
+    let cfg = SwarmConfig::new(PeerId::from_bytes([1; 32]));
+    let late = t + cfg.handshake_timeout;
+    let mut a = Swarm::with_manifest(cfg, manifest.clone(), Bitfield::full(pieces), t, 1);
+    let mut hello = Vec::new();
+    let hs = Handshake {
+        peer_id: PeerId::from_bytes([2; 32]),
+        swarm: Some(manifest.id()),
+        listen_port: None,
+    };
+    wire::encode(&Message::Handshake(hs), &mut hello).expect("valid");
+    let hello = &hello[wire::LEN_PREFIX..];
+    a.handle_connected(t, LinkId(2));
+    a.handle_frame(t, LinkId(2), Bytes::copy_from_slice(hello));
+    assert_eq!(closed(&mut a), Vec::<u64>::new());
+    a.handle_dialed(late, LinkId(1));
+    a.handle_frame(late, LinkId(1), Bytes::copy_from_slice(hello));
+    assert_eq!(closed(&mut a), [1]);
 }

@@ -641,9 +641,11 @@ impl Swarm {
     }
 
     /// For a handshake from `peer` on `link` when another link to it is ready: that other
-    /// link, if `link` is the one to keep. Of two links between the same peers, both ends keep
-    /// the one the smaller peer id dialed; when direction is unknown (links not opened with
-    /// [`Swarm::handle_dialed`]) the older link stays.
+    /// link, if `link` is the one to keep. Of two new links between the same peers (dialed at
+    /// once), both ends keep the one the smaller peer id dialed. The older link stays when
+    /// direction is unknown (links not opened with [`Swarm::handle_dialed`]), and when it
+    /// has carried payload or is older than the handshake timeout, so that a peer claiming
+    /// another's id cannot take over a link in use.
     fn duplicate_replaced_by(&self, link: LinkId, peer: PeerId) -> Option<LinkId> {
         let (&old, existing) = self
             .links
@@ -651,7 +653,10 @@ impl Swarm {
             .find(|&(&id, l)| id != link && l.peer == Some(peer))?;
         let new = self.links.get(&link)?;
         let keep_ours = self.cfg.peer_id < peer;
-        (new.dialed == keep_ours && existing.dialed != keep_ours).then_some(old)
+        let fresh = existing.downloaded == 0
+            && existing.uploaded == 0
+            && self.now < existing.connected_at + self.cfg.handshake_timeout;
+        (fresh && new.dialed == keep_ours && existing.dialed != keep_ours).then_some(old)
     }
 
     fn on_handshake(&mut self, now: Instant, link: LinkId, hs: Handshake) {
