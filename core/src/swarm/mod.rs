@@ -788,14 +788,11 @@ impl Swarm {
             l.started.push_back(r.piece);
         }
         l.queued.push_back(r);
-        let now = self.now;
-        let grace = self.cfg.stall_timeout;
-        if let Some(first) = self.first_copy.get_mut(r.piece as usize)
-            && first.is_none_or(|(to, at)| {
-                to != link && (now >= at + grace || !self.links.contains_key(&to))
-            })
-        {
-            *first = Some((link, now));
+        let take_first = self.first_copy.get(r.piece as usize).is_some_and(|first| {
+            first.is_none_or(|(to, _)| to != link && self.live_first_copy(r.piece).is_none())
+        });
+        if take_first {
+            self.first_copy[r.piece as usize] = Some((link, self.now));
         }
         if self.is_cached(r.piece) {
             // Other links' requests for a cached piece were served when they came.
@@ -829,13 +826,20 @@ impl Swarm {
         if sent >= len && self.picker.availability(piece) > 0 {
             return true;
         }
+        self.live_first_copy(piece).is_some_and(|to| to != link)
+    }
+
+    /// The link `piece`'s first copy goes to, while that link is open and the copy was asked
+    /// for less than `stall_timeout` ago.
+    fn live_first_copy(&self, piece: u32) -> Option<LinkId> {
         self.first_copy
             .get(piece as usize)
             .copied()
             .flatten()
-            .is_some_and(|(to, at)| {
-                to != link && self.now < at + self.cfg.stall_timeout && self.links.contains_key(&to)
+            .filter(|&(to, at)| {
+                self.now < at + self.cfg.stall_timeout && self.links.contains_key(&to)
             })
+            .map(|(to, _)| to)
     }
 
     fn on_reject(&mut self, now: Instant, link: LinkId, r: BlockRef) {
