@@ -15,6 +15,7 @@ extern crate std;
 
 mod bitfield;
 mod content_id;
+pub mod endpoint;
 mod hex;
 pub mod layout;
 mod manifest;

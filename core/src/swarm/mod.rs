@@ -637,6 +637,11 @@ impl Swarm {
             Message::ManifestRefused => self.on_manifest_refused(now, link),
             // Membership gossip travels on membership links, not in a swarm.
             Message::Gossip { .. } => {}
+            // Connection messages never travel inside a swarm's channel.
+            Message::Channel { .. }
+            | Message::OpenChannel { .. }
+            | Message::CloseChannel { .. }
+            | Message::RefuseChannel { .. } => self.disconnect(link, DisconnectReason::Protocol),
         }
     }
 

@@ -25,6 +25,13 @@ struct ManifestPartFields<'a> {
 }
 
 #[derive(Serialize, Deserialize)]
+struct OpenChannelFields {
+    channel: u32,
+    swarm: crate::ContentId,
+    answers: Option<u32>,
+}
+
+#[derive(Serialize, Deserialize)]
 struct BytesFields<'a>(#[serde(borrow, with = "serde_bytes")] &'a [u8]);
 
 #[derive(Serialize, Deserialize)]
@@ -69,8 +76,45 @@ pub fn encode(msg: &Message<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
             out,
         ),
         Message::Gossip { payload } => put(&BytesFields(payload), out),
+        Message::Channel { channel, frames } => {
+            let written = put(&channel, out);
+            out.extend_from_slice(frames);
+            written
+        }
+        Message::OpenChannel {
+            channel,
+            swarm,
+            answers,
+        } => put(
+            &OpenChannelFields {
+                channel,
+                swarm,
+                answers,
+            },
+            out,
+        ),
+        Message::CloseChannel { channel } | Message::RefuseChannel { channel } => {
+            put(&channel, out)
+        }
     };
     finish_frame(out, start, written, 0)
+}
+
+/// Appends the header of a `Channel` frame whose `len` bytes of frames the caller sends right
+/// after it: `header ++ frames` is what [`encode`] makes of the same message.
+pub fn encode_channel_header(
+    channel: u32,
+    len: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    if !(1..=MAX_FRAME_LEN).contains(&len) {
+        return Err(Invalid::ChannelLen(len).into());
+    }
+    let start = out.len();
+    out.extend_from_slice(&[0; LEN_PREFIX]);
+    out.extend_from_slice(&[PROTOCOL_VERSION, Kind::Channel as u8]);
+    let written = put(&channel, out);
+    finish_frame(out, start, written, len)
 }
 
 /// Appends the header of a `Block` frame whose `len` data bytes the caller sends right after it.
@@ -224,6 +268,28 @@ pub fn decode(body: &[u8]) -> Result<Message<'_>, DecodeError> {
         },
         Kind::HaveManifest => take::<()>(kind, payload).map(|()| Message::HaveManifest)?,
         Kind::ManifestRefused => take::<()>(kind, payload).map(|()| Message::ManifestRefused)?,
+        Kind::Channel => {
+            let (channel, frames) =
+                postcard::take_from_bytes::<u32>(payload).map_err(|e| match e {
+                    postcard::Error::DeserializeUnexpectedEnd => DecodeError::Truncated,
+                    _ => DecodeError::Malformed(kind),
+                })?;
+            Message::Channel { channel, frames }
+        }
+        Kind::OpenChannel => {
+            let f: OpenChannelFields = take(kind, payload)?;
+            Message::OpenChannel {
+                channel: f.channel,
+                swarm: f.swarm,
+                answers: f.answers,
+            }
+        }
+        Kind::CloseChannel => Message::CloseChannel {
+            channel: take(kind, payload)?,
+        },
+        Kind::RefuseChannel => Message::RefuseChannel {
+            channel: take(kind, payload)?,
+        },
     };
     msg.validate()?;
     Ok(msg)

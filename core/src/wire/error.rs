@@ -20,6 +20,9 @@ pub enum Invalid {
     /// Gossip payload too long.
     #[error("gossip payload of {0} bytes exceeds {MAX_GOSSIP_LEN}")]
     GossipLen(usize),
+    /// Channel frames empty or longer than a frame.
+    #[error("channel payload of {0} bytes is outside 1..={MAX_FRAME_LEN}")]
+    ChannelLen(usize),
 }
 
 /// Why a message could not be encoded.

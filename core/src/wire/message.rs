@@ -2,7 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Invalid, MAX_BITFIELD_LEN, MAX_BLOCK_LEN, MAX_GOSSIP_LEN, MAX_MANIFEST_PART};
+use super::{
+    Invalid, MAX_BITFIELD_LEN, MAX_BLOCK_LEN, MAX_FRAME_LEN, MAX_GOSSIP_LEN, MAX_MANIFEST_PART,
+};
 use crate::{ContentId, PeerId};
 
 /// One protocol message; byte fields borrow from the frame they were decoded from.
@@ -67,6 +69,35 @@ pub enum Message<'a> {
     /// The sender will not serve the manifest request starting at piece 0 (nor its other
     /// parts): ask a peer that announced [`Message::HaveManifest`], or this one again later.
     ManifestRefused,
+    /// Whole frames of one swarm on a connection shared by several: `frames` are the frames
+    /// (length prefixes included) the sender sends on its channel `channel`. A channel's first
+    /// frame is the swarm's [`Handshake`], which names the swarm.
+    Channel {
+        /// The sender's number for the channel.
+        channel: u32,
+        /// Whole frames, back to back.
+        frames: &'a [u8],
+    },
+    /// The sender opens its channel `channel` for a swarm on a shared connection: alone, or
+    /// answering the receiver's channel `answers`.
+    OpenChannel {
+        /// The sender's number for the channel.
+        channel: u32,
+        /// The swarm.
+        swarm: ContentId,
+        /// The receiver's channel this one answers, if it answers one.
+        answers: Option<u32>,
+    },
+    /// The sender closed its channel `channel` and forgot the swarm's link.
+    CloseChannel {
+        /// The sender's number for the channel.
+        channel: u32,
+    },
+    /// The sender holds no such swarm: it refuses the receiver's channel `channel`.
+    RefuseChannel {
+        /// The receiver's number for the channel.
+        channel: u32,
+    },
 }
 
 /// The handshake: who the sender is and which swarm the link serves.
@@ -74,7 +105,8 @@ pub enum Message<'a> {
 pub struct Handshake {
     /// The sender's identity.
     pub peer_id: PeerId,
-    /// The artifact this link exchanges, or `None` for a membership-only link.
+    /// The artifact this link exchanges, or `None` on a connection's own handshake (the first
+    /// frame of a connection that carries swarms in [`Message::Channel`]s).
     pub swarm: Option<ContentId>,
     /// The TCP port the sender accepts links on, if any.
     pub listen_port: Option<u16>,
@@ -112,6 +144,10 @@ pub enum Kind {
     Gossip = 13,
     HaveManifest = 14,
     ManifestRefused = 15,
+    Channel = 16,
+    OpenChannel = 17,
+    CloseChannel = 18,
+    RefuseChannel = 19,
 }
 
 impl Kind {
@@ -135,6 +171,10 @@ impl Kind {
             Gossip,
             HaveManifest,
             ManifestRefused,
+            Channel,
+            OpenChannel,
+            CloseChannel,
+            RefuseChannel,
         ]
         .get(usize::from(b))
         .copied()
@@ -161,6 +201,10 @@ impl Message<'_> {
             Message::Gossip { .. } => Kind::Gossip,
             Message::HaveManifest => Kind::HaveManifest,
             Message::ManifestRefused => Kind::ManifestRefused,
+            Message::Channel { .. } => Kind::Channel,
+            Message::OpenChannel { .. } => Kind::OpenChannel,
+            Message::CloseChannel { .. } => Kind::CloseChannel,
+            Message::RefuseChannel { .. } => Kind::RefuseChannel,
         }
     }
 
@@ -193,7 +237,13 @@ impl Message<'_> {
             Message::Gossip { payload } => {
                 check_len(payload.len(), 0, MAX_GOSSIP_LEN, Invalid::GossipLen)
             }
+            Message::Channel { frames, .. } => {
+                check_len(frames.len(), 1, MAX_FRAME_LEN, Invalid::ChannelLen)
+            }
             Message::Handshake(_)
+            | Message::OpenChannel { .. }
+            | Message::CloseChannel { .. }
+            | Message::RefuseChannel { .. }
             | Message::Have { .. }
             | Message::Interested
             | Message::NotInterested

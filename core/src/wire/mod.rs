@@ -20,6 +20,7 @@ mod message;
 pub(crate) use codec::put;
 pub use codec::{
     BlockHeader, decode, decode_block_header, decode_frame, encode, encode_block_header,
+    encode_channel_header,
 };
 pub use error::{DecodeError, EncodeError, Invalid};
 pub use frame::{FrameBuffer, pack_messages, split_frame};

@@ -1,6 +1,8 @@
 //! A two-swarm harness for tests that drive the state machines by hand.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod endpoints;
+
 use std::collections::VecDeque;
 
 use bytes::Bytes;
