@@ -68,6 +68,10 @@ pub(crate) struct Status {
     pub(crate) artifacts: Vec<ArtifactStatus>,
     /// Every member of the cluster this node knows of (itself excluded).
     pub(crate) members: Vec<MemberStatus>,
+    /// Open peer connections (TCP and WebRTC); each carries every artifact the two peers
+    /// share.
+    #[serde(default)]
+    pub(crate) connections: usize,
 }
 
 /// One member of the cluster in `GET /api/status`.

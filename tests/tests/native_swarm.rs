@@ -341,3 +341,59 @@ fn a_full_disk_stops_the_download_with_a_clear_message_and_nothing_is_reported_c
     assert_eq!(status["complete"], false);
     assert!(status["have_bytes"].as_u64() < Some(4 * MIB as u64));
 }
+
+#[test]
+fn two_nodes_sharing_thirty_artifacts_hold_one_connection_and_fetch_them_all() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let seed = Node::start(&tmp.path().join("seed"), &NodeOpts::default());
+    let mut shared = Vec::new();
+    for i in 0..30u64 {
+        let dir = tmp.path().join(format!("src{i}"));
+        fs::create_dir_all(&dir).expect("source dir");
+        let (file, _, id) = write_artifact(&dir, 256 * 1024 + i as usize * 4096, 100 + i);
+        shared.push((seed.share(&file), id));
+    }
+    let fetcher = Node::start(
+        &tmp.path().join("fetcher"),
+        &NodeOpts {
+            peers: vec![seed.listen.clone()],
+            ..NodeOpts::default()
+        },
+    );
+    let gets: Vec<_> = shared
+        .iter()
+        .enumerate()
+        .map(|(i, (ticket, _))| {
+            let out = tmp.path().join(format!("out{i}.bin"));
+            (
+                fetcher.cli_spawn(&["get", ticket, "-o", out.to_str().expect("utf-8")]),
+                out,
+            )
+        })
+        .collect();
+    let mut outs = Vec::new();
+    for (get, out) in gets {
+        finish_get(get);
+        outs.push(out);
+    }
+    for ((_, id), out) in shared.iter().zip(&outs) {
+        assert_eq!(&b3(out), id, "{}", out.display());
+    }
+    for node in [&seed, &fetcher] {
+        let status = node.status();
+        assert_eq!(
+            status["connections"].as_u64(),
+            Some(1),
+            "one connection carries every artifact: {status}"
+        );
+    }
+    // Every artifact's peer on the seed is the same remote socket: one TCP connection.
+    let addrs: std::collections::BTreeSet<String> = seed.status()["artifacts"]
+        .as_array()
+        .expect("artifacts")
+        .iter()
+        .flat_map(|a| a["peers"].as_array().cloned().unwrap_or_default())
+        .filter_map(|p| p["addr"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(addrs.len(), 1, "peers seen from the seed: {addrs:?}");
+}

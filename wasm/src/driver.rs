@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, VecDeque};
 use bytes::Bytes;
 use pollen_core::{
     ContentId, Instant, Manifest, PeerId, Ticket,
+    endpoint::{ConnId, Endpoint, EndpointConfig, EndpointEvent, Output as EpOutput},
     swarm::{Action, Event, LinkId, Swarm, SwarmConfig},
     wire::{FrameBuffer, pack_messages},
 };
@@ -85,12 +86,13 @@ impl std::fmt::Display for DriverError {
 
 impl std::error::Error for DriverError {}
 
-/// What the driver asks of its glue.
+/// What the driver asks of its glue. A link is one data channel to one peer; it carries
+/// every swarm the two share.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     /// Send these messages on the link, in order.
     Send(LinkId, Vec<Vec<u8>>),
-    /// Close the link (the swarm has forgotten it).
+    /// Close the link (the driver has forgotten it).
     Close(LinkId),
     /// An artifact's progress changed.
     Progress(ContentId),
@@ -122,7 +124,6 @@ pub struct Progress {
 }
 
 struct Artifact {
-    swarm: Swarm,
     ticket: Ticket,
     /// The artifact's bytes; pieces not yet held are zeros.
     data: Vec<u8>,
@@ -166,8 +167,8 @@ pub struct LinkInfo {
     pub uploaded: u64,
 }
 
+/// A link's frames not yet whole.
 struct LinkState {
-    swarm: ContentId,
     frames: FrameBuffer,
 }
 
@@ -192,14 +193,23 @@ impl Artifact {
     }
 }
 
-/// The browser peer's state machine.
+/// The browser peer's state machine: the core's endpoint, with artifacts in memory.
 pub struct Driver {
     me: PeerId,
+    ep: Endpoint,
     artifacts: BTreeMap<ContentId, Artifact>,
     links: BTreeMap<LinkId, LinkState>,
-    next_link: u64,
     rng: Xoshiro256PlusPlus,
     out: VecDeque<Output>,
+}
+
+/// The glue's link for an endpoint connection (one to one).
+fn link_of(conn: ConnId) -> LinkId {
+    LinkId(conn.0)
+}
+
+fn conn_of(link: LinkId) -> ConnId {
+    ConnId(link.0)
 }
 
 impl Driver {
@@ -207,12 +217,16 @@ impl Driver {
     pub fn new(me: PeerId, seed: u64) -> Self {
         Self {
             me,
+            ep: Endpoint::new(EndpointConfig::new(me)),
             artifacts: BTreeMap::new(),
             links: BTreeMap::new(),
-            next_link: 0,
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
             out: VecDeque::new(),
         }
+    }
+
+    fn swarm(&self, id: &ContentId) -> Option<&Swarm> {
+        self.ep.swarm(id)
     }
 
     /// Our identity.
@@ -265,16 +279,12 @@ impl Driver {
                 .map_err(|e| DriverError::Ticket(e.to_string()))?;
         }
         let id = manifest.id();
-        if !self
-            .artifacts
-            .get(&id)
-            .is_some_and(|a| a.swarm.is_complete())
-        {
+        if !self.is_complete(&id) {
             let pieces = manifest.layout().piece_count();
             let have = pollen_core::Bitfield::full(pieces);
             let seed = self.rng.next_u64();
             let swarm = Swarm::with_manifest(self.config(), manifest, have, now, seed);
-            self.replace(id, swarm, ticket.clone(), data);
+            self.replace(now, swarm, ticket.clone(), data);
             if let Some(a) = self.artifacts.get_mut(&id) {
                 a.sources = vec![PieceMap::LOCAL; pieces as usize];
             }
@@ -298,29 +308,20 @@ impl Driver {
         data.try_reserve_exact(size)
             .map_err(|_| DriverError::OutOfMemory(ticket.size()))?;
         data.resize(size, 0);
-        self.replace(ticket.id(), swarm, ticket.clone(), data);
-        self.drive(ticket.id(), now);
+        self.replace(now, swarm, ticket.clone(), data);
+        self.drive(now);
         Ok(())
     }
 
-    fn replace(&mut self, id: ContentId, swarm: Swarm, ticket: Ticket, data: Vec<u8>) {
-        // Links of a replaced swarm belong to the old one: close them.
-        let stale: Vec<LinkId> = self
-            .links
-            .iter()
-            .filter(|(_, l)| l.swarm == id)
-            .map(|(k, _)| *k)
-            .collect();
-        for link in stale {
-            self.links.remove(&link);
-            self.out.push_back(Output::Close(link));
-        }
+    fn replace(&mut self, now: Instant, swarm: Swarm, ticket: Ticket, data: Vec<u8>) {
+        let id = swarm.id();
+        // The endpoint closes the replaced swarm's links.
+        self.ep.add_swarm(now, swarm);
         let pieces = pollen_core::PieceLayout::for_size(ticket.size())
             .map_or(0, |l| l.piece_count() as usize);
         self.artifacts.insert(
             id,
             Artifact {
-                swarm,
                 ticket,
                 data,
                 sources: vec![PieceMap::MISSING; pieces],
@@ -336,23 +337,22 @@ impl Driver {
 
     /// Whether the artifact is held completely.
     pub fn is_complete(&self, id: &ContentId) -> bool {
-        self.artifacts
-            .get(id)
-            .is_some_and(|a| a.swarm.is_complete())
+        self.swarm(id).is_some_and(Swarm::is_complete)
     }
 
     /// The bytes of a complete artifact.
     pub fn bytes(&self, id: &ContentId) -> Option<&[u8]> {
         self.artifacts
             .get(id)
-            .filter(|a| a.swarm.is_complete())
+            .filter(|_| self.is_complete(id))
             .map(|a| &a.data[..])
     }
 
     /// Progress of an artifact.
     pub fn progress(&self, id: &ContentId) -> Option<Progress> {
         let a = self.artifacts.get(id)?;
-        let stats = a.swarm.stats();
+        let swarm = self.swarm(id)?;
+        let stats = swarm.stats();
         Some(Progress {
             have_bytes: stats.have_bytes,
             size: a.ticket.size(),
@@ -361,7 +361,7 @@ impl Driver {
             peers: stats.links.iter().filter(|l| l.peer.is_some()).count(),
             downloaded: stats.downloaded,
             uploaded: stats.uploaded,
-            complete: a.swarm.is_complete(),
+            complete: swarm.is_complete(),
         })
     }
 
@@ -376,8 +376,8 @@ impl Driver {
 
     /// The artifact's links and their counters.
     pub fn links(&self, id: &ContentId) -> Vec<LinkInfo> {
-        self.artifacts.get(id).map_or_else(Vec::new, |a| {
-            a.swarm
+        self.swarm(id).map_or_else(Vec::new, |swarm| {
+            swarm
                 .stats()
                 .links
                 .iter()
@@ -392,36 +392,47 @@ impl Driver {
     }
 
     /// Stops sharing or fetching an artifact and closes its links.
-    pub fn forget(&mut self, id: &ContentId) {
+    pub fn forget(&mut self, now: Instant, id: &ContentId) {
         if self.artifacts.remove(id).is_some() {
-            let links: Vec<LinkId> = self
-                .links
-                .iter()
-                .filter(|(_, l)| l.swarm == *id)
-                .map(|(k, _)| *k)
-                .collect();
-            for link in links {
-                self.links.remove(&link);
-                self.out.push_back(Output::Close(link));
-            }
+            self.ep.remove_swarm(now, id);
+            self.drive(now);
         }
     }
 
-    /// A link for `swarm` opened; `None` if we hold no such artifact.
-    pub fn open_link(&mut self, now: Instant, swarm: ContentId) -> Option<LinkId> {
-        let artifact = self.artifacts.get_mut(&swarm)?;
-        self.next_link += 1;
-        let link = LinkId(self.next_link);
+    /// A data channel to a peer opened, for `swarm` (`dialed`: we sent the offer); `None`
+    /// if we hold no such artifact. The link carries any other swarm the two share as well.
+    pub fn open_link(&mut self, now: Instant, swarm: ContentId, dialed: bool) -> Option<LinkId> {
+        if !self.artifacts.contains_key(&swarm) {
+            return None;
+        }
+        let conn = self.ep.connect(now, dialed);
+        let link = link_of(conn);
         self.links.insert(
             link,
             LinkState {
-                swarm,
                 frames: FrameBuffer::new(),
             },
         );
-        artifact.swarm.handle_connected(now, link);
-        self.drive(swarm, now);
+        self.ep.open_swarm(now, conn, swarm);
+        self.drive(now);
         Some(link)
+    }
+
+    /// Open links (each to one peer, carrying every swarm the two share).
+    pub fn link_count(&self) -> usize {
+        self.links.len()
+    }
+
+    /// The link to `peer`, once its handshake arrived.
+    pub fn link_to(&self, peer: &PeerId) -> Option<LinkId> {
+        self.ep.conn_to(peer).map(link_of)
+    }
+
+    /// Adds `swarm` to an open link (to a peer we already share another swarm with).
+    pub fn share_link(&mut self, now: Instant, link: LinkId, swarm: ContentId) -> bool {
+        let ok = self.ep.open_swarm(now, conn_of(link), swarm);
+        self.drive(now);
+        ok
     }
 
     /// A message arrived on `link`.
@@ -429,61 +440,41 @@ impl Driver {
         let Some(state) = self.links.get_mut(&link) else {
             return;
         };
-        let swarm = state.swarm;
         state.frames.push(data);
         loop {
             match state.frames.next_frame() {
-                Ok(Some(body)) => {
-                    if let Some(a) = self.artifacts.get_mut(&swarm) {
-                        a.swarm.handle_frame(now, link, body);
-                    }
-                }
+                Ok(Some(body)) => self.ep.handle_frame(now, conn_of(link), body),
                 Ok(None) => break,
                 Err(_) => {
                     self.links.remove(&link);
-                    if let Some(a) = self.artifacts.get_mut(&swarm) {
-                        a.swarm.handle_disconnected(now, link);
-                    }
+                    self.ep.handle_closed(now, conn_of(link));
                     self.out.push_back(Output::Close(link));
                     break;
                 }
             }
         }
-        self.drive(swarm, now);
+        self.drive(now);
     }
 
     /// `link` closed.
     pub fn handle_closed(&mut self, now: Instant, link: LinkId) {
-        if let Some(state) = self.links.remove(&link) {
-            if let Some(a) = self.artifacts.get_mut(&state.swarm) {
-                a.swarm.handle_disconnected(now, link);
-            }
-            self.drive(state.swarm, now);
+        if self.links.remove(&link).is_some() {
+            self.ep.handle_closed(now, conn_of(link));
+            self.drive(now);
         }
     }
 
     /// Time passed; runs every swarm's timers that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due: Vec<ContentId> = self
-            .artifacts
-            .iter()
-            .filter(|(_, a)| a.swarm.poll_timeout().is_some_and(|t| t <= now))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in due {
-            if let Some(a) = self.artifacts.get_mut(&id) {
-                a.swarm.handle_timeout(now);
-            }
-            self.drive(id, now);
+        if self.ep.poll_timeout().is_some_and(|t| t <= now) {
+            self.ep.handle_timeout(now);
+            self.drive(now);
         }
     }
 
     /// The earliest time [`Driver::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.artifacts
-            .values()
-            .filter_map(|a| a.swarm.poll_timeout())
-            .min()
+        self.ep.poll_timeout()
     }
 
     /// The next thing for the glue to do.
@@ -491,85 +482,101 @@ impl Driver {
         self.out.pop_front()
     }
 
-    /// Carries out the swarm's actions and collects its transmits and events.
-    fn drive(&mut self, id: ContentId, now: Instant) {
-        // Actions feed results back, which may produce more actions: loop until quiet.
-        for _ in 0..10_000 {
-            let Some(a) = self.artifacts.get_mut(&id) else {
-                return;
-            };
-            let mut progressed = false;
-            let mut busy = false;
-            while let Some(action) = a.swarm.poll_action() {
-                busy = true;
-                match action {
-                    Action::ReadPiece { piece } => {
-                        let range = a
-                            .swarm
-                            .manifest()
-                            .and_then(|m| m.layout().piece_range(piece));
-                        let data = range
-                            .and_then(|r| a.data.get(r.start as usize..r.end as usize))
-                            .map(Bytes::copy_from_slice);
-                        a.swarm.handle_piece_read(now, piece, data);
+    /// Carries out the endpoint's output: storage at once, transmits and news to the glue.
+    fn drive(&mut self, now: Instant) {
+        let mut progressed = BTreeMap::new();
+        while let Some(out) = self.ep.poll_output() {
+            match out {
+                EpOutput::Transmit(conn, segments) => self.out.push_back(Output::Send(
+                    link_of(conn),
+                    pack_messages(&segments, MAX_CHANNEL_MESSAGE),
+                )),
+                EpOutput::Close(conn, _) => {
+                    if self.links.remove(&link_of(conn)).is_some() {
+                        self.out.push_back(Output::Close(link_of(conn)));
                     }
-                    Action::CheckPiece(check) => {
-                        let checked = check.run();
-                        a.swarm.handle_piece_checked(now, checked);
+                }
+                EpOutput::Action(id, action) => {
+                    if self.act(now, id, action) {
+                        progressed.insert(id, ());
                     }
-                    Action::StorePiece { piece, data } => {
-                        let start = a
-                            .swarm
-                            .manifest()
-                            .and_then(|m| m.layout().piece_range(piece))
-                            .map(|r| r.start as usize);
-                        let mut ok = false;
-                        if let Some(mut at) = start {
-                            ok = true;
-                            for seg in data.segments() {
-                                match a.data.get_mut(at..at + seg.len()) {
-                                    Some(dst) => dst.copy_from_slice(seg),
-                                    None => ok = false,
-                                }
-                                at += seg.len();
+                }
+                EpOutput::Event(EndpointEvent::Swarm(id, event)) => {
+                    let Some(a) = self.artifacts.get_mut(&id) else {
+                        continue;
+                    };
+                    match event {
+                        Event::Complete => self.out.push_back(Output::Complete(id)),
+                        Event::PeerBanned { peer, .. } => {
+                            self.out.push_back(Output::Banned(id, peer));
+                        }
+                        Event::PeerConnected { .. } | Event::ManifestVerified => {
+                            progressed.insert(id, ());
+                        }
+                        Event::PieceVerified { piece, from } => a.record_source(piece, from),
+                        Event::StoreFailed { piece } => {
+                            if let Some(s) = a.sources.get_mut(piece as usize) {
+                                *s = PieceMap::MISSING;
                             }
                         }
-                        a.swarm.handle_piece_stored(now, piece, ok);
-                        progressed = true;
-                    }
-                    Action::StoreManifest(_) => {}
-                    Action::Disconnect { link, .. } => {
-                        self.links.remove(&link);
-                        self.out.push_back(Output::Close(link));
                     }
                 }
+                EpOutput::Event(
+                    EndpointEvent::Connected { .. } | EndpointEvent::LinkClosed { .. },
+                ) => {}
             }
-            while let Some((link, segments)) = a.swarm.poll_transmit() {
-                busy = true;
-                self.out.push_back(Output::Send(
-                    link,
-                    pack_messages(&segments, MAX_CHANNEL_MESSAGE),
-                ));
+        }
+        for id in progressed.into_keys() {
+            self.out.push_back(Output::Progress(id));
+        }
+    }
+
+    /// Carries out a storage action in memory; true if a piece was stored.
+    fn act(&mut self, now: Instant, id: ContentId, action: Action) -> bool {
+        let range = |ep: &Endpoint, piece: u32| {
+            ep.swarm(&id)
+                .and_then(|s| s.manifest())
+                .and_then(|m| m.layout().piece_range(piece))
+        };
+        match action {
+            Action::ReadPiece { piece } => {
+                let data = range(&self.ep, piece).and_then(|r| {
+                    let a = self.artifacts.get(&id)?;
+                    a.data
+                        .get(r.start as usize..r.end as usize)
+                        .map(Bytes::copy_from_slice)
+                });
+                if let Some(s) = self.ep.swarm_mut(&id) {
+                    s.handle_piece_read(now, piece, data);
+                }
+                false
             }
-            while let Some(event) = a.swarm.poll_event() {
-                match event {
-                    Event::Complete => self.out.push_back(Output::Complete(id)),
-                    Event::PeerBanned { peer, .. } => self.out.push_back(Output::Banned(id, peer)),
-                    Event::PeerConnected { .. } | Event::ManifestVerified => progressed = true,
-                    Event::PieceVerified { piece, from } => a.record_source(piece, from),
-                    Event::StoreFailed { piece } => {
-                        if let Some(s) = a.sources.get_mut(piece as usize) {
-                            *s = PieceMap::MISSING;
+            Action::CheckPiece(check) => {
+                let checked = check.run();
+                if let Some(s) = self.ep.swarm_mut(&id) {
+                    s.handle_piece_checked(now, checked);
+                }
+                false
+            }
+            Action::StorePiece { piece, data } => {
+                let start = range(&self.ep, piece).map(|r| r.start as usize);
+                let mut ok = false;
+                if let (Some(mut at), Some(a)) = (start, self.artifacts.get_mut(&id)) {
+                    ok = true;
+                    for seg in data.segments() {
+                        match a.data.get_mut(at..at + seg.len()) {
+                            Some(dst) => dst.copy_from_slice(seg),
+                            None => ok = false,
                         }
+                        at += seg.len();
                     }
                 }
+                if let Some(s) = self.ep.swarm_mut(&id) {
+                    s.handle_piece_stored(now, piece, ok);
+                }
+                true
             }
-            if progressed {
-                self.out.push_back(Output::Progress(id));
-            }
-            if !busy {
-                return;
-            }
+            Action::StoreManifest(_) | Action::Disconnect { .. } => false,
         }
     }
 }

@@ -59,9 +59,11 @@ fn a_browser_driver_fetches_a_verified_artifact_from_another() {
         .expect("shares");
     assert_eq!(ticket.id().as_bytes(), blake3::hash(&data).as_bytes());
     leech.fetch(now, &ticket).expect("fetches");
-    let ls = seed.open_link(now, ticket.id()).expect("the seed holds it");
+    let ls = seed
+        .open_link(now, ticket.id(), false)
+        .expect("the seed holds it");
     let ll = leech
-        .open_link(now, ticket.id())
+        .open_link(now, ticket.id(), true)
         .expect("the leech wants it");
     let mut done = false;
     let mut seed_done = false;
@@ -105,7 +107,7 @@ fn a_link_that_breaks_the_framing_is_closed() {
     let mut seed = Driver::new(PeerId::from_bytes([1; 32]), 1);
     let now = Instant::ZERO;
     let ticket = seed.share(now, data, None).expect("shares");
-    let link = seed.open_link(now, ticket.id()).expect("held");
+    let link = seed.open_link(now, ticket.id(), false).expect("held");
     while seed.poll_output().is_some() {}
     // A length prefix beyond the largest frame.
     seed.handle_message(now, link, &u32::MAX.to_le_bytes());
@@ -115,7 +117,7 @@ fn a_link_that_breaks_the_framing_is_closed() {
     }
     assert!(closed);
     assert!(
-        seed.open_link(now, pollen_core::ContentId::from_bytes([9; 32]))
+        seed.open_link(now, pollen_core::ContentId::from_bytes([9; 32]), false)
             .is_none()
     );
 }
@@ -144,4 +146,133 @@ fn any_file_name_is_fitted_into_a_ticket() {
             check_name(&n).unwrap_or_else(|e| panic!("{name:?} -> {n:?}: {e}"));
         }
     }
+}
+
+/// Two drivers and the links between them: `pairs[i]` joins `a`'s link to `b`'s.
+struct Pages {
+    a: Driver,
+    b: Driver,
+    pairs: Vec<(LinkId, LinkId)>,
+    now: Instant,
+    /// Artifacts `b` completed.
+    completed: usize,
+}
+
+impl Pages {
+    fn new() -> Self {
+        Self {
+            a: Driver::new(PeerId::from_bytes([1; 32]), 1),
+            b: Driver::new(PeerId::from_bytes([2; 32]), 2),
+            pairs: Vec::new(),
+            now: Instant::ZERO,
+            completed: 0,
+        }
+    }
+
+    /// Carries every output of both drivers once; true if anything moved.
+    fn step(&mut self) -> bool {
+        let mut moved = false;
+        for from_a in [true, false] {
+            let (from, to) = if from_a {
+                (&mut self.a, &mut self.b)
+            } else {
+                (&mut self.b, &mut self.a)
+            };
+            while let Some(out) = from.poll_output() {
+                match out {
+                    Output::Send(link, messages) => {
+                        moved = true;
+                        let peer = self
+                            .pairs
+                            .iter()
+                            .find(|p| if from_a { p.0 == link } else { p.1 == link })
+                            .map(|p| if from_a { p.1 } else { p.0 });
+                        if let Some(peer) = peer {
+                            for m in messages {
+                                to.handle_message(self.now, peer, &m);
+                            }
+                        }
+                    }
+                    Output::Close(link) => {
+                        moved = true;
+                        let pos = self
+                            .pairs
+                            .iter()
+                            .position(|p| if from_a { p.0 == link } else { p.1 == link });
+                        if let Some(pos) = pos {
+                            let p = self.pairs.remove(pos);
+                            to.handle_closed(self.now, if from_a { p.1 } else { p.0 });
+                        }
+                    }
+                    Output::Complete(_) if !from_a => self.completed += 1,
+                    _ => {}
+                }
+            }
+        }
+        moved
+    }
+
+    fn run_until(&mut self, done: impl Fn(&Self) -> bool) {
+        for _ in 0..200_000 {
+            if done(self) {
+                return;
+            }
+            if !self.step() {
+                self.now = self.now + Duration::from_millis(10);
+                self.a.handle_timeout(self.now);
+                self.b.handle_timeout(self.now);
+            }
+        }
+    }
+}
+
+#[test]
+fn two_pages_sharing_thirty_artifacts_use_one_link() {
+    let mut p = Pages::new();
+    let tickets: Vec<_> = (0..30)
+        .map(|i| {
+            let t =
+                p.a.share(p.now, bytes(100_000 + i * 1000, i as u64 + 10), None)
+                    .expect("shares");
+            p.b.fetch(p.now, &t).expect("fetches");
+            t
+        })
+        .collect();
+    let la = p.a.open_link(p.now, tickets[0].id(), false).expect("held");
+    let lb = p.b.open_link(p.now, tickets[0].id(), true).expect("wanted");
+    p.pairs.push((la, lb));
+    p.run_until(|p| p.b.link_to(&p.a.peer_id()).is_some());
+    // The other 29 go on the link the first opened, as the page's glue does for a peer it
+    // already has a link to.
+    let link = p.b.link_to(&p.a.peer_id()).expect("linked");
+    for t in &tickets[1..] {
+        assert!(p.b.share_link(p.now, link, t.id()));
+    }
+    p.run_until(|p| p.completed == tickets.len());
+    assert_eq!(p.completed, tickets.len());
+    for t in &tickets {
+        assert!(p.b.is_complete(&t.id()));
+        assert_eq!(p.b.progress(&t.id()).expect("known").peers, 1);
+    }
+    assert_eq!((p.a.link_count(), p.b.link_count()), (1, 1));
+    assert_eq!(p.pairs.len(), 1);
+}
+
+#[test]
+fn a_second_channel_to_the_same_page_folds_into_the_first() {
+    let mut p = Pages::new();
+    let t1 = p.a.share(p.now, bytes(300_000, 1), None).expect("shares");
+    let t2 = p.a.share(p.now, bytes(300_000, 2), None).expect("shares");
+    p.b.fetch(p.now, &t1).expect("fetches");
+    p.b.fetch(p.now, &t2).expect("fetches");
+    // Two data channels, one per swarm, as two offers would make.
+    for t in [&t1, &t2] {
+        let la = p.a.open_link(p.now, t.id(), false).expect("held");
+        let lb = p.b.open_link(p.now, t.id(), true).expect("wanted");
+        p.pairs.push((la, lb));
+    }
+    p.run_until(|p| p.completed == 2);
+    assert!(p.b.is_complete(&t1.id()) && p.b.is_complete(&t2.id()));
+    assert_eq!((p.a.link_count(), p.b.link_count()), (1, 1));
+    assert_eq!(p.pairs.len(), 1);
 }

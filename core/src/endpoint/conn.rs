@@ -55,11 +55,13 @@ pub(crate) struct Conn {
     next_channel: u32,
     /// Segments waiting for the driver, in order.
     pub(crate) outbox: Vec<Bytes>,
+    /// Whether the driver reports sent bytes (else `unsent` stays empty).
+    tracks_sent: bool,
     unsent: VecDeque<Unsent>,
 }
 
 impl Conn {
-    pub(crate) fn new(now: Instant, dialed: bool) -> Self {
+    pub(crate) fn new(now: Instant, dialed: bool, tracks_sent: bool) -> Self {
         Self {
             dialed,
             opened_at: now,
@@ -72,6 +74,7 @@ impl Conn {
             pending: BTreeSet::new(),
             next_channel: 0,
             outbox: Vec::new(),
+            tracks_sent,
             unsent: VecDeque::new(),
         }
     }
@@ -102,7 +105,7 @@ impl Conn {
 
     /// Queues bytes of the connection itself.
     pub(crate) fn push_own(&mut self, frame: Vec<u8>) {
-        self.unsent.push_back(Unsent {
+        self.note_unsent(Unsent {
             link: None,
             overhead: frame.len() as u64,
             inner: 0,
@@ -118,12 +121,18 @@ impl Conn {
         wire: u64,
         inner: u64,
     ) {
-        self.unsent.push_back(Unsent {
+        self.note_unsent(Unsent {
             link: Some(link),
             overhead: wire.saturating_sub(inner),
             inner,
         });
         self.outbox.extend(segments);
+    }
+
+    fn note_unsent(&mut self, u: Unsent) {
+        if self.tracks_sent {
+            self.unsent.push_back(u);
+        }
     }
 
     /// The driver sent `bytes` of this connection: how many of each swarm link's own bytes

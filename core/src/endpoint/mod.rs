@@ -44,6 +44,9 @@ pub struct EndpointConfig {
     pub listen_port: Option<u16>,
     /// How long a connection may take to send its handshake.
     pub handshake_timeout: Duration,
+    /// The driver reports what it sent ([`Endpoint::handle_sent`]), as swarms with a
+    /// [`crate::swarm::SwarmConfig::send_window`] need.
+    pub report_sent: bool,
 }
 
 impl EndpointConfig {
@@ -53,6 +56,7 @@ impl EndpointConfig {
             peer_id,
             listen_port: None,
             handshake_timeout: Duration::from_secs(10),
+            report_sent: false,
         }
     }
 }
@@ -183,21 +187,21 @@ impl Endpoint {
 
     /// Removes a swarm, closing its links; its pending actions are dropped.
     pub fn remove_swarm(&mut self, now: Instant, id: &ContentId) -> Option<Swarm> {
+        self.unlink_swarm(now, id);
+        self.dirty.remove(id);
+        self.swarms.remove(id)
+    }
+
+    /// Closes every link of a swarm (and cancels its pending opens), keeping the swarm.
+    pub fn unlink_swarm(&mut self, now: Instant, id: &ContentId) {
         self.now = self.now.max(now);
-        let conns: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.channels.contains_key(id) || c.pending.contains(id))
-            .map(|(&k, _)| k)
-            .collect();
+        let conns: Vec<ConnId> = self.swarm_conns(id).collect();
         for conn in conns {
             if let Some(c) = self.conns.get_mut(&conn) {
                 c.pending.remove(id);
             }
             self.close_channel(now, conn, id, LinkEnd::Removed);
         }
-        self.dirty.remove(id);
-        self.swarms.remove(id)
     }
 
     /// A swarm.
@@ -225,7 +229,7 @@ impl Endpoint {
         self.now = self.now.max(now);
         self.next_conn += 1;
         let id = ConnId(self.next_conn);
-        let mut conn = Conn::new(now, dialed);
+        let mut conn = Conn::new(now, dialed, self.cfg.report_sent);
         conn.push_own(encode(&Message::Handshake(Handshake {
             peer_id: self.cfg.peer_id,
             swarm: None,

@@ -4,13 +4,17 @@ use alloc::vec::Vec;
 
 use bytes::Bytes;
 
-use crate::wire::{self, DecodeError, Kind, LEN_PREFIX, MAX_FRAME_LEN};
+use crate::wire::{self, DecodeError, Kind, LEN_PREFIX, MAX_BLOCK_LEN, MAX_FRAME_LEN};
 
 /// Room a `Channel` header takes in a frame (length prefix, version, kind, varint channel).
 const CHANNEL_HEADER_MAX: usize = LEN_PREFIX + 2 + 5;
 
 /// Most bytes of swarm frames one `Channel` frame carries.
 const MAX_CHANNEL_PAYLOAD: usize = MAX_FRAME_LEN - CHANNEL_HEADER_MAX;
+
+/// Bytes of swarm frames after which a `Channel` frame takes no more: one block and a few
+/// small frames, so a receiver's block-sized buffers hold every `Channel` frame.
+const GROUP_PAYLOAD: usize = MAX_BLOCK_LEN + 512;
 
 /// What [`wrap`] made of one swarm transmit.
 pub(crate) struct Wrapped {
@@ -23,7 +27,8 @@ pub(crate) struct Wrapped {
 }
 
 /// Wraps the whole frames of `segments` (as a swarm's `poll_transmit` gives them) into
-/// `Channel` frames for `channel`, each at most [`MAX_FRAME_LEN`], cutting only between frames.
+/// `Channel` frames for `channel`, cutting only between frames: a frame joins the group
+/// before it while the group stays within [`GROUP_PAYLOAD`].
 /// Bytes after the last whole frame (a swarm never leaves any) are dropped.
 pub(crate) fn wrap(channel: u32, segments: &[Bytes]) -> Wrapped {
     let mut out = Wrapped {
@@ -39,7 +44,7 @@ pub(crate) fn wrap(channel: u32, segments: &[Bytes]) -> Wrapped {
         if kind == Some(Kind::Block as u8) {
             out.blocks = true;
         }
-        if group_len > 0 && group_len + len > MAX_CHANNEL_PAYLOAD {
+        if group_len > 0 && group_len + len > GROUP_PAYLOAD {
             push_group(&mut out, channel, &reader, group_start, group_len);
             group_start += group_len;
             group_len = 0;

@@ -44,7 +44,10 @@ impl Net {
     pub fn new(n: usize) -> Self {
         let nodes = (0..n)
             .map(|i| Node {
-                ep: Endpoint::new(EndpointConfig::new(Self::peer(i))),
+                ep: Endpoint::new(EndpointConfig {
+                    report_sent: true,
+                    ..EndpointConfig::new(Self::peer(i))
+                }),
                 data: BTreeMap::new(),
                 events: Vec::new(),
                 closed: Vec::new(),

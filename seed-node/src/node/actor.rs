@@ -10,10 +10,10 @@ use std::{
 use anyhow::Result;
 use pollen_core::{
     ContentId, Hint, Instant, PeerId, Ticket,
+    endpoint::{CloseReason, Endpoint, EndpointConfig, EndpointEvent, LinkEnd, Output},
     membership::{Holding, MemberEvent},
     signal::{Member, PeerKind},
-    swarm::{Action, DisconnectReason, Event, LinkId, SPREAD_FIRST_MIN_LINKS, Swarm, SwarmConfig},
-    wire::{self, Message},
+    swarm::{Action, DisconnectReason, Event, SPREAD_FIRST_MIN_LINKS, Swarm, SwarmConfig},
 };
 use tokio::{
     net::TcpStream,
@@ -49,9 +49,9 @@ const SLOT_RATE: u64 = 1_000_000;
 const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Wait before dialing an address again after it turned out to duplicate another link.
 const REDIAL_DUPLICATE: Duration = Duration::from_secs(30);
-/// How long an accepted link may take to name its swarm.
-const ROUTE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Most accepted links that have not named their swarm yet.
+/// How long a new connection may take to send its handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most accepted connections that have not sent their handshake yet.
 const MAX_UNROUTED: usize = 256;
 
 /// The node's identity and addresses.
@@ -100,9 +100,8 @@ const MAX_RTC_DIALS: usize = 8;
 /// Ticks between asking signaling again for members of an artifact still being fetched.
 const RTC_REFRESH_TICKS: u64 = 5;
 
-/// One artifact: its swarm, its disk worker, and where its peers are.
+/// One artifact: its disk worker and where its peers are (its swarm is in the endpoint).
 struct Entry {
-    swarm: Swarm,
     disk: DiskHandle,
     /// Which disk worker `disk` is; results of others are ignored.
     generation: u64,
@@ -123,16 +122,14 @@ struct Rate {
     up: f64,
 }
 
-/// One open link.
+/// One open connection (it carries every swarm we share with the peer).
 struct Conn {
     handle: ConnHandle,
-    swarm: Option<ContentId>,
     remote: Remote,
-    peer: Option<PeerId>,
-    /// When the link opened (an accepted link must name its swarm soon).
-    opened: TokioInstant,
     /// The address we dialed, if we did.
     dialed: Option<SocketAddr>,
+    /// The address the peer accepts connections on, once its handshake said.
+    listens: Option<SocketAddr>,
 }
 
 /// The node's single owner of swarm state.
@@ -142,8 +139,13 @@ pub(crate) struct Actor {
     inputs: UnboundedSender<Input>,
     started: TokioInstant,
     entries: BTreeMap<ContentId, Entry>,
+    /// The swarms and their connections.
+    ep: Endpoint,
     conns: HashMap<ConnId, Conn>,
-    next_conn: u64,
+    /// The connection to each peer address we know one for.
+    by_addr: HashMap<SocketAddr, ConnId>,
+    /// Dials in progress, and the artifacts waiting for each.
+    dialing: HashMap<SocketAddr, Vec<ContentId>>,
     next_seed: u64,
     /// The generation the next disk worker gets.
     next_generation: u64,
@@ -160,7 +162,15 @@ impl Actor {
         inputs: UnboundedSender<Input>,
         gossip: Gossip,
     ) -> Result<Self> {
+        let mut ep_cfg = EndpointConfig::new(settings.peer_id);
+        ep_cfg.listen_port = Some(settings.advertise.port());
+        ep_cfg.handshake_timeout = HANDSHAKE_TIMEOUT;
+        // Every link's writer reports what it sent (`Input::Sent`).
+        ep_cfg.report_sent = true;
         let mut actor = Self {
+            ep: Endpoint::new(ep_cfg),
+            by_addr: HashMap::new(),
+            dialing: HashMap::new(),
             gossip,
             next_seed: u64::from_le_bytes(
                 settings.peer_id.as_bytes()[..8]
@@ -173,7 +183,6 @@ impl Actor {
             started: TokioInstant::now(),
             entries: BTreeMap::new(),
             conns: HashMap::new(),
-            next_conn: 0,
             next_generation: 0,
             ticks: 0,
         };
@@ -243,9 +252,9 @@ impl Actor {
 
     fn next_deadline(&self) -> TokioInstant {
         let far = self.started + Duration::from_secs(3600 * 24 * 365);
-        self.entries
-            .values()
-            .filter_map(|e| e.swarm.poll_timeout())
+        self.ep
+            .poll_timeout()
+            .into_iter()
             .chain(self.gossip.membership.poll_timeout())
             .map(|at| self.started + Duration::from_micros(at.as_micros()))
             .min()
@@ -293,9 +302,9 @@ impl Actor {
             .entries
             .iter()
             .filter(|(_, e)| e.error.is_none())
-            .map(|(id, e)| Holding {
+            .map(|(id, _)| Holding {
                 id: *id,
-                complete: e.swarm.is_complete(),
+                complete: self.is_complete(id),
             })
             .collect();
         let load = match self.settings.upload_cap {
@@ -369,6 +378,14 @@ impl Actor {
         self.insert(id, swarm, disk, ticket);
     }
 
+    fn swarm(&self, id: &ContentId) -> Option<&Swarm> {
+        self.ep.swarm(id)
+    }
+
+    fn is_complete(&self, id: &ContentId) -> bool {
+        self.swarm(id).is_some_and(Swarm::is_complete)
+    }
+
     fn insert(&mut self, id: ContentId, swarm: Swarm, disk: DiskHandle, ticket: Ticket) {
         let generation = self.next_generation;
         self.next_generation += 1;
@@ -388,10 +405,11 @@ impl Actor {
                 },
             );
         }
+        let now = self.now();
+        self.ep.add_swarm(now, swarm);
         self.entries.insert(
             id,
             Entry {
-                swarm,
                 disk,
                 generation,
                 ticket,
@@ -402,7 +420,7 @@ impl Actor {
                 added: TokioInstant::now(),
             },
         );
-        self.drive(id);
+        self.drive();
         self.publish_state();
         self.dial_missing();
         if let Some(rtc) = &self.settings.rtc
@@ -442,44 +460,31 @@ impl Actor {
     // ----- inputs -----
 
     fn on_input(&mut self, input: Input) {
+        let now = self.now();
         match input {
             Input::Accepted(stream, remote) => {
-                let unrouted = self.conns.values().filter(|c| c.swarm.is_none()).count();
-                if unrouted >= MAX_UNROUTED {
+                if self.ep.unready_count() >= MAX_UNROUTED {
                     tracing::warn!(%remote, "too many links without a handshake; refusing one");
                     return;
                 }
-                let conn = self.new_conn();
+                let conn = self.ep.connect(now, false);
                 let handle = spawn_link(&self.inputs, &self.settings, conn, stream);
                 self.conns.insert(
                     conn,
                     Conn {
                         handle,
-                        swarm: None,
                         remote: Remote::Tcp(remote),
-                        peer: None,
-                        opened: TokioInstant::now(),
                         dialed: None,
+                        listens: None,
                     },
                 );
             }
-            Input::Dialed {
-                swarm,
-                addr,
-                result,
-            } => self.on_dialed(swarm, addr, result),
-            Input::Frame(conn, body) => self.on_frame(conn, body),
-            Input::Sent(conn, len) => {
-                if let Some(id) = self.conns.get(&conn).and_then(|c| c.swarm)
-                    && let Some(entry) = self.entries.get_mut(&id)
-                {
-                    entry.swarm.handle_sent(LinkId(conn.0), len);
-                    self.drive(id);
-                }
-            }
+            Input::Dialed { addr, result } => self.on_dialed(addr, result),
+            Input::Frame(conn, body) => self.ep.handle_frame(now, conn, body),
+            Input::Sent(conn, len) => self.ep.handle_sent(conn, len),
             Input::Closed(conn, reason) => {
                 tracing::debug!(conn = conn.0, "link closed: {reason}");
-                self.drop_conn(conn, None);
+                self.drop_conn(conn);
             }
             Input::Disk(id, generation, result) => {
                 // Results of a worker an entry no longer uses are stale.
@@ -493,7 +498,6 @@ impl Actor {
             }
             Input::Api(call) => self.on_api(call),
             Input::Gossip(from, bytes) => {
-                let now = self.now();
                 if let Err(err) =
                     self.gossip
                         .membership
@@ -512,111 +516,73 @@ impl Actor {
                 swarm,
                 peer,
                 kind,
+                offered,
                 dc,
                 pc,
-            } => self.on_rtc_opened(swarm, peer, kind, dc, pc),
+            } => self.on_rtc_opened(swarm, peer, kind, offered, dc, pc),
             // Handled by the run loop.
             Input::Shutdown(_) => {}
         }
+        self.drive();
     }
 
-    fn new_conn(&mut self) -> ConnId {
-        self.next_conn += 1;
-        ConnId(self.next_conn)
-    }
-
-    fn on_dialed(&mut self, id: ContentId, addr: SocketAddr, result: std::io::Result<TcpStream>) {
-        let Some(entry) = self.entries.get_mut(&id) else {
-            return;
-        };
-        let state = entry.addrs.entry(addr).or_default();
-        state.dialing = false;
-        match result {
-            // A link to this peer opened meanwhile (it dialed us): keep that one.
-            Ok(_) if state.conn.is_some() => {}
+    fn on_dialed(&mut self, addr: SocketAddr, result: std::io::Result<TcpStream>) {
+        let waiting = self.dialing.remove(&addr).unwrap_or_default();
+        let now = self.now();
+        let conn = match result {
+            // A connection to this peer opened meanwhile (it dialed us): keep that one.
+            Ok(_) if self.by_addr.contains_key(&addr) => self.by_addr.get(&addr).copied(),
             Ok(stream) => {
-                let conn = ConnId(self.next_conn + 1);
-                self.next_conn += 1;
-                state.conn = Some(conn);
+                let conn = self.ep.connect(now, true);
                 let handle = spawn_link(&self.inputs, &self.settings, conn, stream);
                 self.conns.insert(
                     conn,
                     Conn {
                         handle,
-                        swarm: Some(id),
                         remote: Remote::Tcp(addr),
-                        peer: None,
-                        opened: TokioInstant::now(),
                         dialed: Some(addr),
+                        listens: Some(addr),
                     },
                 );
-                let now = self.now();
-                if let Some(entry) = self.entries.get_mut(&id) {
-                    entry.swarm.handle_dialed(now, LinkId(conn.0));
-                }
-                self.drive(id);
+                self.by_addr.insert(addr, conn);
+                Some(conn)
             }
             Err(err) => {
                 tracing::debug!(%addr, "dial failed: {err}");
-                state.back_off();
-            }
-        }
-    }
-
-    fn on_frame(&mut self, conn: ConnId, body: bytes::Bytes) {
-        let now = self.now();
-        let link = LinkId(conn.0);
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        let id = match c.swarm {
-            Some(id) => id,
-            None => {
-                // An accepted link: its handshake names the swarm it wants.
-                let wanted = match wire::decode(&body) {
-                    Ok(Message::Handshake(hs)) => hs.swarm.map(|s| (s, hs.listen_port)),
-                    _ => None,
-                };
-                let Some((id, listen_port)) = wanted.filter(|(s, _)| self.entries.contains_key(s))
-                else {
-                    self.drop_conn(conn, None);
-                    return;
-                };
-                c.swarm = Some(id);
-                let remote = c.remote;
-                if let Some(entry) = self.entries.get_mut(&id) {
-                    // If we meant to dial this peer, the link it opened will do.
-                    if let (Some(port), Remote::Tcp(remote)) = (listen_port, remote) {
-                        let addr = SocketAddr::new(remote.ip(), port);
-                        if let Some(state) = entry.addrs.get_mut(&addr) {
-                            state.conn.get_or_insert(conn);
-                        }
-                    }
-                    entry.swarm.handle_connected(now, link);
-                }
-                id
+                None
             }
         };
-        if let Some(entry) = self.entries.get_mut(&id) {
-            entry.swarm.handle_frame(now, link, body);
+        for id in waiting {
+            let Some(state) = self
+                .entries
+                .get_mut(&id)
+                .and_then(|e| e.addrs.get_mut(&addr))
+            else {
+                continue;
+            };
+            state.dialing = false;
+            match conn {
+                Some(conn) if self.ep.open_swarm(now, conn, id) => state.conn = Some(conn),
+                Some(_) => {}
+                None => state.back_off(),
+            }
         }
-        self.drive(id);
     }
 
     fn on_disk(&mut self, id: ContentId, result: DiskResult) {
         let now = self.now();
-        let Some(entry) = self.entries.get_mut(&id) else {
+        let (Some(entry), Some(swarm)) = (self.entries.get_mut(&id), self.ep.swarm_mut(&id)) else {
             return;
         };
         match result {
-            DiskResult::Read(piece, data) => entry.swarm.handle_piece_read(now, piece, data),
-            DiskResult::ReadFailed(piece) => entry.swarm.handle_piece_read_failed(now, piece),
-            DiskResult::Checked(checked) => entry.swarm.handle_piece_checked(now, checked),
-            DiskResult::Written(piece, Ok(())) => entry.swarm.handle_piece_stored(now, piece, true),
+            DiskResult::Read(piece, data) => swarm.handle_piece_read(now, piece, data),
+            DiskResult::ReadFailed(piece) => swarm.handle_piece_read_failed(now, piece),
+            DiskResult::Checked(checked) => swarm.handle_piece_checked(now, checked),
+            DiskResult::Written(piece, Ok(())) => swarm.handle_piece_stored(now, piece, true),
             DiskResult::Written(piece, Err(err)) => {
                 tracing::error!(%id, piece, "cannot store: {err}");
                 entry.error = Some(err);
-                entry.swarm.handle_piece_stored(now, piece, false);
+                swarm.handle_piece_stored(now, piece, false);
                 self.stop_fetching(id);
             }
             DiskResult::CreateFailed(err) => {
@@ -625,20 +591,12 @@ impl Actor {
                 self.stop_fetching(id);
             }
         }
-        self.drive(id);
     }
 
     /// After a storage failure: close the artifact's links and stop dialing for it.
     fn stop_fetching(&mut self, id: ContentId) {
-        let conns: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.swarm == Some(id))
-            .map(|(&k, _)| k)
-            .collect();
-        for conn in conns {
-            self.drop_conn(conn, None);
-        }
+        let now = self.now();
+        self.ep.unlink_swarm(now, &id);
         if let Some(entry) = self.entries.get_mut(&id) {
             for state in entry.addrs.values_mut() {
                 state.never = true;
@@ -657,24 +615,18 @@ impl Actor {
             self.gossip.membership.handle_timeout(now);
             self.drive_gossip();
         }
-        let due: Vec<ContentId> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| e.swarm.poll_timeout().is_some_and(|t| t <= now))
-            .map(|(&id, _)| id)
-            .collect();
-        for id in due {
-            if let Some(entry) = self.entries.get_mut(&id) {
-                entry.swarm.handle_timeout(now);
-            }
-            self.drive(id);
+        if self.ep.poll_timeout().is_some_and(|t| t <= now) {
+            self.ep.handle_timeout(now);
+            self.drive();
         }
     }
 
     fn on_tick(&mut self) {
         let at = TokioInstant::now();
-        for entry in self.entries.values_mut() {
-            let stats = entry.swarm.stats();
+        for (id, entry) in &mut self.entries {
+            let Some(stats) = self.ep.swarm(id).map(Swarm::stats) else {
+                continue;
+            };
             if let Some((t, down, up)) = entry.rate.last {
                 let secs = at.duration_since(t).as_secs_f64().max(1e-3);
                 let sample_down = (stats.downloaded - down) as f64 / secs;
@@ -684,15 +636,6 @@ impl Actor {
             }
             entry.rate.last = Some((at, stats.downloaded, stats.uploaded));
         }
-        let stale: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.swarm.is_none() && at.duration_since(c.opened) > ROUTE_TIMEOUT)
-            .map(|(&k, _)| k)
-            .collect();
-        for conn in stale {
-            self.drop_conn(conn, None);
-        }
         self.publish_state();
         self.dial_missing();
         self.ticks += 1;
@@ -700,8 +643,9 @@ impl Actor {
             && let Some(rtc) = &self.settings.rtc
         {
             for (&id, entry) in &self.entries {
-                let links = self.conns.values().filter(|c| c.swarm == Some(id)).count();
-                if !entry.swarm.is_complete() && entry.error.is_none() && links < MAX_RTC_DIALS {
+                let links = self.ep.swarm_conns(&id).count();
+                let complete = self.ep.swarm(&id).is_some_and(Swarm::is_complete);
+                if !complete && entry.error.is_none() && links < MAX_RTC_DIALS {
                     rtc.send(RtcCommand::Refresh(id));
                 }
             }
@@ -711,55 +655,65 @@ impl Actor {
     /// Dials members that signaling found for an artifact we are fetching. Native members are
     /// reached over TCP through gossip; this is how browsers are found.
     fn on_rtc_members(&mut self, server: String, id: ContentId, members: Vec<Member>) {
+        let now = self.now();
         let Some(entry) = self.entries.get(&id) else {
             return;
         };
         let Some(rtc) = &self.settings.rtc else {
             return;
         };
-        if entry.swarm.is_complete() || entry.error.is_some() {
+        if self.ep.swarm(&id).is_none_or(Swarm::is_complete) || entry.error.is_some() {
             return;
         }
-        let linked: Vec<PeerId> = self
-            .conns
-            .values()
-            .filter(|c| c.swarm == Some(id))
-            .filter_map(|c| match c.remote {
-                Remote::WebRtc(p, _) => Some(p),
-                Remote::Tcp(_) => c.peer,
-            })
+        let linked: Vec<ConnId> = self.ep.swarm_conns(&id).collect();
+        let linked_peers: Vec<PeerId> = linked
+            .iter()
+            .filter_map(|&c| self.ep.conn_peer(c))
             .collect();
-        let mut rtc_links = self
-            .conns
-            .values()
-            .filter(|c| c.swarm == Some(id) && matches!(c.remote, Remote::WebRtc(..)))
+        let mut rtc_links = linked
+            .iter()
+            .filter(|c| {
+                self.conns
+                    .get(c)
+                    .is_some_and(|c| matches!(c.remote, Remote::WebRtc(..)))
+            })
             .count();
+        let mut reuse = Vec::new();
         for m in members {
             if rtc_links >= MAX_RTC_DIALS {
                 break;
             }
             if m.kind != PeerKind::Browser
                 || m.peer == self.settings.peer_id
-                || linked.contains(&m.peer)
+                || linked_peers.contains(&m.peer)
                 || entry.banned.contains(&m.peer)
             {
                 continue;
             }
             rtc_links += 1;
+            // A browser we already have a connection to gets the swarm on it.
+            if let Some(conn) = self.ep.conn_to(&m.peer) {
+                reuse.push(conn);
+                continue;
+            }
             rtc.send(RtcCommand::Dial {
                 swarm: id,
                 peer: m.peer,
                 server: server.clone(),
             });
         }
+        for conn in reuse {
+            self.ep.open_swarm(now, conn, id);
+        }
     }
 
-    /// A data channel opened: it becomes a link of the artifact's swarm.
+    /// A data channel opened: it becomes a connection, and carries the swarm it opened for.
     fn on_rtc_opened(
         &mut self,
         id: ContentId,
         peer: PeerId,
         kind: PeerKind,
+        offered: bool,
         dc: Arc<dyn webrtc::data_channel::DataChannel>,
         pc: Arc<dyn webrtc::peer_connection::PeerConnection>,
     ) {
@@ -769,7 +723,8 @@ impl Actor {
             });
             return;
         }
-        let conn = self.new_conn();
+        let now = self.now();
+        let conn = self.ep.connect(now, offered);
         let handle = super::webrtc::link::spawn(
             conn,
             dc,
@@ -781,47 +736,51 @@ impl Actor {
             conn,
             Conn {
                 handle,
-                swarm: Some(id),
                 remote: Remote::WebRtc(peer, kind),
-                peer: None,
-                opened: TokioInstant::now(),
                 dialed: None,
+                listens: None,
             },
         );
-        let now = self.now();
-        if let Some(entry) = self.entries.get_mut(&id) {
-            entry.swarm.handle_connected(now, LinkId(conn.0));
-        }
-        self.drive(id);
+        self.ep.open_swarm(now, conn, id);
     }
 
     /// Dials the known addresses of incomplete artifacts that have no link: the ticket's,
     /// `--peer`s, and the members gossip says hold the artifact (see [`gossip::sources`]), up
     /// to a cap on links ([`dial::to_dial`]).
     fn dial_missing(&mut self) {
-        let now = TokioInstant::now();
+        let at = TokioInstant::now();
+        let now = self.now();
         let me = [self.settings.advertise, self.settings.listen];
         for (&id, entry) in &mut self.entries {
-            if entry.swarm.is_complete() || entry.error.is_some() {
+            if self.ep.swarm(&id).is_none_or(Swarm::is_complete) || entry.error.is_some() {
                 continue;
             }
-            let sources = gossip::sources(
-                &self.gossip.membership,
-                &id,
-                now.duration_since(entry.added),
-            );
+            let sources =
+                gossip::sources(&self.gossip.membership, &id, at.duration_since(entry.added));
             for &addr in &sources.dial {
                 entry.addrs.entry(addr).or_insert_with(|| AddrState {
                     never: me.contains(&addr),
                     ..AddrState::default()
                 });
             }
-            let linked = self.conns.values().filter(|c| c.swarm == Some(id)).count();
-            for addr in dial::to_dial(&entry.addrs, &sources, linked, now) {
+            let linked = self.ep.swarm_conns(&id).count();
+            for addr in dial::to_dial(&entry.addrs, &sources, linked, at) {
                 let Some(state) = entry.addrs.get_mut(&addr) else {
                     continue;
                 };
+                // A connection to the peer carries this swarm too.
+                if let Some(&conn) = self.by_addr.get(&addr)
+                    && self.ep.open_swarm(now, conn, id)
+                {
+                    state.conn = Some(conn);
+                    continue;
+                }
                 state.dialing = true;
+                if let Some(waiting) = self.dialing.get_mut(&addr) {
+                    waiting.push(id);
+                    continue;
+                }
+                self.dialing.insert(addr, vec![id]);
                 let inputs = self.inputs.clone();
                 tokio::spawn(async move {
                     let result =
@@ -832,88 +791,127 @@ impl Actor {
                                 "dial timed out",
                             )),
                         };
-                    let _ = inputs.send(Input::Dialed {
-                        swarm: id,
-                        addr,
-                        result,
-                    });
+                    let _ = inputs.send(Input::Dialed { addr, result });
                 });
+            }
+        }
+        self.drive();
+    }
+
+    /// Carries out everything the endpoint asks for after an input.
+    fn drive(&mut self) {
+        while let Some(out) = self.ep.poll_output() {
+            match out {
+                Output::Transmit(conn, bytes) => {
+                    let stuck = self
+                        .conns
+                        .get(&conn)
+                        .is_some_and(|c| c.handle.send(bytes).is_err());
+                    if stuck {
+                        tracing::debug!(
+                            conn = conn.0,
+                            "peer is not reading what we send; dropping it"
+                        );
+                        self.drop_conn(conn);
+                    }
+                }
+                Output::Action(id, action) => self.on_action(id, action),
+                Output::Close(conn, reason) => {
+                    tracing::debug!(conn = conn.0, ?reason, "closing a connection");
+                    if reason == CloseReason::SelfConnection
+                        && let Some(addr) = self.conns.get(&conn).and_then(|c| c.dialed)
+                    {
+                        for e in self.entries.values_mut() {
+                            if let Some(s) = e.addrs.get_mut(&addr) {
+                                s.never = true;
+                            }
+                        }
+                    }
+                    self.forget_conn(conn);
+                }
+                Output::Event(EndpointEvent::Connected {
+                    conn,
+                    peer,
+                    listen_port,
+                }) => self.on_connected(conn, peer, listen_port),
+                Output::Event(EndpointEvent::Swarm(id, event)) => self.on_event(id, event),
+                Output::Event(EndpointEvent::LinkClosed {
+                    conn,
+                    swarm,
+                    reason,
+                }) => self.on_link_closed(conn, swarm, reason),
             }
         }
     }
 
-    /// Carries out everything a swarm asks for after an input.
-    fn drive(&mut self, id: ContentId) {
-        loop {
-            let Some(entry) = self.entries.get_mut(&id) else {
-                return;
-            };
-            if let Some((link, bytes)) = entry.swarm.poll_transmit() {
-                let conn = ConnId(link.0);
-                let stuck = self
-                    .conns
-                    .get(&conn)
-                    .is_some_and(|c| c.handle.send(bytes).is_err());
-                if stuck {
-                    tracing::debug!(
-                        conn = conn.0,
-                        "peer is not reading what we send; dropping it"
-                    );
-                    self.drop_conn(conn, None);
-                }
-                continue;
-            }
-            if let Some(action) = entry.swarm.poll_action() {
-                let sent = match action {
-                    Action::ReadPiece { piece } => entry.disk.send(DiskOp::Read(piece)),
-                    Action::CheckPiece(check) => entry.disk.check(check),
-                    Action::StorePiece { piece, data } => {
-                        entry.disk.send(DiskOp::Write(piece, data))
-                    }
-                    Action::StoreManifest(m) => {
-                        let name = entry.ticket.name().map(str::to_string);
-                        entry.disk.send(DiskOp::Create(m, name))
-                    }
-                    Action::Disconnect { link, reason } => {
-                        self.drop_conn(ConnId(link.0), Some(reason));
-                        Ok(())
-                    }
-                };
-                if sent.is_err() {
-                    // The disk worker is gone: nothing sent to it will ever complete.
-                    tracing::error!(%id, "the disk worker stopped; no longer fetching");
-                    if let Some(entry) = self.entries.get_mut(&id) {
-                        entry
-                            .error
-                            .get_or_insert_with(|| "the disk worker stopped".into());
-                    }
-                    self.stop_fetching(id);
-                }
-                continue;
-            }
-            if let Some(event) = entry.swarm.poll_event() {
-                self.on_event(id, event);
-                continue;
-            }
+    fn on_action(&mut self, id: ContentId, action: Action) {
+        let Some(entry) = self.entries.get_mut(&id) else {
             return;
+        };
+        let sent = match action {
+            Action::ReadPiece { piece } => entry.disk.send(DiskOp::Read(piece)),
+            Action::CheckPiece(check) => entry.disk.check(check),
+            Action::StorePiece { piece, data } => entry.disk.send(DiskOp::Write(piece, data)),
+            Action::StoreManifest(m) => {
+                let name = entry.ticket.name().map(str::to_string);
+                entry.disk.send(DiskOp::Create(m, name))
+            }
+            // The endpoint keeps link closes to itself.
+            Action::Disconnect { .. } => Ok(()),
+        };
+        if sent.is_err() {
+            // The disk worker is gone: nothing sent to it will ever complete.
+            tracing::error!(%id, "the disk worker stopped; no longer fetching");
+            entry
+                .error
+                .get_or_insert_with(|| "the disk worker stopped".into());
+            self.stop_fetching(id);
+        }
+    }
+
+    /// A connection's handshake arrived: note where the peer listens, so artifacts that
+    /// want that address use this connection.
+    fn on_connected(&mut self, conn: ConnId, peer: PeerId, listen_port: Option<u16>) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if let (Remote::Tcp(remote), Some(port), None) = (c.remote, listen_port, c.dialed) {
+            let addr = SocketAddr::new(remote.ip(), port);
+            c.listens = Some(addr);
+            self.by_addr.entry(addr).or_insert(conn);
+        }
+        if let Some(addr) = c.dialed {
+            for e in self.entries.values_mut() {
+                if let Some(s) = e.addrs.get_mut(&addr) {
+                    s.failures = 0;
+                }
+            }
+        }
+        tracing::debug!(%peer, conn = conn.0, "peer connected");
+    }
+
+    fn on_link_closed(&mut self, conn: ConnId, id: ContentId, reason: LinkEnd) {
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return;
+        };
+        for state in entry.addrs.values_mut().filter(|s| s.conn == Some(conn)) {
+            state.conn = None;
+            match reason {
+                LinkEnd::Swarm(DisconnectReason::SelfConnection | DisconnectReason::Banned)
+                | LinkEnd::Connection(Some(CloseReason::SelfConnection)) => state.never = true,
+                LinkEnd::Swarm(DisconnectReason::Duplicate) => {
+                    state.retry_at = Some(TokioInstant::now() + REDIAL_DUPLICATE);
+                }
+                // Our swarm moved to the connection that replaced this one.
+                LinkEnd::Connection(Some(CloseReason::Duplicate)) | LinkEnd::Removed => {}
+                _ => state.back_off(),
+            }
         }
     }
 
     fn on_event(&mut self, id: ContentId, event: Event) {
         match event {
-            Event::PeerConnected { link, peer } => {
-                let mut dialed = None;
-                if let Some(c) = self.conns.get_mut(&ConnId(link.0)) {
-                    c.peer = Some(peer);
-                    dialed = c.dialed;
-                }
-                if let Some(state) =
-                    dialed.and_then(|a| self.entries.get_mut(&id)?.addrs.get_mut(&a))
-                {
-                    state.failures = 0;
-                }
-                tracing::debug!(%id, %peer, "peer connected");
-            }
+            Event::PeerConnected { peer, .. } => tracing::debug!(%id, %peer, "peer linked"),
             Event::PeerBanned { peer, piece } => {
                 tracing::warn!(%id, %peer, ?piece, "banned a peer that sent data failing verification");
                 if let Some(e) = self.entries.get_mut(&id) {
@@ -930,37 +928,23 @@ impl Actor {
         }
     }
 
-    /// Closes a link and forgets it everywhere.
-    fn drop_conn(&mut self, conn: ConnId, reason: Option<DisconnectReason>) {
+    /// Closes a connection from our side and forgets it everywhere.
+    fn drop_conn(&mut self, conn: ConnId) {
+        let now = self.now();
+        self.ep.handle_closed(now, conn);
+        self.forget_conn(conn);
+    }
+
+    /// Closes a connection's IO and forgets the addresses that led to it.
+    fn forget_conn(&mut self, conn: ConnId) {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
         c.handle.close();
-        let Some(id) = c.swarm else {
-            return;
-        };
-        let now = self.now();
-        let Some(entry) = self.entries.get_mut(&id) else {
-            return;
-        };
-        if reason.is_none() {
-            // Closed from outside: the swarm must forget it too.
-            entry.swarm.handle_disconnected(now, LinkId(conn.0));
-        }
-        for state in entry.addrs.values_mut().filter(|s| s.conn == Some(conn)) {
-            state.conn = None;
-            match reason {
-                Some(DisconnectReason::SelfConnection | DisconnectReason::Banned) => {
-                    state.never = true;
-                }
-                Some(DisconnectReason::Duplicate) => {
-                    state.retry_at = Some(TokioInstant::now() + REDIAL_DUPLICATE);
-                }
-                _ => state.back_off(),
+        for addr in c.dialed.iter().chain(c.listens.iter()) {
+            if self.by_addr.get(addr) == Some(&conn) {
+                self.by_addr.remove(addr);
             }
-        }
-        if reason.is_none() {
-            self.drive(id);
         }
     }
 
@@ -969,23 +953,14 @@ impl Actor {
     fn on_api(&mut self, call: ApiCall) {
         match call {
             ApiCall::AddSeed(artifact, reply) => {
-                // A download of the same artifact may be running: close its links first, so
-                // none is left talking to a swarm that no longer knows it.
-                let old: Vec<ConnId> = self
-                    .conns
-                    .iter()
-                    .filter(|(_, c)| c.swarm == Some(artifact.id()))
-                    .map(|(&k, _)| k)
-                    .collect();
-                for conn in old {
-                    self.drop_conn(conn, None);
-                }
+                // A download of the same artifact may be running: the endpoint closes its
+                // links as the new swarm replaces it.
                 let id = self.add_artifact(*artifact, None);
                 let _ = reply.send(self.share_reply(id));
             }
             ApiCall::TicketFor(id, reply) => {
                 let result = match self.entries.get(&id) {
-                    Some(e) if e.swarm.is_complete() => Ok(self.share_reply(id)),
+                    Some(_) if self.is_complete(&id) => Ok(self.share_reply(id)),
                     Some(_) => Err("this artifact is still being downloaded by the node".into()),
                     None => Err("the node does not hold this artifact".into()),
                 };
@@ -1007,7 +982,7 @@ impl Actor {
                 let _ = reply.send(self.status());
             }
             ApiCall::Export(id, path, reply) => match self.entries.get(&id) {
-                Some(e) if e.swarm.is_complete() => {
+                Some(e) if self.is_complete(&id) => {
                     let _ = e.disk.send(DiskOp::Export(path, reply));
                 }
                 Some(_) => {
@@ -1042,14 +1017,15 @@ impl Actor {
         let artifacts = self
             .entries
             .iter()
-            .map(|(id, e)| {
-                let stats = e.swarm.stats();
+            .filter_map(|(id, e)| {
+                let swarm = self.ep.swarm(id)?;
+                let stats = swarm.stats();
                 let peers = stats
                     .links
                     .iter()
                     .filter_map(|l| {
                         let peer = l.peer?;
-                        let conn = self.conns.get(&ConnId(l.link.0))?;
+                        let conn = self.conns.get(&self.ep.link_conn(l.link)?)?;
                         Some(PeerStatus {
                             peer_id: peer.to_string(),
                             zone: self
@@ -1064,14 +1040,14 @@ impl Actor {
                         })
                     })
                     .collect();
-                ArtifactStatus {
+                Some(ArtifactStatus {
                     id: id.to_string(),
                     name: e.ticket.name().map(str::to_string),
                     size: e.ticket.size(),
                     pieces: stats.pieces,
                     have_pieces: stats.have,
                     have_bytes: stats.have_bytes,
-                    complete: e.swarm.is_complete(),
+                    complete: swarm.is_complete(),
                     has_manifest: stats.has_manifest,
                     downloaded: stats.downloaded,
                     uploaded: stats.uploaded,
@@ -1081,7 +1057,7 @@ impl Actor {
                     banned: e.banned.iter().map(ToString::to_string).collect(),
                     error: e.error.clone(),
                     ticket: e.ticket.to_string(),
-                }
+                })
             })
             .collect();
         let members = self
@@ -1112,6 +1088,7 @@ impl Actor {
             signal_url: self.settings.signal_url.clone(),
             artifacts,
             members,
+            connections: self.conns.len(),
         }
     }
 

@@ -20,9 +20,8 @@ use tokio::{
 
 use super::{Input, buffers::BufferPool};
 
-/// A connection number, unique within the node's lifetime.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) struct ConnId(pub(crate) u64);
+/// A connection number, unique within the node's lifetime (the endpoint's).
+pub(crate) use pollen_core::endpoint::ConnId;
 
 /// Most bytes queued for a peer and not yet written; a peer that reads slower than this lets
 /// us get ahead is dropped (see [`ConnHandle::send`]).

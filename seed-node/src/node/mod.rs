@@ -36,9 +36,8 @@ use disk::DiskResult;
 pub(crate) enum Input {
     /// A peer connected to us.
     Accepted(TcpStream, SocketAddr),
-    /// Our dial of `addr` for swarm `swarm` finished.
+    /// Our dial of `addr` finished.
     Dialed {
-        swarm: ContentId,
         addr: SocketAddr,
         result: std::io::Result<TcpStream>,
     },
@@ -68,6 +67,8 @@ pub(crate) enum Input {
         swarm: ContentId,
         peer: PeerId,
         kind: pollen_core::signal::PeerKind,
+        /// We sent the offer.
+        offered: bool,
         dc: std::sync::Arc<dyn ::webrtc::data_channel::DataChannel>,
         pc: std::sync::Arc<dyn ::webrtc::peer_connection::PeerConnection>,
     },

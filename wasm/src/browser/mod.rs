@@ -306,8 +306,9 @@ impl Shared {
         &mut self,
         key: (ContentId, PeerId),
         dc: RtcDataChannel,
+        dialed: bool,
     ) -> Option<LinkId> {
-        let link = self.driver.open_link(now(), key.0)?;
+        let link = self.driver.open_link(now(), key.0, dialed)?;
         self.events.push(peer_event("peer-open", key));
         if let Some(conn) = self.conns.get_mut(&key) {
             conn.link = Some(link);
@@ -852,6 +853,11 @@ fn on_signal(state: &State, msg: FromServer) {
                     continue;
                 }
                 open += 1;
+                // A peer we share another swarm with gets this one on the same connection.
+                if let Some(link) = s.driver.link_to(&m.peer) {
+                    s.driver.share_link(now(), link, swarm);
+                    continue;
+                }
                 rtc::dial(state, &mut s, swarm, m.peer);
             }
         }

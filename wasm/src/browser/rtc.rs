@@ -104,14 +104,20 @@ fn new_conn(state: &State, s: &Shared, swarm: ContentId, peer: PeerId) -> Result
 
 /// Wires a data channel to the driver: open makes a link, messages feed it, low water sends
 /// more, close ends it.
-fn attach_channel(state: &State, key: (ContentId, PeerId), dc: &RtcDataChannel) -> Vec<Callback> {
+/// `dialed`: we offered (and made the channel).
+fn attach_channel(
+    state: &State,
+    key: (ContentId, PeerId),
+    dc: &RtcDataChannel,
+    dialed: bool,
+) -> Vec<Callback> {
     dc.set_binary_type(RtcDataChannelType::Arraybuffer);
     dc.set_buffered_amount_low_threshold(LOW_WATER);
     let link: Rc<Cell<Option<LinkId>>> = Rc::new(Cell::new(None));
     let on_open = {
         let (state, link, dc) = (state.clone(), link.clone(), dc.clone());
         Callback::new(move |_: JsValue| {
-            let opened = state.borrow_mut().channel_open(key, dc.clone());
+            let opened = state.borrow_mut().channel_open(key, dc.clone(), dialed);
             link.set(opened);
             if opened.is_none() {
                 // We no longer hold the artifact.
@@ -183,7 +189,7 @@ pub(crate) fn dial(state: &State, s: &mut Shared, swarm: ContentId, peer: PeerId
     let dc = conn
         .pc
         .create_data_channel_with_data_channel_dict(&swarm.to_string(), &init);
-    conn.callbacks.extend(attach_channel(state, key, &dc));
+    conn.callbacks.extend(attach_channel(state, key, &dc, true));
     conn.dc = Some(dc);
     let pc = conn.pc.clone();
     s.conns.insert(key, conn);
@@ -286,7 +292,7 @@ fn answer(state: &State, key: (ContentId, PeerId), sdp: String) {
                     return;
                 };
                 let dc = ev.channel();
-                let callbacks = attach_channel(&state, key, &dc);
+                let callbacks = attach_channel(&state, key, &dc, false);
                 if let Some(conn) = state.borrow_mut().conns.get_mut(&key) {
                     conn.callbacks.extend(callbacks);
                     conn.dc = Some(dc);

@@ -123,6 +123,8 @@ struct Pc {
     pending: Vec<RTCIceCandidateInit>,
     /// Handed to the actor as a link.
     opened: bool,
+    /// We sent the offer.
+    offered: bool,
 }
 
 /// Starts the manager; `servers` are the signaling servers to use for every swarm.
@@ -306,10 +308,12 @@ impl Manager {
                 {
                     pc.opened = true;
                     let kind = pc.kind;
+                    let offered = pc.offered;
                     let _ = self.inputs.send(Input::RtcOpened {
                         swarm: tag.key.0,
                         peer: tag.key.1,
                         kind,
+                        offered,
                         dc,
                         pc: conn,
                     });
@@ -403,6 +407,7 @@ impl Manager {
                 remote_set: false,
                 pending: Vec::new(),
                 opened: false,
+                offered: offer.is_none(),
             },
         );
         let config = self.config.clone();
