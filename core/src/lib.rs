@@ -22,6 +22,7 @@ mod manifest;
 pub mod membership;
 mod peer_id;
 mod piece_data;
+pub mod policy;
 pub mod signal;
 pub mod swarm;
 pub mod ticket;

@@ -235,10 +235,7 @@ impl Driver {
     }
 
     fn config(&self) -> SwarmConfig {
-        let mut cfg = SwarmConfig::new(self.me);
-        // Browser links are slower and fewer than a data centre's.
-        cfg.upload_slots = 4;
-        cfg
+        pollen_core::policy::presets::browser(self.me)
     }
 
     /// Seeds `data`; returns its ticket (with `name`, if given).

@@ -12,8 +12,9 @@ use pollen_core::{
     ContentId, Hint, Instant, PeerId, Ticket,
     endpoint::{CloseReason, Endpoint, EndpointConfig, EndpointEvent, LinkEnd, Output},
     membership::{Holding, MemberEvent},
+    policy::presets,
     signal::{Member, PeerKind},
-    swarm::{Action, DisconnectReason, Event, SPREAD_FIRST_MIN_LINKS, Swarm, SwarmConfig},
+    swarm::{Action, DisconnectReason, Event, Swarm, SwarmConfig},
 };
 use tokio::{
     net::TcpStream,
@@ -36,14 +37,6 @@ use crate::{
     },
     store::{Artifact, Store},
 };
-
-/// Bytes a link may have handed to its writer and not yet sent (`SwarmConfig::send_window`).
-const SEND_WINDOW: u64 = 256 * 1024;
-
-/// Upload rate per upload slot, bytes per second (`SwarmConfig::slot_rate`), applied when
-/// `--max-upload-rate` gives the uplink's capacity: what the simulator found best for mixed
-/// and lossy links.
-const SLOT_RATE: u64 = 1_000_000;
 
 /// How long a dial may take.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -319,13 +312,14 @@ impl Actor {
         self.drive_gossip();
     }
 
-    fn config(&mut self) -> (SwarmConfig, u64) {
-        let mut cfg = SwarmConfig::new(self.settings.peer_id);
-        cfg.listen_port = Some(self.settings.advertise.port());
-        // Every link's writer reports what it sent (`Input::Sent`).
-        cfg.send_window = Some(SEND_WINDOW);
-        cfg.slot_rate = Some(SLOT_RATE);
-        cfg.upload_capacity = self.settings.upload_cap;
+    /// A swarm's settings (a native node's preset; `origin`: we hold it whole) and seed.
+    fn config(&mut self, origin: bool) -> (SwarmConfig, u64) {
+        let cfg = presets::native(
+            self.settings.peer_id,
+            Some(self.settings.advertise.port()),
+            self.settings.upload_cap,
+            origin,
+        );
         self.next_seed = self.next_seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
         (cfg, self.next_seed)
     }
@@ -334,13 +328,7 @@ impl Actor {
     fn add_artifact(&mut self, artifact: Artifact, saved: Option<Ticket>) -> ContentId {
         let id = artifact.id();
         let ticket = saved.unwrap_or_else(|| self.ticket_for(&artifact));
-        let (mut cfg, seed) = self.config();
-        if artifact.have().is_complete() {
-            // An origin: peers spread what it sent once, so it sends about one copy (see
-            // `SwarmConfig::spread_first`).
-            cfg.spread_first = true;
-            cfg.spread_first_min_links = SPREAD_FIRST_MIN_LINKS;
-        }
+        let (cfg, seed) = self.config(artifact.have().is_complete());
         let swarm = Swarm::with_manifest(
             cfg,
             artifact.manifest().clone(),
@@ -362,7 +350,7 @@ impl Actor {
     /// Starts fetching an artifact the store does not have yet.
     fn add_download(&mut self, ticket: Ticket) {
         let id = ticket.id();
-        let (cfg, seed) = self.config();
+        let (cfg, seed) = self.config(false);
         let swarm = Swarm::new(cfg, &ticket, self.now(), seed);
         let disk = disk::spawn(
             self.store.clone(),
@@ -564,7 +552,7 @@ impl Actor {
             match conn {
                 Some(conn) if self.ep.open_swarm(now, conn, id) => state.conn = Some(conn),
                 Some(_) => {}
-                None => state.back_off(),
+                None => state.back_off(now),
             }
         }
     }
@@ -764,7 +752,7 @@ impl Actor {
                 });
             }
             let linked = self.ep.swarm_conns(&id).count();
-            for addr in dial::to_dial(&entry.addrs, &sources, linked, at) {
+            for addr in dial::to_dial(&entry.addrs, &sources, linked, now) {
                 let Some(state) = entry.addrs.get_mut(&addr) else {
                     continue;
                 };
@@ -891,6 +879,7 @@ impl Actor {
     }
 
     fn on_link_closed(&mut self, conn: ConnId, id: ContentId, reason: LinkEnd) {
+        let now = self.now();
         let Some(entry) = self.entries.get_mut(&id) else {
             return;
         };
@@ -900,11 +889,11 @@ impl Actor {
                 LinkEnd::Swarm(DisconnectReason::SelfConnection | DisconnectReason::Banned)
                 | LinkEnd::Connection(Some(CloseReason::SelfConnection)) => state.never = true,
                 LinkEnd::Swarm(DisconnectReason::Duplicate) => {
-                    state.retry_at = Some(TokioInstant::now() + REDIAL_DUPLICATE);
+                    state.retry_at = Some(now + REDIAL_DUPLICATE);
                 }
                 // Our swarm moved to the connection that replaced this one.
                 LinkEnd::Connection(Some(CloseReason::Duplicate)) | LinkEnd::Removed => {}
-                _ => state.back_off(),
+                _ => state.back_off(now),
             }
         }
     }

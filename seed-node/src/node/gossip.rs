@@ -6,6 +6,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use pollen_core::{
     ContentId,
     membership::{Holding, MAX_HOLDINGS, MemberEvent, Membership, NodeState, Status},
+    policy::{PolicyConfig, sources::from_membership},
 };
 use tokio::{net::UdpSocket, sync::mpsc::UnboundedSender};
 
@@ -14,15 +15,8 @@ use super::Input;
 /// Largest datagram we read (the core never sends more than its packet limit).
 const MAX_DATAGRAM: usize = pollen_core::membership::packet::MAX_PACKET;
 
-/// How long a new download waits to learn of other fetchers in its zone before it may fetch
-/// from another zone.
-pub(crate) const ZONE_GRACE: Duration = Duration::from_secs(2);
-
-/// Fetchers in a zone for each one that fetches from other zones (at least one does): one
-/// crossing fetcher feeds its zone at no more than its own upload rate, so a large zone
-/// needs several (the simulator's zones scenario: 4 per 100 peers cut the slowest zone's time
-/// from 2.1 to 1.5 T_min for about a copy more per zone).
-pub(crate) const FETCHERS_PER_CROSSING: usize = 25;
+#[cfg(test)]
+use pollen_core::policy::{FETCHERS_PER_CROSSING, ZONE_GRACE};
 
 /// Reads datagrams into the actor's inputs until the actor is gone.
 pub(crate) fn spawn_receiver(socket: Arc<UdpSocket>, inputs: UnboundedSender<Input>) {
@@ -101,82 +95,19 @@ impl Gossip {
 }
 
 /// Where to fetch an artifact from, as gossip tells it.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Sources {
-    /// Members to dial, best first.
-    pub(crate) dial: Vec<SocketAddr>,
-    /// Members in other zones not to dial yet: someone else in our zone fetches across.
-    pub(crate) avoid: Vec<SocketAddr>,
-    /// The members of `dial` that hold the whole artifact, in the same order.
-    pub(crate) complete: Vec<SocketAddr>,
-}
+pub(crate) type Sources = pollen_core::policy::sources::Sources<SocketAddr>;
 
-/// Chooses sources for artifact `id`, fetched for `fetching_for` so far.
-///
-/// Peers in our zone come first, then complete holders, then the less loaded, and each
-/// fetcher orders equals its own way ([`rank`]). If one of them holds the whole artifact, nothing is fetched
-/// from other zones. Otherwise one fetcher per [`FETCHERS_PER_CROSSING`] of the zone (at least
-/// one) fetches across: those whose `BLAKE3(peer id ‖ artifact id)` is smallest among the
-/// zone's fetchers, after [`ZONE_GRACE`] to learn who they are; the others fetch from them and
-/// each other, so an artifact crosses into a zone about once per crossing fetcher.
+/// The core's choice of sources for artifact `id`, fetched for `fetching_for` so far (see
+/// [`pollen_core::policy::sources::choose`]), with each holder at its first advertised
+/// address; holders whose address does not parse are left out.
 pub(crate) fn sources(m: &Membership, id: &ContentId, fetching_for: Duration) -> Sources {
-    let zone = &m.state().zone;
-    let mut out = Sources::default();
-    let holders = m.holders(id);
-    let local_complete = holders
-        .iter()
-        .any(|(info, h)| h.complete && info.state.zone == *zone);
-    let me = m.local_id();
-    let my_rank = rank(me.as_bytes(), id.as_bytes());
-    let zone_fetchers: Vec<[u8; 32]> = holders
-        .iter()
-        .filter(|(info, h)| !h.complete && info.state.zone == *zone && info.id != me)
-        .map(|(info, _)| rank(info.id.as_bytes(), id.as_bytes()))
-        .collect();
-    let crossing = ((zone_fetchers.len() + 1) / FETCHERS_PER_CROSSING).max(1);
-    let ahead = zone_fetchers.iter().filter(|r| **r < my_rank).count();
-    let designated = fetching_for >= ZONE_GRACE && ahead < crossing;
-    let mut dial = Vec::new();
-    let mut complete = Vec::new();
-    for (info, h) in &holders {
-        let Some(addr) = info.state.addrs.first().and_then(|a| a.parse().ok()) else {
-            continue;
-        };
-        if info.state.zone == *zone || (!local_complete && designated) {
-            let key = (
-                info.state.zone != *zone,
-                !h.complete,
-                info.state.load / LOAD_BAND,
-                rank(me.as_bytes(), info.id.as_bytes()),
-            );
-            dial.push((key, addr));
-            if h.complete {
-                complete.push((key, addr));
-            }
-        } else {
-            out.avoid.push(addr);
-        }
+    let s = from_membership(&PolicyConfig::default(), m, id, fetching_for);
+    let parse = |v: Vec<String>| v.into_iter().filter_map(|a| a.parse().ok()).collect();
+    Sources {
+        dial: parse(s.dial),
+        avoid: parse(s.avoid),
+        complete: parse(s.complete),
     }
-    dial.sort();
-    complete.sort();
-    out.dial = dial.into_iter().map(|(_, addr)| addr).collect();
-    out.complete = complete.into_iter().map(|(_, addr)| addr).collect();
-    out
-}
-
-/// Loads (percent) within one band count as equal when ordering sources, so fetchers do not
-/// all pick the one holder that last reported the least load.
-const LOAD_BAND: u8 = 25;
-
-/// `BLAKE3(a ‖ b)`: a fetcher's place in its zone's election for an artifact (`a` the
-/// fetcher, `b` the artifact; smallest wins), or a holder's place in one fetcher's order of
-/// sources (`a` the fetcher, `b` the holder), so that among equally good holders each
-/// fetcher prefers different ones and capped dials spread over all of them.
-fn rank(a: &[u8; 32], b: &[u8; 32]) -> [u8; 32] {
-    let mut h = blake3::Hasher::new();
-    h.update(a);
-    h.update(b);
-    *h.finalize().as_bytes()
 }
 
 /// A member's liveness as `pollen status` prints it.

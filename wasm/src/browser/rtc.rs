@@ -274,9 +274,9 @@ fn answer(state: &State, key: (ContentId, PeerId), sdp: String) {
         if s.driver.progress(&key.0).is_none() {
             return;
         }
-        if s.conns.contains_key(&key) {
-            // Both sides offered at once: the offer of the smaller peer id wins.
-            if s.driver.peer_id() < key.1 {
+        if let Some(ours) = s.conns.get(&key) {
+            // Both sides offered at once: the core's rule says whose offer stands.
+            if pollen_core::policy::offer_wins(&s.driver.peer_id(), &key.1, ours.link.is_some()) {
                 return;
             }
             s.conn_closed(key);

@@ -334,8 +334,8 @@ impl Manager {
                     return;
                 }
                 if let Some(existing) = self.pcs.get(&key) {
-                    // Both sides offered: the offer of the smaller peer id wins.
-                    if self.me < key.1 || existing.opened {
+                    // Both sides offered at once: the core's rule says whose offer stands.
+                    if pollen_core::policy::offer_wins(&self.me, &key.1, existing.opened) {
                         return;
                     }
                     self.drop_pc(key);
