@@ -24,10 +24,15 @@
 //!   view, and dead active members are replaced from it.
 
 mod config;
+mod gossip;
+mod join;
 pub mod packet;
+mod probe;
 mod rumors;
 mod state;
 mod suspicion;
+mod sync;
+mod view;
 
 use alloc::{
     collections::{BTreeMap, VecDeque},
@@ -37,7 +42,8 @@ use alloc::{
 
 pub use config::{MemberEvent, MembershipConfig, Transmit};
 pub use packet::PacketError;
-use packet::{Body, Digest, Header};
+use packet::{Body, Header};
+use probe::{Probe, Relay};
 use rand_core::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use rumors::Rumors;
@@ -72,24 +78,6 @@ struct Member {
     since: Instant,
     /// Index in `Membership::present` while alive or suspect.
     slot: Option<usize>,
-}
-
-/// Our probe of one member this interval.
-struct Probe {
-    target: PeerId,
-    seq: u32,
-    sent: Instant,
-    indirect: bool,
-    acked: bool,
-}
-
-/// A ping we send for another member, whose ack we relay.
-struct Relay {
-    seq: u32,
-    their_seq: u32,
-    to: PeerId,
-    addr: String,
-    expires: Instant,
 }
 
 /// How a record reached us: rumors are passed on, synced records are not.
@@ -331,25 +319,14 @@ impl Membership {
         }
         let reply_to = Some(sender);
         match body {
-            Body::Join => {
-                let records = self.welcome_records();
-                self.send(reply_to, String::from(from), Body::Welcome, records);
-            }
+            Body::Join => self.on_join(sender, from),
             Body::Welcome => self.next_sync = now,
             Body::Ping { seq } => {
                 self.send(reply_to, String::from(from), Body::Ack { seq }, Vec::new());
             }
             Body::Ack { seq } => self.on_ack(seq),
             Body::PingReq { seq, target, addr } => {
-                let mine = self.next_seq();
-                self.relays.push(Relay {
-                    seq: mine,
-                    their_seq: seq,
-                    to: sender,
-                    addr: String::from(from),
-                    expires: now + self.cfg.probe_interval,
-                });
-                self.send(Some(target), addr, Body::Ping { seq: mine }, Vec::new());
+                self.on_ping_req(now, sender, from, seq, target, addr)
             }
             Body::Gossip | Body::SyncPush => {}
             Body::SyncRequest {
@@ -357,23 +334,8 @@ impl Membership {
                 end,
                 digest,
                 full,
-            } => {
-                // The requester may hold an accusation of us that never reached us as a rumor.
-                if let Some(d) = digest.iter().find(|d| d.id == self.me) {
-                    self.refute_if_needed(d.version, d.status);
-                }
-                let (records, wants) = self.answer_sync(start, end, &digest, full);
-                self.send(
-                    reply_to,
-                    String::from(from),
-                    Body::SyncReply { wants },
-                    records,
-                );
-            }
-            Body::SyncReply { wants } => {
-                let records = self.encode_members(&wants);
-                self.send(reply_to, String::from(from), Body::SyncPush, records);
-            }
+            } => self.on_sync_request(sender, from, start, end, &digest, full),
+            Body::SyncReply { wants } => self.on_sync_reply(sender, from, &wants),
         }
         Ok(())
     }
@@ -389,29 +351,14 @@ impl Membership {
         }
         if !self.joined && now >= self.next_join {
             self.next_join = now + self.cfg.join_retry;
-            let record = packet::encode_record(&self.own_record());
-            for addr in self.join_addrs.clone() {
-                self.send(None, addr, Body::Join, alloc::vec![record.clone()]);
-            }
+            self.send_join();
         }
         self.expire_suspicions(now);
-        self.relays.retain(|r| r.expires > now);
-        if let Some(p) = &mut self.probe
-            && !p.acked
-            && !p.indirect
-            && now >= p.sent + self.cfg.probe_timeout
-        {
-            p.indirect = true;
-            let (target, seq) = (p.target, p.seq);
-            self.ask_others_to_ping(target, seq);
-        }
+        self.expire_relays(now);
+        self.escalate_probe(now);
         if now >= self.next_probe {
             self.next_probe = now + self.cfg.probe_interval;
-            if let Some(p) = self.probe.take()
-                && !p.acked
-            {
-                self.suspect(now, p.target);
-            }
+            self.end_probe(now);
             self.start_probe(now);
         }
         if now >= self.next_round {
@@ -436,11 +383,8 @@ impl Membership {
         if !self.joined {
             next = next.min(self.next_join);
         }
-        if let Some(p) = &self.probe
-            && !p.acked
-            && !p.indirect
-        {
-            next = next.min(p.sent + self.cfg.probe_timeout);
+        if let Some(at) = self.probe_deadline() {
+            next = next.min(at);
         }
         for s in self.suspicions.values().filter(|s| !s.waiting) {
             next = next.min(s.deadline(&self.cfg));
@@ -484,25 +428,6 @@ impl Membership {
         }
     }
 
-    fn announce(&mut self) {
-        // Saturating: a forged record at `u64::MAX` about us must not overflow (a remote panic).
-        self.version = self.version.saturating_add(1);
-        let bytes = packet::encode_record(&self.own_record());
-        self.rumors.push(self.me, bytes);
-    }
-
-    fn next_seq(&mut self) -> u32 {
-        self.seq = self.seq.wrapping_add(1);
-        self.seq
-    }
-
-    /// How many times a rumor is sent: `retransmit_mult × ceil(log2(N + 1))`.
-    fn retransmit_limit(&self) -> u32 {
-        let n = self.present.len() + 2;
-        let log = usize::BITS - (n - 1).leading_zeros();
-        self.cfg.retransmit_mult.max(1) * log.max(1)
-    }
-
     /// Builds a packet with `records` first, fills the rest with rumors, and queues it.
     fn send(&mut self, to: Option<PeerId>, addr: String, body: Body, records: Vec<Vec<u8>>) {
         let mut payload = Vec::new();
@@ -543,520 +468,6 @@ impl Membership {
     fn addr_of(&self, id: &PeerId) -> Option<String> {
         self.members.get(id)?.state.addrs.first().cloned()
     }
-
-    /// Members we may talk to: the active view when bounded, else everyone present.
-    fn contacts(&self) -> &[PeerId] {
-        if self.cfg.active_view.is_some() {
-            &self.active
-        } else {
-            &self.present
-        }
-    }
-
-    /// Up to `k` distinct random contacts, none in `except`.
-    fn random_contacts(&mut self, k: usize, except: &[PeerId]) -> Vec<PeerId> {
-        let n = self.contacts().len();
-        let mut out: Vec<PeerId> = Vec::with_capacity(k);
-        if n == 0 || k == 0 {
-            return out;
-        }
-        if n <= k + except.len() {
-            let all = self.contacts().iter().filter(|p| !except.contains(p));
-            out.extend(all.take(k));
-            return out;
-        }
-        for _ in 0..k * 4 {
-            if out.len() == k {
-                break;
-            }
-            let i = (self.rng.next_u64() % n as u64) as usize;
-            let p = self.contacts()[i];
-            if !except.contains(&p) && !out.contains(&p) {
-                out.push(p);
-            }
-        }
-        out
-    }
-
-    fn gossip_round(&mut self) {
-        if self.rumors.is_empty() {
-            return;
-        }
-        for p in self.random_contacts(self.cfg.fanout, &[]) {
-            self.send_to(p, Body::Gossip, Vec::new());
-            if self.rumors.is_empty() {
-                break;
-            }
-        }
-    }
-
-    fn start_probe(&mut self, now: Instant) {
-        // One fresh pass at most: if no member in it can be probed (none has an address),
-        // a second would find none either.
-        let mut refilled = false;
-        let target = loop {
-            if let Some(p) = self.urgent.pop() {
-                if self.is_contact(&p) {
-                    break Some(p);
-                }
-                continue;
-            }
-            if self.probe_order.is_empty() {
-                if refilled {
-                    break None;
-                }
-                refilled = true;
-                self.probe_order = self.contacts().to_vec();
-                // Fisher-Yates: each member is probed once per pass, in random order.
-                for i in (1..self.probe_order.len()).rev() {
-                    let j = (self.rng.next_u64() % (i as u64 + 1)) as usize;
-                    self.probe_order.swap(i, j);
-                }
-                if self.probe_order.is_empty() {
-                    break None;
-                }
-            }
-            if let Some(p) = self.probe_order.pop()
-                && self.is_contact(&p)
-            {
-                break Some(p);
-            }
-        };
-        let Some(target) = target else { return };
-        let seq = self.next_seq();
-        self.probe = Some(Probe {
-            target,
-            seq,
-            sent: now,
-            indirect: false,
-            acked: false,
-        });
-        self.send_to(target, Body::Ping { seq }, Vec::new());
-    }
-
-    fn is_contact(&self, id: &PeerId) -> bool {
-        let present = self
-            .members
-            .get(id)
-            .is_some_and(|m| m.status.is_present() && !m.state.addrs.is_empty());
-        present && (self.cfg.active_view.is_none() || self.active.contains(id))
-    }
-
-    fn ask_others_to_ping(&mut self, target: PeerId, seq: u32) {
-        let Some(addr) = self.addr_of(&target) else {
-            return;
-        };
-        for helper in self.random_contacts(self.cfg.indirect_probes, &[target]) {
-            let body = Body::PingReq {
-                seq,
-                target,
-                addr: addr.clone(),
-            };
-            self.send_to(helper, body, Vec::new());
-        }
-    }
-
-    fn on_ack(&mut self, seq: u32) {
-        if let Some(p) = &mut self.probe
-            && p.seq == seq
-        {
-            p.acked = true;
-            return;
-        }
-        if let Some(i) = self.relays.iter().position(|r| r.seq == seq) {
-            let relay = self.relays.swap_remove(i);
-            let body = Body::Ack {
-                seq: relay.their_seq,
-            };
-            self.send(Some(relay.to), relay.addr, body, Vec::new());
-        }
-    }
-
-    /// Our probe of `id` failed: suspect it (or confirm an existing suspicion).
-    fn suspect(&mut self, now: Instant, id: PeerId) {
-        let Some(m) = self.members.get(&id) else {
-            return;
-        };
-        if !m.status.is_present() {
-            return;
-        }
-        let record = Record {
-            id,
-            version: m.version,
-            status: Status::Suspect,
-            by: self.me,
-            state: Some(m.state.clone()),
-        };
-        self.merge(now, record, Via::Rumor);
-    }
-
-    fn expire_suspicions(&mut self, now: Instant) {
-        let due: Vec<PeerId> = self
-            .suspicions
-            .iter()
-            .filter(|(_, s)| !s.waiting && s.deadline(&self.cfg) <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in due {
-            let Some(s) = self.suspicions.get_mut(&id) else {
-                continue;
-            };
-            // Witnesses other than the suspect: us and every other present member.
-            let witnesses = self.present.len();
-            let needed = self.cfg.accusers_for_death.min(witnesses).max(1);
-            if s.accusers.len() < needed {
-                s.waiting = true;
-                // Not enough independent word yet: probe it ourselves if we have not.
-                if !s.accusers.contains(&self.me) && !self.urgent.contains(&id) {
-                    self.urgent.push(id);
-                }
-                continue;
-            }
-            let version = s.version;
-            let record = Record {
-                id,
-                version,
-                status: Status::Dead,
-                by: self.me,
-                state: None,
-            };
-            self.merge(now, record, Via::Rumor);
-        }
-    }
-
-    /// Applies a record if it is news; returns whether it was.
-    fn merge(&mut self, now: Instant, record: Record, via: Via) {
-        if record.id == self.me {
-            self.refute_if_needed(record.version, record.status);
-            return;
-        }
-        let id = record.id;
-        let Some(m) = self.members.get_mut(&id) else {
-            // A sync must not hand back a dead or departed member we never knew or already
-            // forgot: two nodes would pass it back and forth, and it would never be forgotten.
-            if self.members.len() >= self.cfg.max_members
-                || (via == Via::Sync && !record.status.is_present())
-            {
-                return;
-            }
-            let status = record.status;
-            let bytes = (via == Via::Rumor).then(|| packet::encode_record(&record));
-            self.members.insert(
-                id,
-                Member {
-                    version: record.version,
-                    status,
-                    by: record.by,
-                    state: record.state.unwrap_or_default(),
-                    since: now,
-                    slot: None,
-                },
-            );
-            if status.is_present() {
-                self.add_present(id);
-                self.events.push_back(MemberEvent::Joined(id));
-            }
-            if status == Status::Suspect {
-                self.start_suspicion(now, id, record.version, record.by);
-            }
-            if let Some(bytes) = bytes {
-                self.rumors.push(id, bytes);
-            }
-            return;
-        };
-        if record.supersedes(m.version, m.status) {
-            let old = m.status;
-            let state_changed = record.state.as_ref().is_some_and(|s| *s != m.state);
-            m.version = record.version;
-            m.status = record.status;
-            m.by = record.by;
-            if old != record.status {
-                m.since = now;
-            }
-            match &record.state {
-                Some(s) if state_changed => m.state = s.clone(),
-                Some(_) => {}
-                None => m.state = NodeState::default(),
-            }
-            let new = record.status;
-            match (old.is_present(), new.is_present()) {
-                (false, true) => {
-                    self.add_present(id);
-                    self.events.push_back(MemberEvent::Joined(id));
-                }
-                (true, false) => self.remove_present(id),
-                _ => {}
-            }
-            match new {
-                Status::Alive => {
-                    if self.suspicions.remove(&id).is_some() {
-                        self.events.push_back(MemberEvent::Recovered(id));
-                    } else if state_changed && old.is_present() {
-                        self.events.push_back(MemberEvent::Updated(id));
-                    }
-                }
-                Status::Suspect => {
-                    if old == Status::Alive {
-                        self.events.push_back(MemberEvent::Suspected(id));
-                    }
-                    self.start_suspicion(now, id, record.version, record.by);
-                }
-                Status::Dead | Status::Left => {
-                    self.suspicions.remove(&id);
-                    if old.is_present() {
-                        self.events.push_back(if new == Status::Dead {
-                            MemberEvent::Died(id)
-                        } else {
-                            MemberEvent::Left(id)
-                        });
-                    }
-                }
-            }
-            if via == Via::Rumor {
-                self.rumors.push(id, packet::encode_record(&record));
-            }
-        } else if record.version == m.version
-            && record.status == Status::Suspect
-            && m.status == Status::Suspect
-            && let Some(s) = self.suspicions.get_mut(&id)
-            && s.confirm(record.by, &self.cfg)
-            && via == Via::Rumor
-        {
-            // A new independent suspicion: pass the confirmation on.
-            self.rumors.push(id, packet::encode_record(&record));
-        }
-    }
-
-    fn start_suspicion(&mut self, now: Instant, id: PeerId, version: u64, by: PeerId) {
-        let n = self.present.len() + 1;
-        let s = self
-            .suspicions
-            .entry(id)
-            .or_insert_with(|| Suspicion::new(now, version, n));
-        if s.version != version {
-            *s = Suspicion::new(now, version, n);
-        }
-        s.confirm(by, &self.cfg);
-        if by != self.me && !s.accusers.contains(&self.me) && !self.urgent.contains(&id) {
-            // Check for ourselves: either we confirm or it answers.
-            self.urgent.push(id);
-        }
-    }
-
-    /// Someone says we are suspect, dead or gone (or knows a newer version of us from an
-    /// earlier life): re-announce ourselves with a higher version.
-    fn refute_if_needed(&mut self, version: u64, status: Status) {
-        if self.left {
-            return;
-        }
-        let accused = status != Status::Alive && version >= self.version;
-        if accused || version > self.version {
-            self.version = version;
-            self.announce();
-            if accused {
-                self.events.push_back(MemberEvent::Refuted);
-            }
-        }
-    }
-
-    fn add_present(&mut self, id: PeerId) {
-        if let Some(m) = self.members.get_mut(&id)
-            && m.slot.is_none()
-        {
-            m.slot = Some(self.present.len());
-            self.present.push(id);
-        }
-    }
-
-    fn remove_present(&mut self, id: PeerId) {
-        let Some(slot) = self.members.get_mut(&id).and_then(|m| m.slot.take()) else {
-            return;
-        };
-        self.present.swap_remove(slot);
-        if let Some(moved) = self.present.get(slot).copied()
-            && let Some(m) = self.members.get_mut(&moved)
-        {
-            m.slot = Some(slot);
-        }
-        if let Some(i) = self.active.iter().position(|p| *p == id) {
-            self.active.swap_remove(i);
-            self.events.push_back(MemberEvent::Disconnect(id));
-        }
-    }
-
-    /// Bounded views: tops the active view up from the passive one.
-    fn refresh_active_view(&mut self) {
-        let Some(max) = self.cfg.active_view else {
-            return;
-        };
-        let mut tries = 0;
-        while self.active.len() < max && self.active.len() < self.present.len() && tries < 4 * max {
-            tries += 1;
-            let i = (self.rng.next_u64() % self.present.len() as u64) as usize;
-            let p = self.present[i];
-            let reachable = self
-                .members
-                .get(&p)
-                .is_some_and(|m| !m.state.addrs.is_empty());
-            if reachable && !self.active.contains(&p) {
-                self.active.push(p);
-                self.events.push_back(MemberEvent::Connect(p));
-            }
-        }
-    }
-
-    /// Forgets members dead or gone for longer than `dead_retention`.
-    fn reap(&mut self, now: Instant) {
-        if self.members.len() == self.present.len() {
-            return;
-        }
-        let keep = self.cfg.dead_retention;
-        self.members
-            .retain(|_, m| m.status.is_present() || now.saturating_since(m.since) < keep);
-    }
-
-    fn start_sync(&mut self) {
-        let Some(peer) = self.random_contacts(1, &[]).pop() else {
-            return;
-        };
-        let start = self.sync_cursor;
-        let mut digest = Vec::new();
-        let mut end = None;
-        for (id, m) in self.members.range(start..) {
-            if digest.len() == self.cfg.max_digest.min(packet::MAX_DIGEST) {
-                end = Some(*id);
-                break;
-            }
-            digest.push(Digest {
-                id: *id,
-                version: m.version,
-                status: m.status,
-            });
-        }
-        if in_range(&self.me, &start, end.as_ref()) {
-            digest.push(Digest {
-                id: self.me,
-                version: self.version,
-                status: self.own_status(),
-            });
-        }
-        self.sync_cursor = end.unwrap_or(PeerId::from_bytes([0; 32]));
-        let full = self.members.len() >= self.cfg.max_members;
-        let body = Body::SyncRequest {
-            start,
-            end,
-            digest,
-            full,
-        };
-        self.send_to(peer, body, Vec::new());
-    }
-
-    /// What a sync request lacks (freshest first) and what it knows better.
-    fn answer_sync(
-        &self,
-        start: PeerId,
-        end: Option<PeerId>,
-        digest: &[Digest],
-        full: bool,
-    ) -> (Vec<Vec<u8>>, Vec<PeerId>) {
-        let theirs: BTreeMap<PeerId, (u64, Status)> = digest
-            .iter()
-            .filter(|d| in_range(&d.id, &start, end.as_ref()))
-            .map(|d| (d.id, (d.version, d.status)))
-            .collect();
-        // (they lack it entirely, how much newer ours is, id)
-        let mut newer: Vec<(bool, u64, PeerId)> = Vec::new();
-        let range = match end {
-            Some(e) if e > start => self.members.range(start..e),
-            Some(_) => self.members.range(start..start),
-            None => self.members.range(start..),
-        };
-        for (id, m) in range {
-            match theirs.get(id) {
-                // They would drop a dead or departed member they lack (see `merge`).
-                None if !m.status.is_present() || full => {}
-                None => newer.push((true, m.version, *id)),
-                Some(&(v, s)) if (m.version, m.status) > (v, s) => {
-                    newer.push((false, m.version - v, *id));
-                }
-                _ => {}
-            }
-        }
-        if in_range(&self.me, &start, end.as_ref()) {
-            let mine = (self.version, self.own_status());
-            match theirs.get(&self.me) {
-                Some(&known) if known >= mine => {}
-                _ => newer.push((true, u64::MAX, self.me)),
-            }
-        }
-        newer.sort_unstable_by(|a, b| b.cmp(a));
-        let mut budget = self.cfg.max_packet.min(packet::MAX_PACKET);
-        let mut records = Vec::new();
-        for (_, _, id) in newer {
-            let Some(bytes) = self.encode_member(&id) else {
-                continue;
-            };
-            if bytes.len() + 64 > budget {
-                break;
-            }
-            budget -= bytes.len();
-            records.push(bytes);
-        }
-        let wants = theirs
-            .iter()
-            .filter(|(id, known)| {
-                **id != self.me
-                    && match self.members.get(id) {
-                        Some(m) => **known > (m.version, m.status),
-                        // Unknown to us: worth asking for only if we have room for it.
-                        None => known.1.is_present() && self.members.len() < self.cfg.max_members,
-                    }
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        (records, wants)
-    }
-
-    fn encode_member(&self, id: &PeerId) -> Option<Vec<u8>> {
-        if *id == self.me {
-            return Some(packet::encode_record(&self.own_record()));
-        }
-        let m = self.members.get(id)?;
-        Some(packet::encode_record(&Record {
-            id: *id,
-            version: m.version,
-            status: m.status,
-            by: m.by,
-            state: m.status.is_present().then(|| m.state.clone()),
-        }))
-    }
-
-    fn encode_members(&self, ids: &[PeerId]) -> Vec<Vec<u8>> {
-        ids.iter().filter_map(|id| self.encode_member(id)).collect()
-    }
-
-    /// A welcome: our record, then random present members.
-    fn welcome_records(&mut self) -> Vec<Vec<u8>> {
-        let mut out = alloc::vec![packet::encode_record(&self.own_record())];
-        let n = self.present.len();
-        if n == 0 {
-            return out;
-        }
-        let mut budget = self.cfg.max_packet.min(packet::MAX_PACKET) / 2;
-        // Consecutive members from a random start: distinct, and different for each joiner.
-        let first = (self.rng.next_u64() % n as u64) as usize;
-        for k in 0..n.min(256) {
-            let i = (first + k) % n;
-            if let Some(bytes) = self.encode_member(&self.present[i]) {
-                if bytes.len() > budget {
-                    break;
-                }
-                budget -= bytes.len();
-                out.push(bytes);
-            }
-        }
-        out
-    }
 }
 
 fn info(id: PeerId, m: &Member) -> MemberInfo<'_> {
@@ -1066,8 +477,4 @@ fn info(id: PeerId, m: &Member) -> MemberInfo<'_> {
         status: m.status,
         state: &m.state,
     }
-}
-
-fn in_range(id: &PeerId, start: &PeerId, end: Option<&PeerId>) -> bool {
-    id >= start && end.is_none_or(|e| id < e)
 }
