@@ -1,0 +1,165 @@
+//! The HTTP API's calls, and the status it reports.
+
+use super::*;
+
+impl Actor {
+    pub(super) fn on_api(&mut self, call: ApiCall) {
+        match call {
+            ApiCall::AddSeed(artifact, reply) => {
+                // A download of the same artifact may be running: the endpoint closes its
+                // links as the new swarm replaces it.
+                let id = self.add_artifact(*artifact, None);
+                let _ = reply.send(self.share_reply(id));
+            }
+            ApiCall::TicketFor(id, reply) => {
+                let result = match self.entries.get(&id) {
+                    Some(_) if self.is_complete(&id) => Ok(self.share_reply(id)),
+                    Some(_) => Err("this artifact is still being downloaded by the node".into()),
+                    None => Err("the node does not hold this artifact".into()),
+                };
+                let _ = reply.send(result);
+            }
+            ApiCall::Get(ticket, reply) => {
+                let id = ticket.id();
+                if !self.entries.contains_key(&id) {
+                    if let Err(err) = tickets::save(self.store.dir(), &ticket) {
+                        let _ = reply.send(Err(format!("cannot save the ticket: {err}")));
+                        return;
+                    }
+                    self.join_through_hints(&ticket);
+                    self.add_download(ticket);
+                }
+                let _ = reply.send(Ok(GetReply { id: id.to_string() }));
+            }
+            ApiCall::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            ApiCall::Export(id, path, reply) => match self.entries.get(&id) {
+                Some(e) if self.is_complete(&id) => {
+                    let _ = e.disk.send(DiskOp::Export(path, reply));
+                }
+                Some(_) => {
+                    let _ = reply.send(Err("the artifact is not complete yet".into()));
+                }
+                None => {
+                    let _ = reply.send(Err("the node does not hold this artifact".into()));
+                }
+            },
+        }
+    }
+
+    pub(super) fn share_reply(&self, id: ContentId) -> ShareReply {
+        let ticket = self
+            .entries
+            .get(&id)
+            .map(|e| e.ticket.to_string())
+            .unwrap_or_default();
+        let size = self
+            .entries
+            .get(&id)
+            .map(|e| e.ticket.size())
+            .unwrap_or_default();
+        ShareReply {
+            id: id.to_string(),
+            size,
+            ticket,
+        }
+    }
+
+    pub(super) fn status(&self) -> Status {
+        let artifacts = self
+            .entries
+            .iter()
+            .filter_map(|(id, e)| {
+                let swarm = self.ep.swarm(id)?;
+                let stats = swarm.stats();
+                let peers = stats
+                    .links
+                    .iter()
+                    .filter_map(|l| {
+                        let peer = l.peer?;
+                        let conn = self.conns.get(&self.ep.link_conn(l.link)?)?;
+                        Some(PeerStatus {
+                            peer_id: peer.to_string(),
+                            zone: self
+                                .gossip
+                                .membership
+                                .member(&peer)
+                                .map(|m| m.state.zone.clone()),
+                            addr: conn.remote.to_string(),
+                            pieces: l.peer_pieces,
+                            downloaded: l.downloaded,
+                            uploaded: l.uploaded,
+                        })
+                    })
+                    .collect();
+                Some(ArtifactStatus {
+                    id: id.to_string(),
+                    name: e.ticket.name().map(str::to_string),
+                    size: e.ticket.size(),
+                    pieces: stats.pieces,
+                    have_pieces: stats.have,
+                    have_bytes: stats.have_bytes,
+                    complete: swarm.is_complete(),
+                    has_manifest: stats.has_manifest,
+                    downloaded: stats.downloaded,
+                    uploaded: stats.uploaded,
+                    download_rate: e.rate.down as u64,
+                    upload_rate: e.rate.up as u64,
+                    peers,
+                    banned: e.banned.iter().map(ToString::to_string).collect(),
+                    error: e.error.clone(),
+                    ticket: e.ticket.to_string(),
+                })
+            })
+            .collect();
+        let members = self
+            .gossip
+            .membership
+            .members()
+            .map(|m| MemberStatus {
+                peer_id: m.id.to_string(),
+                status: gossip::status_word(m.status).to_string(),
+                zone: m.state.zone.clone(),
+                addr: m.state.addrs.first().cloned(),
+                holds: m
+                    .state
+                    .holdings
+                    .iter()
+                    .map(|h| HoldingStatus {
+                        id: h.id.to_string(),
+                        complete: h.complete,
+                    })
+                    .collect(),
+            })
+            .collect();
+        Status {
+            peer_id: self.settings.peer_id.to_string(),
+            listen: self.settings.listen.to_string(),
+            advertise: self.settings.advertise.to_string(),
+            zone: self.gossip.membership.state().zone.clone(),
+            signal_url: self.settings.signal_url.clone(),
+            artifacts,
+            members,
+            connections: self.conns.len(),
+        }
+    }
+
+    /// A ticket's node hints double as ways into the cluster when we know no member yet.
+    pub(super) fn join_through_hints(&mut self, ticket: &Ticket) {
+        if self.gossip.membership.present_count() > 0 {
+            return;
+        }
+        let addrs: Vec<String> = ticket
+            .hints()
+            .iter()
+            .filter_map(|h| match h {
+                Hint::Node(addr) if *addr != self.settings.advertise => Some(addr.to_string()),
+                _ => None,
+            })
+            .collect();
+        let now = self.now();
+        self.gossip.membership.join(now, addrs);
+        self.drive_gossip();
+    }
+}

@@ -1,0 +1,242 @@
+//! The artifacts the actor holds: adding seeds and downloads, their swarm settings and
+//! tickets, their storage (disk results and actions), and what the node advertises to the
+//! cluster about them.
+
+use super::*;
+
+impl Actor {
+    /// Advertises what this node holds and how loaded its uplink is.
+    pub(super) fn publish_state(&mut self) {
+        let holdings = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.error.is_none())
+            .map(|(id, _)| Holding {
+                id: *id,
+                complete: self.is_complete(id),
+            })
+            .collect();
+        let load = match self.settings.upload_cap {
+            Some(cap) if cap > 0 => {
+                let up: f64 = self.entries.values().map(|e| e.rate.up).sum();
+                // In steps of 25%, so small wobbles are not news.
+                ((up / cap as f64 * 4.0).round() as u8).min(4) * 25
+            }
+            _ => 0,
+        };
+        self.gossip.publish(holdings, load);
+        self.drive_gossip();
+    }
+
+    /// A swarm's settings (a native node's preset; `origin`: we hold it whole) and seed.
+    pub(super) fn config(&mut self, origin: bool) -> (SwarmConfig, u64) {
+        let cfg = presets::native(
+            self.settings.peer_id,
+            Some(self.settings.advertise.port()),
+            self.settings.upload_cap,
+            origin,
+        );
+        self.next_seed = self.next_seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        (cfg, self.next_seed)
+    }
+
+    /// Starts serving (and, if incomplete, fetching) a stored artifact.
+    pub(super) fn add_artifact(&mut self, artifact: Artifact, saved: Option<Ticket>) -> ContentId {
+        let id = artifact.id();
+        let ticket = saved.unwrap_or_else(|| self.ticket_for(&artifact));
+        let (cfg, seed) = self.config(artifact.have().is_complete());
+        let swarm = Swarm::with_manifest(
+            cfg,
+            artifact.manifest().clone(),
+            artifact.have().clone(),
+            self.now(),
+            seed,
+        );
+        let disk = disk::spawn(
+            self.store.clone(),
+            id,
+            self.next_generation,
+            Some(artifact),
+            self.inputs.clone(),
+        );
+        self.insert(id, swarm, disk, ticket);
+        id
+    }
+
+    /// Starts fetching an artifact the store does not have yet.
+    pub(super) fn add_download(&mut self, ticket: Ticket) {
+        let id = ticket.id();
+        let (cfg, seed) = self.config(false);
+        let swarm = Swarm::new(cfg, &ticket, self.now(), seed);
+        let disk = disk::spawn(
+            self.store.clone(),
+            id,
+            self.next_generation,
+            None,
+            self.inputs.clone(),
+        );
+        if let Some(m) = swarm.manifest() {
+            // Tiny artifacts need no manifest from anyone; create them at once.
+            let _ = disk.send(DiskOp::Create(m.clone(), ticket.name().map(str::to_string)));
+        }
+        self.insert(id, swarm, disk, ticket);
+    }
+
+    pub(super) fn swarm(&self, id: &ContentId) -> Option<&Swarm> {
+        self.ep.swarm(id)
+    }
+
+    pub(super) fn is_complete(&self, id: &ContentId) -> bool {
+        self.swarm(id).is_some_and(Swarm::is_complete)
+    }
+
+    pub(super) fn insert(&mut self, id: ContentId, swarm: Swarm, disk: DiskHandle, ticket: Ticket) {
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let mut addrs = BTreeMap::new();
+        let hinted = ticket.hints().iter().filter_map(|h| match h {
+            Hint::Node(addr) => Some(*addr),
+            Hint::Signal(_) => None,
+        });
+        for addr in hinted.chain(self.settings.peers.iter().copied()) {
+            let is_self = addr == self.settings.advertise || addr == self.settings.listen;
+            addrs.insert(
+                addr,
+                AddrState {
+                    never: is_self,
+                    pinned: true,
+                    ..AddrState::default()
+                },
+            );
+        }
+        let now = self.now();
+        self.ep.add_swarm(now, swarm);
+        self.entries.insert(
+            id,
+            Entry {
+                disk,
+                generation,
+                ticket,
+                addrs,
+                banned: Vec::new(),
+                error: None,
+                rate: Rate::default(),
+                added: TokioInstant::now(),
+            },
+        );
+        self.drive();
+        self.publish_state();
+        self.dial_missing();
+        if let Some(rtc) = &self.settings.rtc
+            && let Some(entry) = self.entries.get(&id)
+        {
+            let servers = entry
+                .ticket
+                .hints()
+                .iter()
+                .filter_map(|h| match h {
+                    Hint::Signal(url) => Some(url.clone()),
+                    Hint::Node(_) => None,
+                })
+                .collect();
+            rtc.send(RtcCommand::Join { swarm: id, servers });
+        }
+    }
+
+    /// The ticket this node hands out for an artifact it holds.
+    pub(super) fn ticket_for(&self, artifact: &Artifact) -> Ticket {
+        let m = artifact.manifest();
+        let mut t =
+            Ticket::new(m.id(), m.layout().size()).expect("a stored artifact has a valid size");
+        if let Some(name) = artifact.name() {
+            t = t.clone().with_name(name).unwrap_or(t);
+        }
+        t = t
+            .clone()
+            .with_hint(Hint::Node(self.settings.advertise))
+            .unwrap_or(t);
+        if let Some(url) = &self.settings.signal_url {
+            t = t.clone().with_hint(Hint::Signal(url.clone())).unwrap_or(t);
+        }
+        t
+    }
+
+    pub(super) fn on_disk(&mut self, id: ContentId, result: DiskResult) {
+        let now = self.now();
+        let (Some(entry), Some(swarm)) = (self.entries.get_mut(&id), self.ep.swarm_mut(&id)) else {
+            return;
+        };
+        match result {
+            DiskResult::Read(piece, data) => swarm.handle_piece_read(now, piece, data),
+            DiskResult::ReadFailed(piece) => swarm.handle_piece_read_failed(now, piece),
+            DiskResult::Checked(checked) => swarm.handle_piece_checked(now, checked),
+            DiskResult::Written(piece, Ok(())) => swarm.handle_piece_stored(now, piece, true),
+            DiskResult::Written(piece, Err(err)) => {
+                tracing::error!(%id, piece, "cannot store: {err}");
+                entry.error = Some(err);
+                swarm.handle_piece_stored(now, piece, false);
+                self.stop_fetching(id);
+            }
+            DiskResult::CreateFailed(err) => {
+                tracing::error!(%id, "cannot create the artifact: {err}");
+                entry.error = Some(err);
+                self.stop_fetching(id);
+            }
+        }
+    }
+
+    /// After a storage failure: close the artifact's links and stop dialing for it.
+    pub(super) fn stop_fetching(&mut self, id: ContentId) {
+        let now = self.now();
+        self.ep.unlink_swarm(now, &id);
+        if let Some(entry) = self.entries.get_mut(&id) {
+            for state in entry.addrs.values_mut() {
+                state.never = true;
+            }
+        }
+    }
+
+    pub(super) fn on_action(&mut self, id: ContentId, action: Action) {
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return;
+        };
+        let sent = match action {
+            Action::ReadPiece { piece } => entry.disk.send(DiskOp::Read(piece)),
+            Action::CheckPiece(check) => entry.disk.check(check),
+            Action::StorePiece { piece, data } => entry.disk.send(DiskOp::Write(piece, data)),
+            Action::StoreManifest(m) => {
+                let name = entry.ticket.name().map(str::to_string);
+                entry.disk.send(DiskOp::Create(m, name))
+            }
+            // The endpoint keeps link closes to itself.
+            Action::Disconnect { .. } => Ok(()),
+        };
+        if sent.is_err() {
+            // The disk worker is gone: nothing sent to it will ever complete.
+            tracing::error!(%id, "the disk worker stopped; no longer fetching");
+            entry
+                .error
+                .get_or_insert_with(|| "the disk worker stopped".into());
+            self.stop_fetching(id);
+        }
+    }
+
+    pub(super) fn on_event(&mut self, id: ContentId, event: Event) {
+        match event {
+            Event::PeerConnected { peer, .. } => tracing::debug!(%id, %peer, "peer linked"),
+            Event::PeerBanned { peer, piece } => {
+                tracing::warn!(%id, %peer, ?piece, "banned a peer that sent data failing verification");
+                if let Some(e) = self.entries.get_mut(&id) {
+                    e.banned.push(peer);
+                }
+            }
+            Event::Complete => {
+                tracing::info!(%id, "complete");
+                self.publish_state();
+            }
+            Event::ManifestVerified => tracing::debug!(%id, "manifest verified"),
+            Event::StoreFailed { piece } => tracing::debug!(%id, piece, "store failed"),
+            Event::PieceVerified { .. } => {}
+        }
+    }
+}

@@ -1,0 +1,461 @@
+//! The node actor: owns the swarms and links, and turns swarm outputs into IO.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::SocketAddr,
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::Result;
+use pollen_core::{
+    ContentId, Hint, Instant, PeerId, Ticket,
+    endpoint::{CloseReason, Endpoint, EndpointConfig, EndpointEvent, LinkEnd, Output},
+    membership::{Holding, MemberEvent},
+    policy::presets,
+    signal::{Member, PeerKind},
+    swarm::{Action, DisconnectReason, Event, Swarm, SwarmConfig},
+};
+use tokio::{
+    net::TcpStream,
+    sync::mpsc::{UnboundedReceiver, UnboundedSender},
+    time::Instant as TokioInstant,
+};
+
+use super::{
+    ApiCall, Input,
+    conn::{self, ConnHandle, ConnId},
+    dial::{self, AddrState},
+    disk::{self, DiskHandle, DiskOp, DiskResult},
+    gossip::{self, Gossip},
+    tickets,
+    webrtc::Command as RtcCommand,
+};
+use crate::{
+    api_types::{
+        ArtifactStatus, GetReply, HoldingStatus, MemberStatus, PeerStatus, ShareReply, Status,
+    },
+    store::{Artifact, Store},
+};
+
+mod api;
+mod artifacts;
+mod links;
+mod rtc;
+
+use links::spawn_link;
+
+/// How long a dial may take.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Wait before dialing an address again after it turned out to duplicate another link.
+const REDIAL_DUPLICATE: Duration = Duration::from_secs(30);
+/// How long a new connection may take to send its handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most accepted connections that have not sent their handshake yet.
+const MAX_UNROUTED: usize = 256;
+
+/// The node's identity and addresses.
+pub(crate) struct Settings {
+    pub(crate) peer_id: PeerId,
+    pub(crate) listen: SocketAddr,
+    pub(crate) advertise: SocketAddr,
+    /// Peers to fetch every artifact from.
+    pub(crate) peers: Vec<SocketAddr>,
+    /// Cap on upload bandwidth, shared by all links.
+    pub(crate) limiter: conn::SharedLimiter,
+    /// Recycled buffers for received blocks, shared by all links.
+    pub(crate) buffers: super::buffers::BufferPool,
+    /// Upload cap in bytes per second, if any (advertised as capacity; load is measured
+    /// against it).
+    pub(crate) upload_cap: Option<u64>,
+    /// Members to join the cluster through.
+    pub(crate) join: Vec<SocketAddr>,
+    /// WebRTC to browsers, through signaling (unless disabled).
+    pub(crate) rtc: Option<super::webrtc::Rtc>,
+    /// The signaling URL put in our tickets (our embedded server's), if any.
+    pub(crate) signal_url: Option<String>,
+}
+
+/// Where a link goes.
+#[derive(Debug, Clone, Copy)]
+enum Remote {
+    /// A TCP peer at this address.
+    Tcp(SocketAddr),
+    /// A peer over a WebRTC data channel.
+    WebRtc(PeerId, PeerKind),
+}
+
+impl std::fmt::Display for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tcp(addr) => write!(f, "{addr}"),
+            Self::WebRtc(peer, PeerKind::Browser) => write!(f, "webrtc:browser:{peer}"),
+            Self::WebRtc(peer, PeerKind::Native) => write!(f, "webrtc:native:{peer}"),
+        }
+    }
+}
+
+/// Most WebRTC links one incomplete artifact dials.
+const MAX_RTC_DIALS: usize = 8;
+/// Ticks between asking signaling again for members of an artifact still being fetched.
+const RTC_REFRESH_TICKS: u64 = 5;
+
+/// One artifact: its disk worker and where its peers are (its swarm is in the endpoint).
+struct Entry {
+    disk: DiskHandle,
+    /// Which disk worker `disk` is; results of others are ignored.
+    generation: u64,
+    ticket: Ticket,
+    addrs: BTreeMap<SocketAddr, AddrState>,
+    banned: Vec<PeerId>,
+    error: Option<String>,
+    rate: Rate,
+    /// When the node started fetching it (peer exchange waits a moment before crossing zones).
+    added: TokioInstant,
+}
+
+/// Recent transfer rates, from counters sampled every tick.
+#[derive(Default)]
+struct Rate {
+    last: Option<(TokioInstant, u64, u64)>,
+    down: f64,
+    up: f64,
+}
+
+/// One open connection (it carries every swarm we share with the peer).
+struct Conn {
+    handle: ConnHandle,
+    remote: Remote,
+    /// The address we dialed, if we did.
+    dialed: Option<SocketAddr>,
+    /// The address the peer accepts connections on, once its handshake said.
+    listens: Option<SocketAddr>,
+}
+
+/// The node's single owner of swarm state.
+pub(crate) struct Actor {
+    settings: Settings,
+    store: Store,
+    inputs: UnboundedSender<Input>,
+    started: TokioInstant,
+    entries: BTreeMap<ContentId, Entry>,
+    /// The swarms and their connections.
+    ep: Endpoint,
+    conns: HashMap<ConnId, Conn>,
+    /// The connection to each peer address we know one for.
+    by_addr: HashMap<SocketAddr, ConnId>,
+    /// Dials in progress, and the artifacts waiting for each.
+    dialing: HashMap<SocketAddr, Vec<ContentId>>,
+    next_seed: u64,
+    /// The generation the next disk worker gets.
+    next_generation: u64,
+    /// Seconds ticked since start.
+    ticks: u64,
+    gossip: Gossip,
+}
+
+impl Actor {
+    /// Loads every stored artifact and saved ticket.
+    pub(crate) fn start(
+        settings: Settings,
+        store: Store,
+        inputs: UnboundedSender<Input>,
+        gossip: Gossip,
+    ) -> Result<Self> {
+        let mut ep_cfg = EndpointConfig::new(settings.peer_id);
+        ep_cfg.listen_port = Some(settings.advertise.port());
+        ep_cfg.handshake_timeout = HANDSHAKE_TIMEOUT;
+        // Every link's writer reports what it sent (`Input::Sent`).
+        ep_cfg.report_sent = true;
+        let mut actor = Self {
+            ep: Endpoint::new(ep_cfg),
+            by_addr: HashMap::new(),
+            dialing: HashMap::new(),
+            gossip,
+            next_seed: u64::from_le_bytes(
+                settings.peer_id.as_bytes()[..8]
+                    .try_into()
+                    .unwrap_or_default(),
+            ),
+            settings,
+            store,
+            inputs,
+            started: TokioInstant::now(),
+            entries: BTreeMap::new(),
+            conns: HashMap::new(),
+            next_generation: 0,
+            ticks: 0,
+        };
+        let saved: BTreeMap<ContentId, Ticket> = tickets::load_all(actor.store.dir())
+            .into_iter()
+            .map(|t| (t.id(), t))
+            .collect();
+        let scan = actor.store.scan()?;
+        for err in &scan.unusable {
+            tracing::warn!("skipping an unusable artifact: {err}");
+        }
+        for id in scan.usable {
+            match actor.store.open_artifact(id) {
+                Ok(Some(artifact)) => {
+                    if let Some(reason) = artifact.reset_reason() {
+                        tracing::warn!(%id, "held pieces were reset and will be fetched again: {reason}");
+                    }
+                    let ticket = saved.get(&id).cloned();
+                    actor.add_artifact(artifact, ticket);
+                }
+                Ok(None) => {}
+                Err(err) => tracing::warn!(%id, "cannot open: {err}"),
+            }
+        }
+        for (id, ticket) in saved {
+            if !actor.entries.contains_key(&id) {
+                actor.add_download(ticket);
+            }
+        }
+        let now = actor.now();
+        let join = actor
+            .settings
+            .join
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        actor.gossip.membership.join(now, join);
+        actor.drive_gossip();
+        Ok(actor)
+    }
+
+    /// Processes inputs until every sender is gone.
+    pub(crate) async fn run(mut self, mut inputs: UnboundedReceiver<Input>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let deadline = self.next_deadline();
+            tokio::select! {
+                input = inputs.recv() => match input {
+                    Some(Input::Shutdown(done)) => {
+                        self.leave().await;
+                        let _ = done.send(());
+                        return;
+                    }
+                    Some(input) => self.on_input(input),
+                    None => return,
+                },
+                () = tokio::time::sleep_until(deadline) => self.on_timeouts(),
+                _ = tick.tick() => self.on_tick(),
+            }
+        }
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_micros(self.started.elapsed().as_micros() as u64)
+    }
+
+    fn next_deadline(&self) -> TokioInstant {
+        let far = self.started + Duration::from_secs(3600 * 24 * 365);
+        self.ep
+            .poll_timeout()
+            .into_iter()
+            .chain(self.gossip.membership.poll_timeout())
+            .map(|at| self.started + Duration::from_micros(at.as_micros()))
+            .min()
+            .unwrap_or(far)
+    }
+
+    /// Tells the cluster we are leaving, and gives the news a moment to spread.
+    async fn leave(&mut self) {
+        let now = self.now();
+        self.gossip.membership.leave(now);
+        self.gossip.drain();
+        for _ in 0..2 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let now = self.now();
+            self.gossip.membership.handle_timeout(now);
+            self.gossip.drain();
+        }
+    }
+
+    /// Sends what membership queued and acts on its news.
+    fn drive_gossip(&mut self) {
+        let mut changed = false;
+        for event in self.gossip.drain() {
+            match event {
+                MemberEvent::Joined(p) => {
+                    tracing::info!(peer = %p, "member joined");
+                    changed = true;
+                }
+                MemberEvent::Updated(_) | MemberEvent::Recovered(_) => changed = true,
+                MemberEvent::Suspected(p) => tracing::info!(peer = %p, "member suspected"),
+                MemberEvent::Died(p) => tracing::warn!(peer = %p, "member declared dead"),
+                MemberEvent::Left(p) => tracing::info!(peer = %p, "member left"),
+                MemberEvent::Refuted => tracing::info!("refuted a suspicion of this node"),
+                MemberEvent::Connect(_) | MemberEvent::Disconnect(_) => {}
+            }
+        }
+        if changed {
+            self.dial_missing();
+        }
+    }
+
+    // ----- inputs -----
+
+    fn on_input(&mut self, input: Input) {
+        let now = self.now();
+        match input {
+            Input::Accepted(stream, remote) => {
+                if self.ep.unready_count() >= MAX_UNROUTED {
+                    tracing::warn!(%remote, "too many links without a handshake; refusing one");
+                    return;
+                }
+                let conn = self.ep.connect(now, false);
+                let handle = spawn_link(&self.inputs, &self.settings, conn, stream);
+                self.conns.insert(
+                    conn,
+                    Conn {
+                        handle,
+                        remote: Remote::Tcp(remote),
+                        dialed: None,
+                        listens: None,
+                    },
+                );
+            }
+            Input::Dialed { addr, result } => self.on_dialed(addr, result),
+            Input::Frame(conn, body) => self.ep.handle_frame(now, conn, body),
+            Input::Sent(conn, len) => self.ep.handle_sent(conn, len),
+            Input::Closed(conn, reason) => {
+                tracing::debug!(conn = conn.0, "link closed: {reason}");
+                self.drop_conn(conn);
+            }
+            Input::Disk(id, generation, result) => {
+                // Results of a worker an entry no longer uses are stale.
+                if self
+                    .entries
+                    .get(&id)
+                    .is_some_and(|e| e.generation == generation)
+                {
+                    self.on_disk(id, result);
+                }
+            }
+            Input::Api(call) => self.on_api(call),
+            Input::Gossip(from, bytes) => {
+                if let Err(err) =
+                    self.gossip
+                        .membership
+                        .handle_packet(now, &from.to_string(), &bytes)
+                {
+                    tracing::debug!(%from, "refused a gossip packet: {err}");
+                }
+                self.drive_gossip();
+            }
+            Input::RtcMembers {
+                server,
+                swarm,
+                members,
+            } => self.on_rtc_members(server, swarm, members),
+            Input::RtcOpened {
+                swarm,
+                peer,
+                kind,
+                offered,
+                dc,
+                pc,
+            } => self.on_rtc_opened(swarm, peer, kind, offered, dc, pc),
+            // Handled by the run loop.
+            Input::Shutdown(_) => {}
+        }
+        self.drive();
+    }
+
+    fn on_timeouts(&mut self) {
+        let now = self.now();
+        if self
+            .gossip
+            .membership
+            .poll_timeout()
+            .is_some_and(|t| t <= now)
+        {
+            self.gossip.membership.handle_timeout(now);
+            self.drive_gossip();
+        }
+        if self.ep.poll_timeout().is_some_and(|t| t <= now) {
+            self.ep.handle_timeout(now);
+            self.drive();
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let at = TokioInstant::now();
+        for (id, entry) in &mut self.entries {
+            let Some(stats) = self.ep.swarm(id).map(Swarm::stats) else {
+                continue;
+            };
+            if let Some((t, down, up)) = entry.rate.last {
+                let secs = at.duration_since(t).as_secs_f64().max(1e-3);
+                let sample_down = (stats.downloaded - down) as f64 / secs;
+                let sample_up = (stats.uploaded - up) as f64 / secs;
+                entry.rate.down = 0.5 * entry.rate.down + 0.5 * sample_down;
+                entry.rate.up = 0.5 * entry.rate.up + 0.5 * sample_up;
+            }
+            entry.rate.last = Some((at, stats.downloaded, stats.uploaded));
+        }
+        self.publish_state();
+        self.dial_missing();
+        self.ticks += 1;
+        if self.ticks.is_multiple_of(RTC_REFRESH_TICKS)
+            && let Some(rtc) = &self.settings.rtc
+        {
+            for (&id, entry) in &self.entries {
+                let links = self.ep.swarm_conns(&id).count();
+                let complete = self.ep.swarm(&id).is_some_and(Swarm::is_complete);
+                if !complete && entry.error.is_none() && links < MAX_RTC_DIALS {
+                    rtc.send(RtcCommand::Refresh(id));
+                }
+            }
+        }
+    }
+
+    /// Carries out everything the endpoint asks for after an input.
+    fn drive(&mut self) {
+        while let Some(out) = self.ep.poll_output() {
+            match out {
+                Output::Transmit(conn, bytes) => {
+                    let stuck = self
+                        .conns
+                        .get(&conn)
+                        .is_some_and(|c| c.handle.send(bytes).is_err());
+                    if stuck {
+                        tracing::debug!(
+                            conn = conn.0,
+                            "peer is not reading what we send; dropping it"
+                        );
+                        self.drop_conn(conn);
+                    }
+                }
+                Output::Action(id, action) => self.on_action(id, action),
+                Output::Close(conn, reason) => {
+                    tracing::debug!(conn = conn.0, ?reason, "closing a connection");
+                    if reason == CloseReason::SelfConnection
+                        && let Some(addr) = self.conns.get(&conn).and_then(|c| c.dialed)
+                    {
+                        for e in self.entries.values_mut() {
+                            if let Some(s) = e.addrs.get_mut(&addr) {
+                                s.never = true;
+                            }
+                        }
+                    }
+                    self.forget_conn(conn);
+                }
+                Output::Event(EndpointEvent::Connected {
+                    conn,
+                    peer,
+                    listen_port,
+                }) => self.on_connected(conn, peer, listen_port),
+                Output::Event(EndpointEvent::Swarm(id, event)) => self.on_event(id, event),
+                Output::Event(EndpointEvent::LinkClosed {
+                    conn,
+                    swarm,
+                    reason,
+                }) => self.on_link_closed(conn, swarm, reason),
+            }
+        }
+    }
+}
