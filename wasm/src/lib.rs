@@ -6,6 +6,7 @@
 //! reliable data channel per neighbour, timers from the browser, and the JavaScript API.
 
 pub mod driver;
+mod names;
 
 #[cfg(target_arch = "wasm32")]
 mod browser;
