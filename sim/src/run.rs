@@ -1,17 +1,14 @@
 //! One run of a scenario at one peer count, and what it measured.
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    time::Duration,
-};
+use std::time::Duration;
 
-use pollen_core::Instant;
+use pollen_core::{Instant, policy::PolicyConfig};
 use rand_core::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::Serialize;
 
 use crate::{
-    net::{Capacity, Net, NodeId},
+    net::{Capacity, Dialing, Net, NodeId},
     scenario::Scenario,
 };
 
@@ -184,22 +181,25 @@ pub fn run_on(
         .copied()
         .filter(|p| !late.iter().any(|&(n, _)| n == *p))
         .collect();
-    if zones.len() > 1 && scenario.zone_local {
-        link_by_zone(
-            &mut net,
-            &origins,
-            &present,
-            scenario.degree,
-            scenario.fetchers_per_crossing,
-            &mut rng,
-        );
-    } else {
-        for &p in &present {
-            for &o in &origins {
-                net.connect(p, o);
-            }
+    // Peers link as a node's dial policy does, with the scenario's numbers: every origin (the
+    // ticket names them), then `degree` more peers in the policy's order; in zones, only a
+    // few elected fetchers per zone cross, once the zone grace has passed.
+    let zoned = zones.len() > 1 && scenario.zone_local;
+    let dialing = Dialing {
+        cfg: PolicyConfig {
+            max_links: scenario.degree + origins.len(),
+            fetchers_per_crossing: scenario.fetchers_per_crossing,
+            ..PolicyConfig::default()
+        },
+        zones: zoned,
+    };
+    net.set_dialing(dialing);
+    for &p in &present {
+        net.dial_by_policy(p, &dialing, Duration::ZERO);
+        if zoned {
+            // Its dial tick once the zone grace has passed: elected fetchers now cross.
+            net.redial_at(p, Instant::ZERO + dialing.cfg.zone_grace);
         }
-        net.connect_random(scenario.degree + origins.len());
     }
 
     let limit = Duration::from_secs_f64(scenario.time_limit_s);
@@ -357,88 +357,6 @@ fn capacity(up_mb_s: f64, down_mb_s: f64) -> Capacity {
     Capacity {
         up: (up_mb_s * MB) as u64,
         down: (down_mb_s * MB) as u64,
-    }
-}
-
-/// Links peers as the node's gossip source choice does: each peer to `degree` random peers of
-/// its own zone and to the origins of its zone; in a zone without an origin, one designated
-/// fetcher per `fetchers_per_crossing` peers (at least one) links to the origins, to the other zones' designated fetchers and to `degree`
-/// random holders in other zones, and the rest of its zone fetches from it and from each
-/// other.
-fn link_by_zone(
-    net: &mut Net,
-    origins: &[NodeId],
-    peers: &[NodeId],
-    degree: usize,
-    fetchers_per_crossing: usize,
-    rng: &mut Xoshiro256PlusPlus,
-) {
-    let mut by_zone: BTreeMap<u16, Vec<NodeId>> = BTreeMap::new();
-    for &p in peers {
-        by_zone.entry(net.zone(p)).or_default().push(p);
-    }
-    let mut t = Topology {
-        linked: BTreeSet::new(),
-        links: vec![0; net.len()],
-    };
-    let mut designated = Vec::new();
-    for (&zone, members) in &by_zone {
-        let local: Vec<NodeId> = origins
-            .iter()
-            .copied()
-            .filter(|&o| net.zone(o) == zone)
-            .collect();
-        if local.is_empty() {
-            let crossing = (members.len() / fetchers_per_crossing.max(1)).max(1);
-            designated.extend(members.iter().take(crossing));
-        }
-        for &p in members {
-            for &o in &local {
-                t.link(net, p, o);
-            }
-            // As `Net::connect_random`: links made by others count.
-            let want = local.len() + degree.min(members.len() - 1);
-            let mut tries = 0;
-            while t.links[p] < want && tries < 10 * members.len() + 100 {
-                tries += 1;
-                let q = members[(rng.next_u64() % members.len() as u64) as usize];
-                t.link(net, p, q);
-            }
-        }
-    }
-    for (i, &d) in designated.iter().enumerate() {
-        for &o in origins {
-            t.link(net, d, o);
-        }
-        for &e in &designated[i + 1..] {
-            t.link(net, d, e);
-        }
-        let elsewhere: Vec<NodeId> = peers
-            .iter()
-            .copied()
-            .filter(|&p| net.zone(p) != net.zone(d))
-            .collect();
-        for _ in 0..degree.min(elsewhere.len()) {
-            let q = elsewhere[(rng.next_u64() % elsewhere.len() as u64) as usize];
-            t.link(net, d, q);
-        }
-    }
-}
-
-/// Links made so far, each pair once.
-struct Topology {
-    linked: BTreeSet<(NodeId, NodeId)>,
-    /// Links per node.
-    links: Vec<usize>,
-}
-
-impl Topology {
-    fn link(&mut self, net: &mut Net, a: NodeId, b: NodeId) {
-        if a != b && self.linked.insert((a.min(b), a.max(b))) {
-            net.connect(a, b);
-            self.links[a] += 1;
-            self.links[b] += 1;
-        }
     }
 }
 

@@ -2,8 +2,9 @@
 
 use std::{process::Command, time::Duration};
 
+use pollen_core::policy::PolicyConfig;
 use pollen_sim::{
-    net::{Behavior, Capacity, Net},
+    net::{Behavior, Capacity, Dialing, Net},
     run::{Report, run, run_on},
     scenario::Scenario,
 };
@@ -180,6 +181,64 @@ fn zone_local_links_cross_zones_through_a_few_fetchers() {
             .groups
             .iter()
             .all(|g| g.peers == 20 && g.incomplete == 0)
+    );
+}
+
+#[test]
+fn a_crossing_fetcher_whose_cap_is_full_still_links_across() {
+    // Zone 0: the origin and 20 peers; zone 1: 40 peers, of which one crosses. The links its
+    // zone opens to it fill its cap, yet it links to holders across
+    // (`PolicyConfig::cross_links`): with the origin alone across, an origin that spreads
+    // first refuses it what its own zone's peers hold.
+    let mut net = Net::lengths_only(1, Duration::from_millis(5));
+    let cap = Capacity {
+        up: 5 * MB,
+        down: 20 * MB,
+    };
+    let (origin, ticket) = net.add_origin(4 << 20, cap, Behavior::Honest);
+    net.set_zone(origin, 0);
+    let peers: Vec<_> = (0..60)
+        .map(|i| {
+            let p = net.add_peer(&ticket, cap, Behavior::Honest);
+            net.set_zone(p, u16::from(i >= 20));
+            p
+        })
+        .collect();
+    let dialing = Dialing {
+        cfg: PolicyConfig {
+            max_links: 5,
+            ..PolicyConfig::default()
+        },
+        zones: true,
+    };
+    for &p in &peers {
+        net.dial_by_policy(p, &dialing, Duration::ZERO);
+    }
+    for &p in &peers {
+        net.dial_by_policy(p, &dialing, dialing.cfg.zone_grace);
+    }
+    let across = |p: usize| {
+        net.linked_peers(p)
+            .iter()
+            .filter(|&&q| net.zone(q) != net.zone(p))
+            .count()
+    };
+    let crossing: Vec<usize> = peers[20..]
+        .iter()
+        .copied()
+        .filter(|&p| across(p) > 0)
+        .collect();
+    assert_eq!(crossing.len(), 1, "one fetcher of 40 crosses");
+    let c = crossing[0];
+    assert!(
+        net.linked_peers(c).len() > dialing.cfg.max_links,
+        "its cap is full"
+    );
+    // More than the origin, and at least the policy's count.
+    assert!(
+        across(c) > 1 && across(c) >= dialing.cfg.cross_links,
+        "{} links across",
+        across(c)
     );
 }
 

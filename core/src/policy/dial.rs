@@ -55,7 +55,8 @@ impl AddrState {
 ///
 /// Pinned addresses are always dialed, unless the sources say to leave them to another
 /// fetcher of our zone (`avoid`), and so are complete holders until
-/// [`PolicyConfig::complete_links`] of them are linked or being dialed. Then the `dial` list,
+/// [`PolicyConfig::complete_links`] of them are linked or being dialed, and a crossing
+/// fetcher's holders in other zones until [`PolicyConfig::cross_links`] are. Then the `dial` list,
 /// best first, and then any other known address not to avoid, while links open plus dials in
 /// progress stay below [`PolicyConfig::max_links`].
 pub fn to_dial<A: Ord + Clone>(
@@ -76,15 +77,21 @@ pub fn to_dial<A: Ord + Clone>(
     let engaged = |out: &Vec<A>, a: &A| {
         out.contains(a) || addrs.get(a).is_some_and(|s| s.dialing || s.conn.is_some())
     };
-    let complete_linked = sources.complete.iter().filter(|a| engaged(&out, a)).count();
-    let wanted: Vec<A> = sources
-        .complete
-        .iter()
-        .filter(|a| !engaged(&out, a) && dialable(a))
-        .take(cfg.complete_links.saturating_sub(complete_linked))
-        .cloned()
-        .collect();
-    out.extend(wanted);
+    // Complete holders, then (for a crossing fetcher) holders in other zones, each up to its
+    // own count whatever the cap.
+    for (list, want) in [
+        (&sources.complete, cfg.complete_links),
+        (&sources.across, cfg.cross_links),
+    ] {
+        let linked = list.iter().filter(|a| engaged(&out, a)).count();
+        let wanted: Vec<A> = list
+            .iter()
+            .filter(|a| !engaged(&out, a) && dialable(a))
+            .take(want.saturating_sub(linked))
+            .cloned()
+            .collect();
+        out.extend(wanted);
+    }
     let mut budget = cfg.max_links.saturating_sub(linked + dialing + out.len());
     let others = addrs
         .keys()
@@ -200,7 +207,7 @@ mod tests {
         let src = Sources {
             dial: vec![addr(0), addr(1), addr(2), addr(3)],
             avoid: vec![addr(4)],
-            complete: Vec::new(),
+            ..Sources::default()
         };
         // addr(5) is known but gossip no longer names it: dialed after gossip's sources.
         assert_eq!(
@@ -216,7 +223,7 @@ mod tests {
         let src = Sources {
             dial: vec![addr(1)],
             avoid: vec![addr(0)],
-            complete: Vec::new(),
+            ..Sources::default()
         };
         assert_eq!(
             to_dial(&PolicyConfig::default(), &addrs, &src, 0, Instant::ZERO),
@@ -253,5 +260,17 @@ mod tests {
         let dial = to_dial(&PolicyConfig::default(), &addrs, &src, 1, Instant::ZERO);
         assert_eq!(dial.len(), MAX_LINKS - 1);
         assert_eq!(dial[0], addr(31));
+    }
+
+    #[test]
+    fn a_crossing_fetcher_links_across_whatever_the_cap() {
+        let addrs = known(40);
+        let mut src = sources(0..40);
+        src.across = (20..40).map(addr).collect();
+        let cfg = PolicyConfig::default();
+        // At the cap with links in its own zone: holders across are dialed anyway.
+        let dial = to_dial(&cfg, &addrs, &src, MAX_LINKS, Instant::ZERO);
+        let expected: Vec<SocketAddr> = (20..20 + cfg.cross_links as u16).map(addr).collect();
+        assert_eq!(dial, expected);
     }
 }

@@ -30,6 +30,8 @@ pub struct Sources<A> {
     pub avoid: Vec<A>,
     /// The holders of `dial` that hold the whole artifact, in the same order.
     pub complete: Vec<A>,
+    /// The holders of `dial` in other zones, in the same order (only for a crossing fetcher).
+    pub across: Vec<A>,
 }
 
 impl<A> Default for Sources<A> {
@@ -38,6 +40,7 @@ impl<A> Default for Sources<A> {
             dial: Vec::new(),
             avoid: Vec::new(),
             complete: Vec::new(),
+            across: Vec::new(),
         }
     }
 }
@@ -49,13 +52,15 @@ pub const LOAD_BAND: u8 = 25;
 /// Chooses sources of artifact `id` for fetcher `me` in zone `zone`, fetching for
 /// `fetching_for` so far.
 ///
-/// Holders in our zone come first, then complete holders, then the less loaded, and each
-/// fetcher orders equals its own way ([`rank`]). If one of our zone holds the whole artifact,
-/// nothing is fetched from other zones. Otherwise one fetcher per
+/// Complete holders come first, then the less loaded, and each fetcher orders equals its own
+/// way ([`rank`]). If one of our zone holds the whole artifact, nothing is fetched from other
+/// zones. Otherwise one fetcher per
 /// [`PolicyConfig::fetchers_per_crossing`] of the zone (at least one) fetches across: those
 /// whose `BLAKE3(peer id ‖ artifact id)` is smallest among the zone's fetchers, after
 /// [`PolicyConfig::zone_grace`] to learn who they are; the others fetch from them and each
-/// other, so an artifact crosses into a zone about once per crossing fetcher.
+/// other, so an artifact crosses into a zone about once per crossing fetcher. A crossing
+/// fetcher's holders in other zones are also listed in `across`, which it links to whatever
+/// the cap (see [`super::dial::to_dial`]).
 pub fn choose<'a, A: Clone, Z: PartialEq + ?Sized + 'a>(
     cfg: &PolicyConfig,
     me: &PeerId,
@@ -75,22 +80,26 @@ pub fn choose<'a, A: Clone, Z: PartialEq + ?Sized + 'a>(
     let crossing = ((zone_fetchers.count() + 1) / cfg.fetchers_per_crossing.max(1)).max(1);
     let designated = fetching_for >= cfg.zone_grace && ahead < crossing;
     let mut out = Sources::default();
-    let mut dial = Vec::new();
+    let mut local = Vec::new();
+    let mut remote = Vec::new();
     for h in holders {
-        if h.zone == zone || (!local_complete && designated) {
-            let key = (
-                h.zone != zone,
-                !h.complete,
-                h.load / LOAD_BAND,
-                rank(me.as_bytes(), h.peer.as_bytes()),
-            );
-            dial.push((key, h.complete, h.addr));
+        let key = (
+            !h.complete,
+            h.load / LOAD_BAND,
+            rank(me.as_bytes(), h.peer.as_bytes()),
+        );
+        if h.zone == zone {
+            local.push((key, h.complete, h.addr));
+        } else if !local_complete && designated {
+            remote.push((key, h.complete, h.addr));
         } else {
             out.avoid.push(h.addr);
         }
     }
-    dial.sort_by_key(|d| d.0);
-    for (_, complete, addr) in dial {
+    local.sort_by_key(|d| d.0);
+    remote.sort_by_key(|d| d.0);
+    out.across = remote.iter().map(|(_, _, addr)| addr.clone()).collect();
+    for (_, complete, addr) in local.into_iter().chain(remote) {
         if complete {
             out.complete.push(addr.clone());
         }

@@ -107,6 +107,7 @@ pub(crate) fn sources(m: &Membership, id: &ContentId, fetching_for: Duration) ->
         dial: parse(s.dial),
         avoid: parse(s.avoid),
         complete: parse(s.complete),
+        across: parse(s.across),
     }
 }
 

@@ -20,7 +20,10 @@
 //! decision is still the real state machine's; only the bytes and the hashing are left out,
 //! which is what lets thousands of nodes move gigabytes.
 
+mod dialing;
 mod part;
+
+pub use dialing::Dialing;
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -29,6 +32,7 @@ use bytes::Bytes;
 use part::{Ctx, Part, Shared};
 use pollen_core::{
     Bitfield, Instant, Manifest, ManifestBuilder, PeerId, Ticket,
+    policy::presets,
     swarm::{LinkId, SPREAD_FIRST_MIN_LINKS, Swarm, SwarmConfig},
     wire::{self, Kind, LEN_PREFIX},
 };
@@ -197,6 +201,10 @@ enum Ev {
     Crash {
         node: NodeId,
     },
+    /// A node's dial tick: it links to what the dial policy picks now.
+    Redial {
+        node: NodeId,
+    },
 }
 
 impl Ev {
@@ -209,6 +217,7 @@ impl Ev {
             | Ev::Disconnected { node, .. }
             | Ev::Timer { node }
             | Ev::Join { node, .. }
+            | Ev::Redial { node }
             | Ev::Leave { node }
             | Ev::Crash { node } => node,
             Ev::Arrive { to, .. } => to,
@@ -252,6 +261,8 @@ pub struct Net {
     send_window: Option<u64>,
     /// The upload rate per slot of nodes added from now on ([`SwarmConfig::slot_rate`]).
     slot_rate: Option<u64>,
+    /// How joining nodes pick whom to link to (`None`: every origin and random nodes).
+    dialing: Option<Dialing>,
 }
 
 /// The send window nodes use unless told otherwise: two blocks of the default size.
@@ -288,6 +299,7 @@ impl Net {
             spread_first: false,
             send_window: Some(DEFAULT_SEND_WINDOW),
             slot_rate: Some(DEFAULT_SLOT_RATE),
+            dialing: None,
         }
     }
 
@@ -460,10 +472,9 @@ impl Net {
         for chunk in id.chunks_mut(8) {
             chunk.copy_from_slice(&self.rng.next_u64().to_le_bytes());
         }
-        let mut cfg = SwarmConfig::new(PeerId::from_bytes(id));
+        let mut cfg = presets::native(PeerId::from_bytes(id), None, Some(capacity.up), false);
         cfg.send_window = self.send_window;
         cfg.slot_rate = self.slot_rate;
-        cfg.upload_capacity = Some(capacity.up);
         cfg
     }
 
@@ -609,6 +620,7 @@ impl Net {
                     Ev::Join { node, degree } => self.join(node, degree),
                     Ev::Leave { node } => self.stop(node, State::Left),
                     Ev::Crash { node } => self.stop(node, State::Crashed),
+                    Ev::Redial { node } => self.redial(node),
                     _ => unreachable!("only joins, departures and crashes are global"),
                 }
                 self.flush_outbox();
@@ -780,6 +792,12 @@ impl Net {
         self.nodes[node].state = State::Active;
         if self.nodes[node].completed_at.is_some() {
             self.unfinished -= 1;
+        }
+        if let Some(dialing) = self.dialing {
+            // A late joiner has had time to learn its zone's fetchers.
+            self.dial_by_policy(node, &dialing, dialing.cfg.zone_grace);
+            self.drain(node);
+            return;
         }
         let origins: Vec<NodeId> = (0..self.nodes.len())
             .filter(|&o| self.nodes[o].origin && self.nodes[o].state == State::Active)

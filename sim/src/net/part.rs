@@ -169,7 +169,7 @@ impl Ctx<'_> {
                     self.drain(node);
                 }
             }
-            Ev::Join { .. } | Ev::Leave { .. } | Ev::Crash { .. } => {
+            Ev::Join { .. } | Ev::Leave { .. } | Ev::Crash { .. } | Ev::Redial { .. } => {
                 unreachable!("joins, departures and crashes are handled between windows")
             }
         }
