@@ -57,8 +57,10 @@ pub const LOAD_BAND: u8 = 25;
 /// zones. Otherwise one fetcher per
 /// [`PolicyConfig::fetchers_per_crossing`] of the zone (at least one) fetches across: those
 /// whose `BLAKE3(peer id ‖ artifact id)` is smallest among the zone's fetchers, after
-/// [`PolicyConfig::zone_grace`] to learn who they are; the others fetch from them and each
-/// other, so an artifact crosses into a zone about once per crossing fetcher. A crossing
+/// [`PolicyConfig::zone_grace`] to learn who they are, or at once for those that are smallest
+/// among all the zone's members (`zone_members`, fetching or not: known long before a fetch
+/// starts, so a flash crowd's crossing fetchers need not wait); the others fetch from them
+/// and each other, so an artifact crosses into a zone about once per crossing fetcher. A crossing
 /// fetcher's holders in other zones are also listed in `across`, which it links to whatever
 /// the cap (see [`super::dial::to_dial`]).
 pub fn choose<'a, A: Clone, Z: PartialEq + ?Sized + 'a>(
@@ -67,6 +69,7 @@ pub fn choose<'a, A: Clone, Z: PartialEq + ?Sized + 'a>(
     zone: &Z,
     id: &ContentId,
     holders: impl IntoIterator<Item = Holder<'a, A, Z>>,
+    zone_members: impl IntoIterator<Item = PeerId>,
     fetching_for: Duration,
 ) -> Sources<A> {
     let holders: Vec<Holder<'a, A, Z>> = holders.into_iter().filter(|h| h.peer != *me).collect();
@@ -78,7 +81,12 @@ pub fn choose<'a, A: Clone, Z: PartialEq + ?Sized + 'a>(
         .filter(|h| rank(h.peer.as_bytes(), id.as_bytes()) < my_rank)
         .count();
     let crossing = ((zone_fetchers.count() + 1) / cfg.fetchers_per_crossing.max(1)).max(1);
-    let designated = fetching_for >= cfg.zone_grace && ahead < crossing;
+    let members_ahead = zone_members
+        .into_iter()
+        .filter(|p| p != me && rank(p.as_bytes(), id.as_bytes()) < my_rank)
+        .count();
+    let designated =
+        ahead < crossing && (fetching_for >= cfg.zone_grace || members_ahead < crossing);
     let mut out = Sources::default();
     let mut local = Vec::new();
     let mut remote = Vec::new();
@@ -118,10 +126,15 @@ pub fn from_membership(
 ) -> Sources<alloc::string::String> {
     let holders = m.holders(id);
     let me = m.local_id();
+    let zone = m.state().zone.as_str();
+    let zone_members = m
+        .members()
+        .filter(|info| info.status.is_present() && info.state.zone == zone)
+        .map(|info| info.id);
     choose(
         cfg,
         &me,
-        m.state().zone.as_str(),
+        zone,
         id,
         holders.iter().filter_map(|(info, h)| {
             Some(Holder {
@@ -132,6 +145,7 @@ pub fn from_membership(
                 load: info.state.load,
             })
         }),
+        zone_members,
         fetching_for,
     )
 }

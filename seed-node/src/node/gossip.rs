@@ -128,6 +128,8 @@ mod tests {
         membership::{MembershipConfig, Record},
     };
 
+    use pollen_core::policy::sources::rank;
+
     use super::*;
 
     fn node(n: u8, zone: &str, holds: Option<bool>, artifact: ContentId) -> Record {
@@ -201,10 +203,12 @@ mod tests {
                 .filter(|m| sources(m, &a, after).dial.contains(&addr(1)))
                 .count()
         };
+        // The zone's smallest member fetches too, so it crosses at once; the others wait
+        // the grace and then still leave the crossing to it.
         assert_eq!(
             crossing(Duration::ZERO),
-            0,
-            "nobody crosses during the grace"
+            1,
+            "only the zone's first member crosses during the grace"
         );
         assert_eq!(crossing(ZONE_GRACE), 1, "one fetcher crosses");
         // Everyone dials its zone's fetchers.
@@ -240,10 +244,28 @@ mod tests {
     }
 
     #[test]
-    fn a_lone_fetcher_crosses_after_the_grace() {
+    fn a_lone_fetcher_crosses_at_once() {
         let a = ContentId::of(b"x");
         let mut m = me("b", 100);
         m.insert_record(Instant::ZERO, node(1, "a", Some(true), a));
+        assert_eq!(sources(&m, &a, Duration::ZERO).dial, vec![addr(1)]);
+        assert_eq!(sources(&m, &a, ZONE_GRACE).dial, vec![addr(1)]);
+    }
+
+    #[test]
+    fn a_fetcher_behind_a_member_not_fetching_waits_the_grace() {
+        let a = ContentId::of(b"x");
+        let electing = |n: u8| rank(&[n; 32], a.as_bytes());
+        // Two members of zone b: the one first in the election holds nothing (it may start
+        // fetching any moment), so the other waits the grace before it crosses.
+        let (first, second) = if electing(10) < electing(11) {
+            (10, 11)
+        } else {
+            (11, 10)
+        };
+        let mut m = me("b", second);
+        m.insert_record(Instant::ZERO, node(1, "a", Some(true), a));
+        m.insert_record(Instant::ZERO, node(first, "b", None, a));
         assert!(sources(&m, &a, Duration::ZERO).dial.is_empty());
         assert_eq!(sources(&m, &a, ZONE_GRACE).dial, vec![addr(1)]);
     }

@@ -81,7 +81,19 @@ impl Net {
                 complete: self.nodes[q].origin || self.nodes[q].completed_at.is_some(),
                 load: 0,
             });
-        let sources = choose(&dialing.cfg, &me, &zone, &id, holders, fetching_for);
+        // Every active node is a member, fetching or holding.
+        let zone_members = (0..self.nodes.len())
+            .filter(|&q| self.nodes[q].state == State::Active && zones[q] == zone)
+            .map(|q| self.nodes[q].swarm.peer_id());
+        let sources = choose(
+            &dialing.cfg,
+            &me,
+            &zone,
+            &id,
+            holders,
+            zone_members,
+            fetching_for,
+        );
         let linked: BTreeSet<NodeId> = n.links.values().map(|l| l.peer).collect();
         let addrs: BTreeMap<NodeId, AddrState> = sources
             .dial
