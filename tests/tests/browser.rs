@@ -311,3 +311,69 @@ fn a_page_reconnects_to_a_restarted_signaling_server_and_is_found_again() {
     );
     assert_eq!(field(&fetched, "equal"), &json!(true));
 }
+
+/// Shares `count` artifacts `pollenBytes(len, seed + i)`; returns `{tickets}`.
+const SHARE_MANY: &str = "
+const [url, count, len, seed, done] = arguments;
+(async () => {
+  window.peer = await Pollen.Peer.connect(url, null);
+  const tickets = [];
+  for (let i = 0; i < count; i++) {
+    tickets.push(await window.peer.share(pollenBytes(len, seed + i), 'a' + i + '.bin'));
+  }
+  done({ tickets });
+})().catch(e => done({ error: String(e) }));
+";
+
+/// Fetches every ticket at once and checks each against `pollenBytes(len, seed + i)`;
+/// returns how many matched and how many peer connections the page holds.
+const FETCH_MANY: &str = "
+const [url, tickets, len, seed, done] = arguments;
+(async () => {
+  window.peer = await Pollen.Peer.connect(url, null);
+  const got = await Promise.all(tickets.map((t) => window.peer.fetch(t, null)));
+  let equal = 0;
+  got.forEach((bytes, i) => {
+    const want = pollenBytes(len, seed + i);
+    let same = bytes.length === want.length;
+    for (let j = 0; same && j < bytes.length; j++) if (bytes[j] !== want[j]) same = false;
+    if (same) equal++;
+  });
+  done({ equal, connections: window.peer.connections(), made: window.peer.connectionsMade() });
+})().catch(e => done({ error: String(e) }));
+";
+
+#[test]
+fn two_pages_sharing_thirty_artifacts_hold_one_peer_connection() {
+    if !browser::available() {
+        return;
+    }
+    browser::require_default_route();
+    let (count, len, seed) = (30, 64 * 1024 + 123, 40);
+    let signal = SignalServer::start();
+    let web = WebServer::start(browser::www_dir().expect("checked"));
+    let sharer = Browser::start();
+    let fetcher = Browser::start();
+    for b in [&sharer, &fetcher] {
+        b.open(&web.url("peer.html"));
+        b.script_timeout(Duration::from_secs(180));
+    }
+    let shared = sharer.run(
+        &script(SHARE_MANY),
+        vec![json!(signal.url), json!(count), json!(len), json!(seed)],
+    );
+    let tickets = field(&shared, "tickets").clone();
+    let fetched = fetcher.run(
+        &script(FETCH_MANY),
+        vec![json!(signal.url), tickets, json!(len), json!(seed)],
+    );
+    assert_eq!(field(&fetched, "equal"), &json!(count), "{fetched}");
+    // One peer connection carries all 30, and no other was ever offered.
+    assert_eq!(field(&fetched, "connections"), &json!(1), "{fetched}");
+    assert_eq!(field(&fetched, "made"), &json!(1), "{fetched}");
+    let sharer_conns = sharer.run(
+        "arguments[0]([window.peer.connections(), window.peer.connectionsMade()])",
+        vec![],
+    );
+    assert_eq!(sharer_conns, json!([1, 1]));
+}

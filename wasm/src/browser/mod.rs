@@ -88,6 +88,8 @@ pub(crate) struct Shared {
     /// Peer events raised while the state was borrowed, delivered by the next `flush`.
     events: Vec<Notify>,
     timer: i32,
+    /// Peer connections ever made (offered or answered).
+    conns_made: u64,
 }
 
 /// A callback to run once the shared state is no longer borrowed.
@@ -236,6 +238,7 @@ impl Shared {
                     }
                 }
                 Output::Close(link) => self.close_link(link),
+                Output::Ready(link, peer) => self.share_with(link, peer),
                 Output::Progress(id) => self.progress(&id, &mut notes),
                 Output::Complete(id) => {
                     self.progress(&id, &mut notes);
@@ -262,6 +265,21 @@ impl Shared {
             }
         }
         notes
+    }
+
+    /// A link to `peer` is ready: every swarm we fetch that signaling says `peer` is in goes
+    /// on it too, instead of a peer connection of its own.
+    fn share_with(&mut self, link: LinkId, peer: PeerId) {
+        let swarms: Vec<ContentId> = self
+            .joined
+            .iter()
+            .filter(|id| !self.driver.is_complete(id))
+            .filter(|id| self.members.get(id).is_some_and(|m| m.contains_key(&peer)))
+            .copied()
+            .collect();
+        for id in swarms {
+            self.driver.share_link(now(), link, id);
+        }
     }
 
     fn progress(&self, id: &ContentId, notes: &mut Vec<Notify>) {
@@ -532,6 +550,17 @@ impl Peer {
             .unwrap_or(JsValue::UNDEFINED)
     }
 
+    /// Open peer connections (each carries every artifact shared with its peer).
+    pub fn connections(&self) -> usize {
+        self.state.borrow().conns.len()
+    }
+
+    /// Peer connections made since the page connected, offered or answered.
+    #[wasm_bindgen(js_name = connectionsMade)]
+    pub fn connections_made(&self) -> f64 {
+        self.state.borrow().conns_made as f64
+    }
+
     /// Closes every connection and the signaling socket.
     pub fn close(&self) {
         let mut s = self.state.borrow_mut();
@@ -664,6 +693,7 @@ impl Peer {
             graveyard: Vec::new(),
             events: Vec::new(),
             timer: 0,
+            conns_made: 0,
         }));
         install_callbacks(&state)?;
         state.borrow().signal(&ToServer::Hello {
@@ -853,9 +883,13 @@ fn on_signal(state: &State, msg: FromServer) {
                     continue;
                 }
                 open += 1;
-                // A peer we share another swarm with gets this one on the same connection.
+                // A peer we share another swarm with gets this one on the same connection;
+                // one still opening gets it once it is ready (`share_with`).
                 if let Some(link) = s.driver.link_to(&m.peer) {
                     s.driver.share_link(now(), link, swarm);
+                    continue;
+                }
+                if s.conns.keys().any(|k| k.1 == m.peer) {
                     continue;
                 }
                 rtc::dial(state, &mut s, swarm, m.peer);

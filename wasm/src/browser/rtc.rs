@@ -52,7 +52,13 @@ impl Conn {
 }
 
 /// A peer connection to `peer` for `swarm`, its ICE candidates trickled through signaling.
-fn new_conn(state: &State, s: &Shared, swarm: ContentId, peer: PeerId) -> Result<Conn, JsValue> {
+fn new_conn(
+    state: &State,
+    s: &mut Shared,
+    swarm: ContentId,
+    peer: PeerId,
+) -> Result<Conn, JsValue> {
+    s.conns_made += 1;
     let config = RtcConfiguration::new();
     if s.ice_servers.is_object() {
         config.set_ice_servers(&s.ice_servers);
@@ -281,7 +287,7 @@ fn answer(state: &State, key: (ContentId, PeerId), sdp: String) {
             }
             s.conn_closed(key);
         }
-        let mut conn = match new_conn(state, &s, key.0, key.1) {
+        let mut conn = match new_conn(state, &mut s, key.0, key.1) {
             Ok(c) => c,
             Err(err) => return warn("cannot create a peer connection", &err),
         };

@@ -200,9 +200,10 @@ impl Driver {
                         }
                     }
                 }
-                EpOutput::Event(
-                    EndpointEvent::Connected { .. } | EndpointEvent::LinkClosed { .. },
-                ) => {}
+                EpOutput::Event(EndpointEvent::Connected { conn, peer, .. }) => {
+                    self.out.push_back(Output::Ready(link_of(conn), peer));
+                }
+                EpOutput::Event(EndpointEvent::LinkClosed { .. }) => {}
             }
         }
         for id in progressed.into_keys() {

@@ -41,6 +41,9 @@ pub enum Output {
     Send(LinkId, Vec<Vec<u8>>),
     /// Close the link (the driver has forgotten it).
     Close(LinkId),
+    /// The link's handshake arrived: it joins us to this peer, and can carry any other
+    /// swarm the two share ([`super::Driver::share_link`]).
+    Ready(LinkId, PeerId),
     /// An artifact's progress changed.
     Progress(ContentId),
     /// An artifact is complete and verified.
