@@ -5,7 +5,10 @@ mod common;
 use std::collections::VecDeque;
 
 use common::{PIECE, exchange, pair};
-use pollen_core::{Instant, PeerId, swarm::SwarmConfig};
+use pollen_core::{
+    Instant, PeerId,
+    swarm::{Stored, SwarmConfig},
+};
 
 #[test]
 fn slow_storage_stops_new_pieces_until_stores_complete() {
@@ -33,7 +36,7 @@ fn slow_storage_stops_new_pieces_until_stores_complete() {
     // Completing the stores lets the download go on, to the end.
     let mut rounds = 0;
     while let Some(piece) = stored.pop_front() {
-        down.handle_piece_stored(now, piece, true);
+        down.handle_piece_stored(now, piece, Stored::Written);
         exchange(&mut seed, &mut down, now, &mut stored, |_| true);
         rounds += 1;
         assert!(rounds <= 10 * pieces as usize, "no progress");

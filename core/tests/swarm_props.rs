@@ -2,7 +2,7 @@
 
 use pollen_core::{
     Bitfield, ContentId, Instant, Manifest, PeerId, Ticket,
-    swarm::{Action, LinkId, Swarm, SwarmConfig},
+    swarm::{Action, LinkId, Stored, Swarm, SwarmConfig},
     wire::{self, BlockRef, Handshake, Message},
 };
 use proptest::prelude::*;
@@ -184,7 +184,10 @@ fn run(mut swarm: Swarm, inputs: &[Input], manifest: &Manifest, data: &[u8]) {
                     });
                 swarm.handle_piece_read(now, piece, bytes);
             }
-            Input::PieceStored(p, ok) => swarm.handle_piece_stored(now, u32::from(*p), *ok),
+            Input::PieceStored(p, ok) => {
+                let stored = if *ok { Stored::Written } else { Stored::Failed };
+                swarm.handle_piece_stored(now, u32::from(*p), stored);
+            }
         }
         while swarm.poll_transmit().is_some() {}
         while let Some(action) = swarm.poll_action() {

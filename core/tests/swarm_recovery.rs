@@ -5,7 +5,10 @@ mod common;
 use std::collections::VecDeque;
 
 use common::{exchange, pair};
-use pollen_core::{Instant, PeerId, swarm::SwarmConfig};
+use pollen_core::{
+    Instant, PeerId,
+    swarm::{Stored, SwarmConfig},
+};
 
 #[test]
 fn a_piece_the_seed_lost_is_not_requested_from_it_again_and_again() {
@@ -21,7 +24,7 @@ fn a_piece_the_seed_lost_is_not_requested_from_it_again_and_again() {
             break;
         }
         while let Some(p) = stored.pop_front() {
-            down.handle_piece_stored(now, p, true);
+            down.handle_piece_stored(now, p, Stored::Written);
         }
     }
     let have = down.have();

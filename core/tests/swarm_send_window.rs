@@ -7,7 +7,7 @@ use bytes::Bytes;
 use common::{DATA, PIECE};
 use pollen_core::{
     Bitfield, Instant, Manifest, PeerId, Ticket,
-    swarm::{Action, LinkId, Swarm, SwarmConfig},
+    swarm::{Action, LinkId, Stored, Swarm, SwarmConfig},
 };
 
 /// A seed configured by `cfg` and `n` downloaders; the seed's link `i + 1` is downloader
@@ -70,7 +70,9 @@ fn shuttle(
                 moved = true;
                 match action {
                     Action::CheckPiece(check) => d.handle_piece_checked(now, check.run()),
-                    Action::StorePiece { piece, .. } => d.handle_piece_stored(now, piece, true),
+                    Action::StorePiece { piece, .. } => {
+                        d.handle_piece_stored(now, piece, Stored::Written)
+                    }
                     _ => {}
                 }
             }

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use common::{DATA, PIECE, pair};
 use pollen_core::{
     Instant, PeerId,
-    swarm::{Action, LinkId, Swarm, SwarmConfig},
+    swarm::{Action, LinkId, Stored, Swarm, SwarmConfig},
     wire::{self, Message},
 };
 
@@ -54,7 +54,9 @@ fn requests_double_each_round_trip_before_the_first_rate_sample() {
         while let Some(action) = down.poll_action() {
             match action {
                 Action::CheckPiece(check) => down.handle_piece_checked(now, check.run()),
-                Action::StorePiece { piece, .. } => down.handle_piece_stored(now, piece, true),
+                Action::StorePiece { piece, .. } => {
+                    down.handle_piece_stored(now, piece, Stored::Written)
+                }
                 _ => {}
             }
         }

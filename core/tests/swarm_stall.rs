@@ -9,7 +9,7 @@ use bytes::Bytes;
 use common::{DATA, PIECE, pair};
 use pollen_core::{
     Instant, PeerId,
-    swarm::{Action, LinkId, Swarm, SwarmConfig},
+    swarm::{Action, LinkId, Stored, Swarm, SwarmConfig},
     wire::Kind,
 };
 
@@ -30,7 +30,9 @@ fn settle(down: &mut Swarm, now: Instant) {
     while let Some(action) = down.poll_action() {
         match action {
             Action::CheckPiece(check) => down.handle_piece_checked(now, check.run()),
-            Action::StorePiece { piece, .. } => down.handle_piece_stored(now, piece, true),
+            Action::StorePiece { piece, .. } => {
+                down.handle_piece_stored(now, piece, Stored::Written)
+            }
             _ => {}
         }
     }

@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 use pollen_core::{
     Bitfield, Instant, Manifest, PeerId, Ticket,
-    swarm::{Action, LinkId, Swarm, SwarmConfig},
+    swarm::{Action, LinkId, Stored, Swarm, SwarmConfig},
 };
 
 fn artifact() -> Vec<u8> {
@@ -53,7 +53,14 @@ fuzz_target!(|input: &[u8]| {
                     });
                     swarm.handle_piece_read(now, piece, bytes);
                 }
-                4 => swarm.handle_piece_stored(now, u32::from(*len) % (pieces + 1), *len % 2 == 0),
+                4 => {
+                    let stored = if *len % 2 == 0 {
+                        Stored::Written
+                    } else {
+                        Stored::Failed
+                    };
+                    swarm.handle_piece_stored(now, u32::from(*len) % (pieces + 1), stored);
+                }
                 _ => swarm.handle_frame(now, link, bytes::Bytes::copy_from_slice(payload)),
             }
             while swarm.poll_transmit().is_some() {}

@@ -10,6 +10,15 @@
 use super::LinkId;
 use crate::{PeerId, PieceData, PieceExpectation};
 
+/// The outcome the simulator gives [`PieceCheck::simulated`] in place of hashing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The bytes match the manifest's entry: the piece goes to storage.
+    Matched,
+    /// They do not: the piece is dropped and its sender banned.
+    Corrupt,
+}
+
 /// A downloaded piece waiting to be verified.
 #[derive(Debug, Clone)]
 pub struct PieceCheck {
@@ -30,11 +39,12 @@ impl PieceCheck {
         self.link
     }
 
-    /// Skips the hash and takes `ok` as its outcome: for the simulator only, whose payloads
-    /// are lengths, not bytes. Exists only with the `sim` feature, which a node never enables.
+    /// Skips the hash and takes `verdict` as its outcome: for the simulator only, whose
+    /// payloads are lengths, not bytes. Exists only with the `sim` feature, which a node never
+    /// enables.
     #[cfg(feature = "sim")]
-    pub fn simulated(self, ok: bool) -> CheckedPiece {
-        self.outcome(ok)
+    pub fn simulated(self, verdict: Verdict) -> CheckedPiece {
+        self.outcome(verdict == Verdict::Matched)
     }
 
     /// Hashes the piece against its manifest entry.

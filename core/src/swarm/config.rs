@@ -107,6 +107,16 @@ pub const SPREAD_FIRST_MIN_LINKS: usize = 16;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct LinkId(pub u64);
 
+/// What became of a piece the driver was asked to store ([`Action::StorePiece`]), for
+/// [`super::Swarm::handle_piece_stored`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// The piece is in storage, durably: the swarm holds it from now on.
+    Written,
+    /// Storing it failed: the swarm does not hold it and will fetch it again.
+    Failed,
+}
+
 /// Something the driver must do for the swarm.
 #[derive(Debug, Clone)]
 pub enum Action {
@@ -118,7 +128,8 @@ pub enum Action {
     /// Run the check (on any thread) and give the result to
     /// [`super::Swarm::handle_piece_checked`].
     CheckPiece(super::PieceCheck),
-    /// Persist a verified piece, then call [`super::Swarm::handle_piece_stored`].
+    /// Persist a verified piece, then call [`super::Swarm::handle_piece_stored`] with how
+    /// that went.
     StorePiece {
         /// The piece.
         piece: u32,

@@ -31,10 +31,10 @@ use bytes::Bytes;
 use rand_core::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-pub use check::{CheckedPiece, PieceCheck};
+pub use check::{CheckedPiece, PieceCheck, Verdict};
 pub use config::{
-    Action, DisconnectReason, Event, LinkId, LinkStats, SPREAD_FIRST_MIN_LINKS, SwarmConfig,
-    SwarmStats,
+    Action, DisconnectReason, Event, LinkId, LinkStats, SPREAD_FIRST_MIN_LINKS, Stored,
+    SwarmConfig, SwarmStats,
 };
 use download::Download;
 use link::Link;
@@ -356,10 +356,11 @@ impl Swarm {
         }
     }
 
-    /// The driver stored piece `piece` (`ok`), or failed to.
-    pub fn handle_piece_stored(&mut self, now: Instant, piece: u32, ok: bool) {
+    /// The driver stored piece `piece` ([`Stored::Written`]), or failed to
+    /// ([`Stored::Failed`]).
+    pub fn handle_piece_stored(&mut self, now: Instant, piece: u32, stored: Stored) {
         self.release_pending(piece);
-        if !ok {
+        if stored == Stored::Failed {
             self.cache.retain(|(p, _)| *p != piece);
             self.events.push_back(Event::StoreFailed { piece });
             self.fill_all(now);

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use pollen_core::{
     Bitfield, ContentId, Instant, Manifest, PeerId, Ticket,
     endpoint::{CloseReason, ConnId, Endpoint, EndpointConfig, EndpointEvent, Output},
-    swarm::{Action, Swarm, SwarmConfig},
+    swarm::{Action, Stored, Swarm, SwarmConfig},
 };
 
 /// One peer: its endpoint and the bytes of its artifacts.
@@ -188,18 +188,18 @@ impl Net {
                 }
             }
             Action::StorePiece { piece, data } => {
-                let mut ok = false;
+                let mut stored = Stored::Failed;
                 if let (Some(r), Some(buf)) = (range(&node.ep, piece), node.data.get_mut(&id)) {
                     let bytes: Vec<u8> = data.segments().concat();
                     if let Some(dst) = buf.get_mut(r)
                         && dst.len() == bytes.len()
                     {
                         dst.copy_from_slice(&bytes);
-                        ok = true;
+                        stored = Stored::Written;
                     }
                 }
                 if let Some(s) = node.ep.swarm_mut(&id) {
-                    s.handle_piece_stored(now, piece, ok);
+                    s.handle_piece_stored(now, piece, stored);
                 }
             }
             Action::StoreManifest(_) => {}

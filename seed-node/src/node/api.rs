@@ -77,7 +77,7 @@ async fn share(State(state): State<AppState>, Json(req): Json<ShareRequest>) -> 
         Err(StoreError::InUse(id)) => ask(&state, |tx| ApiCall::TicketFor(id, tx))
             .await?
             .map(Json)
-            .map_err(|e| error(StatusCode::CONFLICT, e)),
+            .map_err(|e| error(StatusCode::CONFLICT, e.to_string())),
         Err(err @ StoreError::Io { .. }) => {
             Err(error(StatusCode::INTERNAL_SERVER_ERROR, chain(&err)))
         }
@@ -93,7 +93,7 @@ async fn fetch(State(state): State<AppState>, Json(req): Json<GetRequest>) -> Re
     ask(&state, |tx| ApiCall::Get(ticket, tx))
         .await?
         .map(Json)
-        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
 async fn export(State(state): State<AppState>, Json(req): Json<ExportRequest>) -> Reply<()> {
@@ -108,7 +108,7 @@ async fn export(State(state): State<AppState>, Json(req): Json<ExportRequest>) -
     ask(&state, |tx| ApiCall::Export(id, path, tx))
         .await?
         .map(Json)
-        .map_err(|e| error(StatusCode::CONFLICT, e))
+        .map_err(|e| error(StatusCode::CONFLICT, e.to_string()))
 }
 
 async fn status(State(state): State<AppState>) -> Reply<Status> {

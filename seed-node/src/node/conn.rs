@@ -31,6 +31,17 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a closed link's writer may go on sending what was queued.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
+/// Why [`ConnHandle::send`] refused bytes; either way the caller drops the link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum SendError {
+    /// More than [`MAX_UNSENT`] bytes wait: the peer is not reading them.
+    #[error("the peer is not reading what we send")]
+    Backlog,
+    /// The link's writer has stopped.
+    #[error("the link's writer has stopped")]
+    Closed,
+}
+
 /// The actor's handle on a running link.
 pub(crate) struct ConnHandle {
     tx: UnboundedSender<Vec<Bytes>>,
@@ -61,13 +72,14 @@ impl ConnHandle {
     }
 
     /// Queues bytes for the peer; fails if the peer is not reading them (more than
-    /// [`MAX_UNSENT`] waiting) or the writer has stopped. The caller then drops the link.
-    pub(crate) fn send(&self, segments: Vec<Bytes>) -> Result<(), ()> {
+    /// [`MAX_UNSENT`] waiting: [`SendError::Backlog`]) or the writer has stopped
+    /// ([`SendError::Closed`]). The caller then drops the link.
+    pub(crate) fn send(&self, segments: Vec<Bytes>) -> Result<(), SendError> {
         let len: usize = segments.iter().map(Bytes::len).sum();
         if self.unsent.fetch_add(len, Ordering::Relaxed) + len > MAX_UNSENT {
-            return Err(());
+            return Err(SendError::Backlog);
         }
-        self.tx.send(segments).map_err(|_| ())
+        self.tx.send(segments).map_err(|_| SendError::Closed)
     }
 
     /// Stops reading at once; the writer may send what is queued for a moment, then stops.

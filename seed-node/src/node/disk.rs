@@ -24,6 +24,7 @@ use tokio::sync::{mpsc::UnboundedSender, oneshot};
 use super::{
     Input,
     buffers::{BufferPool, PooledBuf},
+    errors::{ApiError, DiskError},
 };
 use crate::error_chain::chain;
 use crate::store::{Artifact, Store, StoreError};
@@ -44,7 +45,7 @@ pub(crate) enum DiskOp {
     /// Write a verified piece.
     Write(u32, PieceData),
     /// Write the complete artifact to a path.
-    Export(PathBuf, oneshot::Sender<Result<(), String>>),
+    Export(PathBuf, oneshot::Sender<Result<(), ApiError>>),
 }
 
 /// A finished piece of disk work.
@@ -56,9 +57,9 @@ pub(crate) enum DiskResult {
     /// A downloaded piece was verified.
     Checked(CheckedPiece),
     /// A piece was written (`Ok`) or not.
-    Written(u32, Result<(), String>),
+    Written(u32, Result<(), DiskError>),
     /// Creating the artifact failed; the download cannot go on.
-    CreateFailed(String),
+    CreateFailed(DiskError),
 }
 
 /// The actor's handle on a disk worker and its checker; dropping it flushes the artifact and
@@ -71,18 +72,23 @@ pub(crate) struct DiskHandle {
 }
 
 impl DiskHandle {
-    /// Queues work; lost only if the worker died, which the actor learns from missing results.
-    pub(crate) fn send(&self, op: DiskOp) -> Result<(), ()> {
-        self.tx.as_ref().ok_or(())?.send(op).map_err(|_| ())
+    /// Queues work; lost only if the worker died ([`DiskError::WorkerStopped`]), which the
+    /// actor learns from missing results.
+    pub(crate) fn send(&self, op: DiskOp) -> Result<(), DiskError> {
+        self.tx
+            .as_ref()
+            .ok_or(DiskError::WorkerStopped)?
+            .send(op)
+            .map_err(|_| DiskError::WorkerStopped)
     }
 
     /// Queues a downloaded piece for verification, off the actor's thread and the writer's.
-    pub(crate) fn check(&self, check: PieceCheck) -> Result<(), ()> {
+    pub(crate) fn check(&self, check: PieceCheck) -> Result<(), DiskError> {
         self.check_tx
             .as_ref()
-            .ok_or(())?
+            .ok_or(DiskError::WorkerStopped)?
             .send(check)
-            .map_err(|_| ())
+            .map_err(|_| DiskError::WorkerStopped)
     }
 }
 
@@ -164,7 +170,7 @@ struct Worker {
     /// Which worker of this artifact this is (a re-shared artifact gets a new one).
     generation: u64,
     /// Pieces written but not yet synced, with their write result.
-    pending: Vec<(u32, usize, Result<(), String>)>,
+    pending: Vec<(u32, usize, Result<(), DiskError>)>,
     /// Buffers for pieces read to be served, made when the first is read.
     reads: Option<BufferPool>,
 }
@@ -205,8 +211,8 @@ impl Worker {
             return;
         }
         let flushed = match &mut self.artifact {
-            Some(a) => a.flush().map_err(|e| chain(&e)),
-            None => Err("the artifact was not created".into()),
+            Some(a) => a.flush().map_err(DiskError::from),
+            None => Err(DiskError::NotCreated),
         };
         for (piece, _, written) in std::mem::take(&mut self.pending) {
             // A failed sync (even an automatic one inside a write) drops pieces from the
@@ -215,13 +221,12 @@ impl Worker {
                 .artifact
                 .as_ref()
                 .is_some_and(|a| a.durable().contains(piece));
-            let result = written.and_then(|()| flushed.clone()).and_then(|()| {
-                if durable {
-                    Ok(())
-                } else {
-                    Err("the piece was not made durable".into())
-                }
-            });
+            let kept = if durable {
+                Ok(())
+            } else {
+                Err(DiskError::NotDurable)
+            };
+            let result = written.and_then(|()| flushed.clone()).and(kept);
             self.send(DiskResult::Written(piece, result));
         }
     }
@@ -243,10 +248,10 @@ impl Worker {
                     Ok(a) => self.artifact = Some(a),
                     Err(StoreError::Exists(_)) => match self.store.open_artifact(self.id) {
                         Ok(Some(a)) => self.artifact = Some(a),
-                        Ok(None) => self.send(DiskResult::CreateFailed("artifact vanished".into())),
-                        Err(e) => self.send(DiskResult::CreateFailed(chain(&e))),
+                        Ok(None) => self.send(DiskResult::CreateFailed(DiskError::Vanished)),
+                        Err(e) => self.send(DiskResult::CreateFailed(e.into())),
                     },
-                    Err(e) => self.send(DiskResult::CreateFailed(chain(&e))),
+                    Err(e) => self.send(DiskResult::CreateFailed(e.into())),
                 }
             }
             DiskOp::Read(piece) => {
@@ -273,19 +278,19 @@ impl Worker {
                     Some(a) => a
                         .write_verified_piece(piece, data.segments())
                         .map(|_| ())
-                        .map_err(|e| chain(&e)),
-                    None => Err("the artifact was not created".into()),
+                        .map_err(DiskError::from),
+                    None => Err(DiskError::NotCreated),
                 };
                 self.pending.push((piece, data.len(), result));
             }
             DiskOp::Export(path, reply) => {
                 self.commit();
                 let Some(a) = &mut self.artifact else {
-                    let _ = reply.send(Err("the artifact is not held yet".into()));
+                    let _ = reply.send(Err(ApiError::NotCreated));
                     return;
                 };
                 let before = a.have().clone();
-                let result = a.export(&path).map_err(|e| chain(&e));
+                let result = a.export(&path).map_err(ApiError::ExportFailed);
                 // Pieces the export found corrupt were dropped: fetch them again.
                 let lost: Vec<u32> = before.iter().filter(|&p| !a.have().contains(p)).collect();
                 for piece in lost {

@@ -7,6 +7,7 @@ mod buffers;
 mod conn;
 mod dial;
 mod disk;
+mod errors;
 mod gossip;
 mod tickets;
 mod web;
@@ -31,6 +32,7 @@ use crate::{
 };
 use conn::ConnId;
 use disk::DiskResult;
+use errors::ApiError;
 
 /// Everything that can wake the actor.
 pub(crate) enum Input {
@@ -79,13 +81,13 @@ pub(crate) enum ApiCall {
     /// Seed a freshly imported artifact.
     AddSeed(Box<Artifact>, oneshot::Sender<ShareReply>),
     /// The ticket of an artifact the node already holds completely.
-    TicketFor(ContentId, oneshot::Sender<Result<ShareReply, String>>),
+    TicketFor(ContentId, oneshot::Sender<Result<ShareReply, ApiError>>),
     /// Fetch an artifact.
-    Get(Ticket, oneshot::Sender<Result<GetReply, String>>),
+    Get(Ticket, oneshot::Sender<Result<GetReply, ApiError>>),
     /// Report status.
     Status(oneshot::Sender<Status>),
     /// Write a complete artifact to a path.
-    Export(ContentId, PathBuf, oneshot::Sender<Result<(), String>>),
+    Export(ContentId, PathBuf, oneshot::Sender<Result<(), ApiError>>),
 }
 
 /// Runs the node until Ctrl-C or SIGTERM.

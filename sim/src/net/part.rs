@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use pollen_core::{
     Instant, PieceLayout,
-    swarm::{Action, Event, LinkId},
+    swarm::{Action, Event, LinkId, Stored, Verdict},
     wire::{self, Kind},
 };
 
@@ -321,7 +321,9 @@ impl Ctx<'_> {
                     }
                     self.node(id).store.insert(piece, data);
                 }
-                self.node(id).swarm.handle_piece_stored(now, piece, true);
+                self.node(id)
+                    .swarm
+                    .handle_piece_stored(now, piece, Stored::Written);
             }
             Action::CheckPiece(check) => {
                 let checked = if self.shared.zeros.is_some() {
@@ -330,7 +332,11 @@ impl Ctx<'_> {
                     let sender = self.node_ref(id).links.get(check.link()).map(|l| l.peer);
                     let corrupt =
                         sender.is_some_and(|s| self.shared.behaviors[s] == Behavior::CorruptBlocks);
-                    check.simulated(!corrupt)
+                    check.simulated(if corrupt {
+                        Verdict::Corrupt
+                    } else {
+                        Verdict::Matched
+                    })
                 } else {
                     check.run()
                 };

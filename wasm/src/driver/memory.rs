@@ -2,7 +2,11 @@
 //! storage actions carried out on them at once.
 
 use bytes::Bytes;
-use pollen_core::{ContentId, Instant, PeerId, Ticket, endpoint::Endpoint, swarm::Action};
+use pollen_core::{
+    ContentId, Instant, PeerId, Ticket,
+    endpoint::Endpoint,
+    swarm::{Action, Stored},
+};
 
 use super::{Driver, PieceMap};
 
@@ -68,19 +72,19 @@ impl Driver {
             }
             Action::StorePiece { piece, data } => {
                 let start = range(&self.ep, piece).map(|r| r.start as usize);
-                let mut ok = false;
+                let mut stored = Stored::Failed;
                 if let (Some(mut at), Some(a)) = (start, self.artifacts.get_mut(&id)) {
-                    ok = true;
+                    stored = Stored::Written;
                     for seg in data.segments() {
                         match a.data.get_mut(at..at + seg.len()) {
                             Some(dst) => dst.copy_from_slice(seg),
-                            None => ok = false,
+                            None => stored = Stored::Failed,
                         }
                         at += seg.len();
                     }
                 }
                 if let Some(s) = self.ep.swarm_mut(&id) {
-                    s.handle_piece_stored(now, piece, ok);
+                    s.handle_piece_stored(now, piece, stored);
                 }
                 true
             }

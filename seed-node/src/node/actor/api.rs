@@ -14,8 +14,8 @@ impl Actor {
             ApiCall::TicketFor(id, reply) => {
                 let result = match self.entries.get(&id) {
                     Some(_) if self.is_complete(&id) => Ok(self.share_reply(id)),
-                    Some(_) => Err("this artifact is still being downloaded by the node".into()),
-                    None => Err("the node does not hold this artifact".into()),
+                    Some(_) => Err(ApiError::StillDownloading),
+                    None => Err(ApiError::NotHeld),
                 };
                 let _ = reply.send(result);
             }
@@ -23,7 +23,7 @@ impl Actor {
                 let id = ticket.id();
                 if !self.entries.contains_key(&id) {
                     if let Err(err) = tickets::save(self.store.dir(), &ticket) {
-                        let _ = reply.send(Err(format!("cannot save the ticket: {err}")));
+                        let _ = reply.send(Err(ApiError::TicketNotSaved(err)));
                         return;
                     }
                     self.join_through_hints(&ticket);
@@ -39,10 +39,10 @@ impl Actor {
                     let _ = e.disk.send(DiskOp::Export(path, reply));
                 }
                 Some(_) => {
-                    let _ = reply.send(Err("the artifact is not complete yet".into()));
+                    let _ = reply.send(Err(ApiError::NotComplete));
                 }
                 None => {
-                    let _ = reply.send(Err("the node does not hold this artifact".into()));
+                    let _ = reply.send(Err(ApiError::NotHeld));
                 }
             },
         }
@@ -108,7 +108,7 @@ impl Actor {
                     upload_rate: e.rate.up as u64,
                     peers,
                     banned: e.banned.iter().map(ToString::to_string).collect(),
-                    error: e.error.clone(),
+                    error: e.error.as_ref().map(ToString::to_string),
                     ticket: e.ticket.to_string(),
                 })
             })

@@ -170,11 +170,13 @@ impl Actor {
             DiskResult::Read(piece, data) => swarm.handle_piece_read(now, piece, data),
             DiskResult::ReadFailed(piece) => swarm.handle_piece_read_failed(now, piece),
             DiskResult::Checked(checked) => swarm.handle_piece_checked(now, checked),
-            DiskResult::Written(piece, Ok(())) => swarm.handle_piece_stored(now, piece, true),
+            DiskResult::Written(piece, Ok(())) => {
+                swarm.handle_piece_stored(now, piece, Stored::Written);
+            }
             DiskResult::Written(piece, Err(err)) => {
                 tracing::error!(%id, piece, "cannot store: {err}");
                 entry.error = Some(err);
-                swarm.handle_piece_stored(now, piece, false);
+                swarm.handle_piece_stored(now, piece, Stored::Failed);
                 self.stop_fetching(id);
             }
             DiskResult::CreateFailed(err) => {
@@ -211,12 +213,10 @@ impl Actor {
             // The endpoint keeps link closes to itself.
             Action::Disconnect { .. } => Ok(()),
         };
-        if sent.is_err() {
+        if let Err(err) = sent {
             // The disk worker is gone: nothing sent to it will ever complete.
             tracing::error!(%id, "the disk worker stopped; no longer fetching");
-            entry
-                .error
-                .get_or_insert_with(|| "the disk worker stopped".into());
+            entry.error.get_or_insert(err);
             self.stop_fetching(id);
         }
     }

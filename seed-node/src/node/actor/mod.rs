@@ -14,7 +14,7 @@ use pollen_core::{
     membership::{Holding, MemberEvent},
     policy::presets,
     signal::{Member, PeerKind},
-    swarm::{Action, DisconnectReason, Event, Swarm, SwarmConfig},
+    swarm::{Action, DisconnectReason, Event, Stored, Swarm, SwarmConfig},
 };
 use tokio::{
     net::TcpStream,
@@ -27,6 +27,7 @@ use super::{
     conn::{self, ConnHandle, ConnId},
     dial::{self, AddrState},
     disk::{self, DiskHandle, DiskOp, DiskResult},
+    errors::{ApiError, DiskError},
     gossip::{self, Gossip},
     tickets,
     webrtc::Command as RtcCommand,
@@ -108,7 +109,8 @@ struct Entry {
     ticket: Ticket,
     addrs: BTreeMap<SocketAddr, AddrState>,
     banned: Vec<PeerId>,
-    error: Option<String>,
+    /// Why the artifact stopped fetching, if storage failed it.
+    error: Option<DiskError>,
     rate: Rate,
     /// When the node started fetching it (peer exchange waits a moment before crossing zones).
     added: TokioInstant,
