@@ -305,3 +305,34 @@ fn a_close_that_crosses_an_unasked_open_leaves_no_link_at_one_end_only() {
 fn net_carry(net: &mut Net, i: usize, out: pollen_core::endpoint::Output) {
     net.carry_out(i, out);
 }
+
+#[test]
+fn a_connection_closed_before_its_handshake_ends_the_swarms_waiting_for_it() {
+    let mut net = Net::new(1);
+    let t = net.seed(0, artifact(10, 4 * PIECE));
+    let now = net.now;
+    let conn = net.nodes[0].ep.connect(now, true);
+    assert!(net.nodes[0].ep.open_swarm(now, conn, t.id()));
+    while net.nodes[0].ep.poll_output().is_some() {}
+    let due = net.nodes[0].ep.poll_timeout().expect("a handshake deadline");
+    net.nodes[0].ep.handle_timeout(due);
+    let mut ended = Vec::new();
+    while let Some(out) = net.nodes[0].ep.poll_output() {
+        if let pollen_core::endpoint::Output::Event(EndpointEvent::LinkClosed {
+            conn: c,
+            swarm,
+            reason,
+        }) = out
+        {
+            ended.push((c, swarm, reason));
+        }
+    }
+    assert_eq!(
+        ended,
+        vec![(
+            conn,
+            t.id(),
+            LinkEnd::Connection(Some(CloseReason::HandshakeTimeout))
+        )]
+    );
+}

@@ -678,6 +678,15 @@ impl Endpoint {
         for (id, ch) in c.channels {
             self.forget_link(now, conn, id, ch.link, LinkEnd::Connection(reason));
         }
+        // Swarms still waiting for the handshake end with it too, so drivers can dial again.
+        for swarm in c.pending {
+            self.out
+                .push_back(Output::Event(EndpointEvent::LinkClosed {
+                    conn,
+                    swarm,
+                    reason: LinkEnd::Connection(reason),
+                }));
+        }
         true
     }
 
