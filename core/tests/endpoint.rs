@@ -5,7 +5,7 @@ mod common;
 
 use common::endpoints::{Net, artifact};
 use pollen_core::{
-    endpoint::{CloseReason, EndpointEvent, LinkEnd},
+    endpoint::{CloseReason, ConnId, EndpointEvent, LinkEnd, Output},
     wire::{self, Message},
 };
 
@@ -36,7 +36,18 @@ fn thirty_artifacts_share_one_connection_and_all_complete() {
     assert_eq!(net.nodes[0].ep.conn_swarms(net_conn(&net, 0)).len(), 30);
 }
 
-fn net_conn(net: &Net, node: usize) -> pollen_core::endpoint::ConnId {
+/// Carries out nothing, and returns the connections node `node` closed since last asked.
+fn drain_closes(net: &mut Net, node: usize) -> Vec<(ConnId, CloseReason)> {
+    let mut closes = Vec::new();
+    while let Some(out) = net.nodes[node].ep.poll_output() {
+        if let Output::Close(c, reason) = out {
+            closes.push((c, reason));
+        }
+    }
+    closes
+}
+
+fn net_conn(net: &Net, node: usize) -> ConnId {
     let peer = Net::peer(1 - node);
     net.nodes[node].ep.conn_to(&peer).expect("a connection")
 }
@@ -157,7 +168,7 @@ fn a_connection_to_ourselves_is_closed() {
     // Join the two ends of node 0 to each other by hand.
     let mut frames = Vec::new();
     while let Some(out) = net.nodes[0].ep.poll_output() {
-        if let pollen_core::endpoint::Output::Transmit(conn, segs) = out {
+        if let Output::Transmit(conn, segs) = out {
             frames.push((conn, bytes::Bytes::from(segs.concat())));
         }
     }
@@ -166,12 +177,10 @@ fn a_connection_to_ourselves_is_closed() {
         let (body, _) = wire::split_frame(&bytes).expect("a frame").expect("whole");
         net.nodes[0].ep.handle_frame(now, to, bytes.slice_ref(body));
     }
-    let mut closes = Vec::new();
-    while let Some(out) = net.nodes[0].ep.poll_output() {
-        if let pollen_core::endpoint::Output::Close(_, reason) = out {
-            closes.push(reason);
-        }
-    }
+    let closes: Vec<CloseReason> = drain_closes(&mut net, 0)
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect();
     assert_eq!(closes, vec![CloseReason::SelfConnection; 2]);
     assert_eq!(net.conns(0), 0);
 }
@@ -187,12 +196,7 @@ fn a_connection_without_a_handshake_times_out() {
         .poll_timeout()
         .expect("a handshake deadline");
     net.nodes[0].ep.handle_timeout(due);
-    let mut closes = Vec::new();
-    while let Some(out) = net.nodes[0].ep.poll_output() {
-        if let pollen_core::endpoint::Output::Close(c, reason) = out {
-            closes.push((c, reason));
-        }
-    }
+    let closes = drain_closes(&mut net, 0);
     assert_eq!(closes, vec![(conn, CloseReason::HandshakeTimeout)]);
 }
 
@@ -206,12 +210,7 @@ fn a_swarm_frame_before_the_handshake_closes_the_connection() {
     wire::encode(&Message::Interested, &mut frame).expect("encodes");
     let bytes = bytes::Bytes::from(frame);
     net.nodes[0].ep.handle_frame(now, conn, bytes.slice(4..));
-    let mut closes = Vec::new();
-    while let Some(out) = net.nodes[0].ep.poll_output() {
-        if let pollen_core::endpoint::Output::Close(c, reason) = out {
-            closes.push((c, reason));
-        }
-    }
+    let closes = drain_closes(&mut net, 0);
     assert_eq!(closes, vec![(conn, CloseReason::Protocol)]);
 }
 
@@ -302,7 +301,7 @@ fn a_close_that_crosses_an_unasked_open_leaves_no_link_at_one_end_only() {
 }
 
 /// Carries out one output of node `i` as [`Net::step`] would.
-fn net_carry(net: &mut Net, i: usize, out: pollen_core::endpoint::Output) {
+fn net_carry(net: &mut Net, i: usize, out: Output) {
     net.carry_out(i, out);
 }
 
@@ -314,11 +313,14 @@ fn a_connection_closed_before_its_handshake_ends_the_swarms_waiting_for_it() {
     let conn = net.nodes[0].ep.connect(now, true);
     assert!(net.nodes[0].ep.open_swarm(now, conn, t.id()));
     while net.nodes[0].ep.poll_output().is_some() {}
-    let due = net.nodes[0].ep.poll_timeout().expect("a handshake deadline");
+    let due = net.nodes[0]
+        .ep
+        .poll_timeout()
+        .expect("a handshake deadline");
     net.nodes[0].ep.handle_timeout(due);
     let mut ended = Vec::new();
     while let Some(out) = net.nodes[0].ep.poll_output() {
-        if let pollen_core::endpoint::Output::Event(EndpointEvent::LinkClosed {
+        if let Output::Event(EndpointEvent::LinkClosed {
             conn: c,
             swarm,
             reason,

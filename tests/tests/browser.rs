@@ -40,6 +40,20 @@ fn script(body: &str) -> String {
     format!("{PAGE_BYTES_JS}\n{body}")
 }
 
+/// A signaling server, the pages' web server, and two pages on `peer.html` (sharer and
+/// fetcher) allowed three minutes a script.
+fn two_pages() -> (SignalServer, WebServer, Browser, Browser) {
+    let signal = SignalServer::start();
+    let web = WebServer::start(browser::www_dir().expect("checked"));
+    let sharer = Browser::start();
+    let fetcher = Browser::start();
+    for b in [&sharer, &fetcher] {
+        b.open(&web.url("peer.html"));
+        b.script_timeout(Duration::from_secs(180));
+    }
+    (signal, web, sharer, fetcher)
+}
+
 fn field<'a>(v: &'a Value, key: &str) -> &'a Value {
     if let Some(err) = v.get("error") {
         panic!("the page failed: {err}");
@@ -55,14 +69,7 @@ fn two_browsers_exchange_8_mib_through_signaling_and_webrtc() {
     browser::require_default_route();
     let len = 8 << 20;
     let seed = 11;
-    let signal = SignalServer::start();
-    let web = WebServer::start(browser::www_dir().expect("checked"));
-    let sharer = Browser::start();
-    let fetcher = Browser::start();
-    for b in [&sharer, &fetcher] {
-        b.open(&web.url("peer.html"));
-        b.script_timeout(Duration::from_secs(180));
-    }
+    let (signal, _web, sharer, fetcher) = two_pages();
     let shared = sharer.run(
         &script(SHARE),
         vec![json!(signal.url), json!(len), json!(seed)],
@@ -350,14 +357,7 @@ fn two_pages_sharing_thirty_artifacts_hold_one_peer_connection() {
     }
     browser::require_default_route();
     let (count, len, seed) = (30, 64 * 1024 + 123, 40);
-    let signal = SignalServer::start();
-    let web = WebServer::start(browser::www_dir().expect("checked"));
-    let sharer = Browser::start();
-    let fetcher = Browser::start();
-    for b in [&sharer, &fetcher] {
-        b.open(&web.url("peer.html"));
-        b.script_timeout(Duration::from_secs(180));
-    }
+    let (signal, _web, sharer, fetcher) = two_pages();
     let shared = sharer.run(
         &script(SHARE_MANY),
         vec![json!(signal.url), json!(count), json!(len), json!(seed)],
