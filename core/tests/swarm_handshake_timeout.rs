@@ -3,62 +3,45 @@
 
 mod common;
 
-use std::collections::VecDeque;
-
-use common::{exchange, pair};
+use common::pair::{DOWN, Mesh, Pair, SEED, Stores, config, seed_swarm};
 use pollen_core::{
-    Instant, PeerId,
-    swarm::{Action, DisconnectReason, LinkId, SwarmConfig},
+    Instant,
+    swarm::{Action, DisconnectReason, LinkId},
 };
 
 #[test]
 fn a_silent_link_is_dropped_at_its_handshake_deadline_and_only_then() {
-    let now = Instant::ZERO;
-    let cfg = SwarmConfig::new(PeerId::from_bytes([2; 32]));
-    let timeout = cfg.handshake_timeout;
-    let (mut seed, _down, _) = pair(cfg, now);
+    let timeout = config(2).handshake_timeout;
     // The seed's link 1 never hears back: its deadline is the handshake timeout (the next
     // rechoke may come first, so look past it).
-    while seed.poll_transmit().is_some() {}
-    let deadline = now + timeout;
-    let mut t = now;
-    let mut dropped = None;
-    while t <= deadline {
-        let Some(next) = seed.poll_timeout() else {
-            break;
-        };
+    let mut m = Mesh::new(vec![seed_swarm(config(1))]);
+    m.open(SEED, 1);
+    let deadline = Instant::ZERO + timeout;
+    m.run_until(|m| {
         assert!(
-            next <= deadline,
-            "the handshake deadline is reported: {next:?}"
+            m.now <= deadline,
+            "the handshake deadline is reported: {:?}",
+            m.now
         );
-        t = next;
-        seed.handle_timeout(t);
-        while let Some(action) = seed.poll_action() {
-            if let Action::Disconnect { link, reason } = action {
-                dropped = Some((t, link, reason));
-            }
-        }
-        if dropped.is_some() {
-            break;
-        }
-    }
+        !m.nodes[SEED].disconnects.is_empty()
+    });
     assert_eq!(
-        dropped,
-        Some((deadline, LinkId(1), DisconnectReason::HandshakeTimeout))
+        m.nodes[SEED].disconnects.first(),
+        Some(&(deadline, LinkId(1), DisconnectReason::HandshakeTimeout))
     );
-    seed.handle_disconnected(deadline, LinkId(1));
+    m.disconnect(SEED, 1);
 }
 
 #[test]
 fn links_past_their_handshake_are_never_dropped_for_it() {
-    let now = Instant::ZERO;
-    let cfg = SwarmConfig::new(PeerId::from_bytes([2; 32]));
+    let cfg = config(2);
     let timeout = cfg.handshake_timeout;
-    let (mut seed, mut down, _) = pair(cfg, now);
-    let mut stored = VecDeque::new();
-    exchange(&mut seed, &mut down, now, &mut stored, |_| true);
-    for swarm in [&mut seed, &mut down] {
-        let later = now + timeout + timeout;
+    let mut p = Pair::new(cfg);
+    p.node(DOWN).stores = Stores::Hold;
+    p.drive();
+    for i in [SEED, DOWN] {
+        let swarm = p.swarm(i);
+        let later = Instant::ZERO + timeout + timeout;
         swarm.handle_timeout(later);
         while let Some(action) = swarm.poll_action() {
             assert!(

@@ -2,32 +2,24 @@
 
 mod common;
 
-use std::collections::VecDeque;
-
-use common::{exchange, pair};
-use pollen_core::{
-    Instant, PeerId,
-    swarm::{Stored, SwarmConfig},
-};
+use common::pair::{DOWN, Pair, Reads, SEED, Stores, config, pieces};
 
 #[test]
 fn a_piece_the_seed_lost_is_not_requested_from_it_again_and_again() {
-    let now = Instant::ZERO;
-    let cfg = SwarmConfig::new(PeerId::from_bytes([2; 32]));
-    let (mut seed, mut down, pieces) = pair(cfg, now);
+    let mut p = Pair::new(config(2));
     // The seed's storage lost piece 3: it rejects requests for it. Without another source the
-    // downloader must stop asking (exchange panics on a request loop) and get the rest.
-    let mut stored = VecDeque::new();
+    // downloader must stop asking (driving panics on a request loop) and get the rest.
+    p.node(SEED).reads = Reads::Answer(|piece| piece != 3);
+    p.node(DOWN).stores = Stores::Hold;
     loop {
-        exchange(&mut seed, &mut down, now, &mut stored, |piece| piece != 3);
-        if stored.is_empty() {
+        p.drive();
+        if p.nodes[DOWN].held_stores.is_empty() {
             break;
         }
-        while let Some(p) = stored.pop_front() {
-            down.handle_piece_stored(now, p, Stored::Written);
-        }
+        while p.complete_store(DOWN).is_some() {}
     }
+    let down = &p.nodes[DOWN].swarm;
     let have = down.have();
     assert!(!have.contains(3) && !down.is_complete());
-    assert_eq!(have.count(), pieces - 1, "every other piece arrived");
+    assert_eq!(have.count(), pieces() - 1, "every other piece arrived");
 }

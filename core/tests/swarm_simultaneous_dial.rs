@@ -3,37 +3,25 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
-use bytes::Bytes;
-use common::DATA;
+use common::pair::{Mesh, config, downloader_swarm, seed_swarm};
 use pollen_core::{
-    Bitfield, Instant, Manifest, PeerId, Ticket,
-    swarm::{Action, DisconnectReason, LinkId, Swarm, SwarmConfig},
-    wire::{self, Handshake, Message},
+    Instant,
+    swarm::{DisconnectReason, LinkId},
 };
 
-/// A's and B's transmits so far, by link.
-fn transmits(swarm: &mut Swarm) -> BTreeMap<u64, Vec<Bytes>> {
-    let mut out: BTreeMap<u64, Vec<Bytes>> = BTreeMap::new();
-    while let Some((link, segments)) = swarm.poll_transmit() {
-        out.entry(link.0)
-            .or_default()
-            .extend(common::frames(segments));
-    }
-    out
-}
+/// Seed A and downloader B in a [`Mesh`].
+const A: usize = 0;
+const B: usize = 1;
 
-/// The links a swarm closed as duplicates.
-fn closed(swarm: &mut Swarm) -> Vec<u64> {
-    let mut out = Vec::new();
-    while let Some(action) = swarm.poll_action() {
-        if let Action::Disconnect { link, reason } = action {
+/// The links node `i` closed as duplicates since last time.
+fn closed(m: &mut Mesh, i: usize) -> Vec<u64> {
+    std::mem::take(&mut m.node(i).disconnects)
+        .into_iter()
+        .map(|(_, link, reason)| {
             assert_eq!(reason, DisconnectReason::Duplicate);
-            out.push(link.0);
-        }
-    }
-    out
+            link.0
+        })
+        .collect()
 }
 
 /// Seed A (the smaller id) and downloader B, each with link 1 opened by A's dial and link 2
@@ -41,42 +29,25 @@ fn closed(swarm: &mut Swarm) -> Vec<u64> {
 /// dialed. Returns the links each closed.
 fn simultaneous(dialed: bool) -> (Vec<u64>, Vec<u64>) {
     let now = Instant::ZERO;
-    let data = DATA.with(Clone::clone);
-    let manifest = Manifest::of(&data).expect("small");
-    let ticket = Ticket::new(manifest.id(), data.len() as u64).expect("valid");
-    let pieces = manifest.layout().piece_count();
-    let (a_id, b_id) = (PeerId::from_bytes([1; 32]), PeerId::from_bytes([2; 32]));
-    let mut a = Swarm::with_manifest(
-        SwarmConfig::new(a_id),
-        manifest,
-        Bitfield::full(pieces),
-        now,
-        1,
-    );
-    let mut b = Swarm::new(SwarmConfig::new(b_id), &ticket, now, 2);
+    let mut m = Mesh::new(vec![
+        seed_swarm(config(1)),
+        downloader_swarm(config(2), now, 2),
+    ]);
+    m.pipe(A, 1, B, 1);
+    m.pipe(A, 2, B, 2);
     if dialed {
-        a.handle_dialed(now, LinkId(1));
-        b.handle_dialed(now, LinkId(2));
+        m.swarm(A).handle_dialed(now, LinkId(1));
+        m.swarm(B).handle_dialed(now, LinkId(2));
     } else {
-        a.handle_connected(now, LinkId(1));
-        b.handle_connected(now, LinkId(2));
+        m.swarm(A).handle_connected(now, LinkId(1));
+        m.swarm(B).handle_connected(now, LinkId(2));
     }
-    a.handle_connected(now, LinkId(2));
-    b.handle_connected(now, LinkId(1));
-    let from_a = transmits(&mut a);
-    let from_b = transmits(&mut b);
-    // A hears B on link 2 (B's dial) first; B hears A on link 1 (A's dial) first.
-    for link in [2, 1] {
-        for body in from_b.get(&link).into_iter().flatten() {
-            a.handle_frame(now, LinkId(link), body.clone());
-        }
-    }
-    for link in [1, 2] {
-        for body in from_a.get(&link).into_iter().flatten() {
-            b.handle_frame(now, LinkId(link), body.clone());
-        }
-    }
-    (closed(&mut a), closed(&mut b))
+    m.swarm(A).handle_connected(now, LinkId(2));
+    m.swarm(B).handle_connected(now, LinkId(1));
+    // One step moves what each queued, in the order queued: A hears B on link 2 (B's dial)
+    // first; B hears A on link 1 (A's dial) first.
+    m.step();
+    (closed(&mut m, A), closed(&mut m, B))
 }
 
 #[test]
@@ -96,25 +67,15 @@ fn without_dial_directions_each_end_keeps_its_first_link() {
 fn a_link_older_than_the_handshake_timeout_is_not_replaced() {
     // A (the smaller id) has had a link from B for a while; a link it dials to B, or one
     // from someone claiming B's id, does not take its place.
-    let t = Instant::ZERO;
-    let data = DATA.with(Clone::clone);
-    let manifest = Manifest::of(&data).expect("small");
-    let pieces = manifest.layout().piece_count();
-    let cfg = SwarmConfig::new(PeerId::from_bytes([1; 32]));
-    let late = t + cfg.handshake_timeout;
-    let mut a = Swarm::with_manifest(cfg, manifest.clone(), Bitfield::full(pieces), t, 1);
-    let mut hello = Vec::new();
-    let hs = Handshake {
-        peer_id: PeerId::from_bytes([2; 32]),
-        swarm: Some(manifest.id()),
-        listen_port: None,
-    };
-    wire::encode(&Message::Handshake(hs), &mut hello).expect("valid");
-    let hello = &hello[wire::LEN_PREFIX..];
-    a.handle_connected(t, LinkId(2));
-    a.handle_frame(t, LinkId(2), Bytes::copy_from_slice(hello));
-    assert_eq!(closed(&mut a), Vec::<u64>::new());
-    a.handle_dialed(late, LinkId(1));
-    a.handle_frame(late, LinkId(1), Bytes::copy_from_slice(hello));
-    assert_eq!(closed(&mut a), [1]);
+    let cfg = config(1);
+    let late = Instant::ZERO + cfg.handshake_timeout;
+    let mut m = Mesh::new(vec![seed_swarm(cfg)]);
+    m.greet(A, 2, 2);
+    m.act(A);
+    assert_eq!(closed(&mut m, A), Vec::<u64>::new());
+    m.now = late;
+    m.swarm(A).handle_dialed(late, LinkId(1));
+    m.hear(A, 1, &common::pair::handshake(2));
+    m.act(A);
+    assert_eq!(closed(&mut m, A), [1]);
 }

@@ -3,65 +3,37 @@
 
 mod common;
 
-use bytes::Bytes;
-use common::{DATA, PIECE, pair};
-use pollen_core::{
-    Instant, PeerId,
-    swarm::{Action, LinkId, Stored, Swarm, SwarmConfig},
-    wire::{self, Message},
-};
-
-/// Delivers every frame `src` transmits to `dst`; returns how many were block requests.
-fn deliver(src: &mut Swarm, dst: &mut Swarm, now: Instant) -> usize {
-    let mut requests = 0;
-    while let Some((_, segments)) = src.poll_transmit() {
-        for body in common::frames(segments) {
-            if matches!(wire::decode(&body), Ok(Message::Request(_))) {
-                requests += 1;
-            }
-            dst.handle_frame(now, LinkId(1), body);
-        }
-    }
-    requests
-}
+use common::pair::{DOWN, Pair, SEED, config, pieces};
+use pollen_core::wire::{self, Message};
 
 #[test]
 fn requests_double_each_round_trip_before_the_first_rate_sample() {
     // The clock never moves, so no rate sample is ever taken.
-    let now = Instant::ZERO;
-    let cfg = SwarmConfig::new(PeerId::from_bytes([2; 32]));
+    let cfg = config(2);
     let (min, max) = (cfg.min_pipeline, cfg.max_pipeline);
-    let (mut seed, mut down, pieces) = pair(cfg, now);
+    let pieces = pieces();
+    let mut p = Pair::new(cfg);
 
     let mut per_round = Vec::new();
     for _ in 0..1000 {
-        if down.is_complete() {
+        if p.down().is_complete() {
             break;
         }
-        let requests = deliver(&mut down, &mut seed, now);
+        // One round trip: the downloader's requests, the seed's reads, its blocks, the
+        // downloader's checks and stores.
+        let requests = p
+            .flush(DOWN)
+            .iter()
+            .filter(|(_, body)| matches!(wire::decode(body), Ok(Message::Request(_))))
+            .count();
         if requests > 0 {
             per_round.push(requests);
         }
-        while let Some(action) = seed.poll_action() {
-            if let Action::ReadPiece { piece } = action {
-                let start = piece as usize * PIECE;
-                let data =
-                    DATA.with(|d| Bytes::copy_from_slice(&d[start..(start + PIECE).min(d.len())]));
-                seed.handle_piece_read(now, piece, Some(data));
-            }
-        }
-        deliver(&mut seed, &mut down, now);
-        while let Some(action) = down.poll_action() {
-            match action {
-                Action::CheckPiece(check) => down.handle_piece_checked(now, check.run()),
-                Action::StorePiece { piece, .. } => {
-                    down.handle_piece_stored(now, piece, Stored::Written)
-                }
-                _ => {}
-            }
-        }
+        p.act(SEED);
+        p.flush(SEED);
+        p.act(DOWN);
     }
-    assert!(down.is_complete(), "the download finishes");
+    assert!(p.down().is_complete(), "the download finishes");
     // One block per piece here (16 KiB pieces), so the first rounds ask for min, 2 min, ...
     assert!(
         pieces as usize >= 4 * min + min,

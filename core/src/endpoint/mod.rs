@@ -680,12 +680,11 @@ impl Endpoint {
         }
         // Swarms still waiting for the handshake end with it too, so drivers can dial again.
         for swarm in c.pending {
-            self.out
-                .push_back(Output::Event(EndpointEvent::LinkClosed {
-                    conn,
-                    swarm,
-                    reason: LinkEnd::Connection(reason),
-                }));
+            self.out.push_back(Output::Event(EndpointEvent::LinkClosed {
+                conn,
+                swarm,
+                reason: LinkEnd::Connection(reason),
+            }));
         }
         true
     }
