@@ -5,7 +5,7 @@
 //! seed = 1                 # the same scenario and seed give the same results, bit for bit
 //! artifact_mib = 64
 //! peers = [10, 100]        # one run per count
-//! degree = 15              # random links per peer, besides the origins
+//! degree = 15              # links per peer besides the origins (the dial policy's cap)
 //! latency_ms = 5           # one way, within a zone
 //!
 //! [[origins]]
@@ -45,9 +45,9 @@ pub struct Scenario {
     pub artifact_mib: f64,
     /// The peer counts to run, one run each.
     pub peers: Vec<usize>,
-    /// Random links each peer keeps, besides those to the origins (made by it or by others).
-    /// The default, 15, with one origin is the 16 links a node dials up to
-    /// (`MAX_DIALED_LINKS` in the node).
+    /// Links each peer's dial policy keeps besides those to the origins (made by it or by
+    /// others; `pollen_core::policy::PolicyConfig::max_links` is this plus the origins). The
+    /// default, 15, with one origin is a node's 16 (`pollen_core::policy::MAX_LINKS`).
     #[serde(default = "fifteen")]
     pub degree: usize,
     /// One-way latency within a zone, milliseconds.
@@ -59,13 +59,13 @@ pub struct Scenario {
     /// Packet loss rate of every link, 0 to 1.
     #[serde(default)]
     pub loss: f64,
-    /// With zones: link peers as the node's gossip does, within their zone, with one
-    /// designated fetcher per zone crossing to the others (default); `false` links at random
-    /// across zones.
+    /// With zones: peers' dial policy takes zones into account, as a node's does: within
+    /// their zone, with elected fetchers crossing to the others (default); `false` treats
+    /// every peer as in one zone.
     #[serde(default = "yes")]
     pub zone_local: bool,
-    /// With `zone_local`: peers of a zone for each one that fetches from other zones (the
-    /// node's `FETCHERS_PER_CROSSING`, 25, by default).
+    /// With `zone_local`: peers of a zone for each one that fetches from other zones (a
+    /// node's `pollen_core::policy::FETCHERS_PER_CROSSING`, 25, by default).
     #[serde(default = "fetchers_per_crossing")]
     pub fetchers_per_crossing: usize,
     /// Each node's send window in KiB (`SwarmConfig::send_window`); 0 hands everything to the

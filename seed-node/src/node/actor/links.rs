@@ -49,7 +49,7 @@ impl Actor {
     }
 
     /// Dials the known addresses of incomplete artifacts that have no link: the ticket's,
-    /// `--peer`s, and the members gossip says hold the artifact (see [`gossip::sources`]), up
+    /// `--peer`s, and the members gossip says hold the artifact (see `gossip::sources`), up
     /// to a cap on links ([`dial::to_dial`]).
     pub(super) fn dial_missing(&mut self) {
         let at = TokioInstant::now();
