@@ -3,7 +3,10 @@
 //! their order while the artifact has fewer than [`PolicyConfig::max_links`] links open or
 //! being dialed.
 
-use alloc::{collections::BTreeMap, vec::Vec};
+use alloc::{
+    collections::{BTreeMap, BTreeSet},
+    vec::Vec,
+};
 use core::time::Duration;
 
 use super::{PolicyConfig, sources::Sources};
@@ -67,8 +70,10 @@ pub fn to_dial<A: Ord + Clone>(
     now: Instant,
 ) -> Vec<A> {
     let dialing = addrs.values().filter(|s| s.dialing).count();
-    let dialable =
-        |a: &A| !sources.avoid.contains(a) && addrs.get(a).is_some_and(|s| s.dialable(now));
+    // Sets, not the lists: a cluster of thousands names thousands of sources.
+    let avoid: BTreeSet<&A> = sources.avoid.iter().collect();
+    let listed: BTreeSet<&A> = sources.dial.iter().collect();
+    let dialable = |a: &A| !avoid.contains(a) && addrs.get(a).is_some_and(|s| s.dialable(now));
     let mut out: Vec<A> = addrs
         .iter()
         .filter(|(a, s)| s.pinned && dialable(a))
@@ -95,7 +100,7 @@ pub fn to_dial<A: Ord + Clone>(
     let mut budget = cfg.max_links.saturating_sub(linked + dialing + out.len());
     let others = addrs
         .keys()
-        .filter(|a| !sources.dial.contains(a) && !sources.avoid.contains(a));
+        .filter(|a| !listed.contains(a) && !avoid.contains(a));
     for addr in sources.dial.iter().chain(others) {
         if budget == 0 {
             break;

@@ -95,11 +95,23 @@ impl Net {
             fetching_for,
         );
         let linked: BTreeSet<NodeId> = n.links.values().map(|l| l.peer).collect();
-        let addrs: BTreeMap<NodeId, AddrState> = sources
+        // The policy reaches at most this far down each list (it skips only linked ones), so
+        // a run of thousands of peers need not hand it every holder.
+        let reach = dialing.cfg.max_links
+            + dialing.cfg.complete_links
+            + dialing.cfg.cross_links
+            + linked.len();
+        let known = sources
             .dial
             .iter()
-            .chain(&sources.avoid)
-            .map(|&q| {
+            .take(reach)
+            .chain(sources.complete.iter().take(reach))
+            .chain(sources.across.iter().take(reach))
+            .chain(&linked)
+            .copied()
+            .chain((0..self.nodes.len()).filter(|&q| self.nodes[q].origin && q != node));
+        let addrs: BTreeMap<NodeId, AddrState> = known
+            .map(|q| {
                 let state = AddrState {
                     // Which connection does not matter here, only that there is one.
                     conn: linked.contains(&q).then_some(ConnId(0)),
