@@ -27,7 +27,7 @@ use bytes::Bytes;
 use crate::{
     ContentId, Instant, PeerId,
     swarm::{Action, DisconnectReason, Event, LinkId, Swarm},
-    wire::{self, DecodeError, Handshake, Kind, Message},
+    wire::{self, DecodeError, Handshake, Kind, Message, encode_own as encode},
 };
 use conn::{Channel, Conn};
 
@@ -769,14 +769,4 @@ impl Endpoint {
             self.close(self.now, conn, CloseReason::Protocol);
         }
     }
-}
-
-/// Encodes a message the endpoint built itself; such messages always respect the limits.
-fn encode(msg: &Message<'_>) -> Vec<u8> {
-    let mut out = Vec::new();
-    if wire::encode(msg, &mut out).is_err() {
-        debug_assert!(false, "the endpoint built an invalid message: {msg:?}");
-        out.clear();
-    }
-    out
 }

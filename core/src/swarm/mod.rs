@@ -31,6 +31,7 @@ use bytes::Bytes;
 use rand_core::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
+pub(crate) use crate::wire::encode_own as encode_to_vec;
 pub use check::{CheckedPiece, PieceCheck, Verdict};
 pub use config::{
     Action, DisconnectReason, Event, LinkId, LinkStats, SPREAD_FIRST_MIN_LINKS, Stored,
@@ -623,14 +624,4 @@ impl Swarm {
         }
         Some(&mut l.outbox)
     }
-}
-
-/// Encodes a message the swarm built itself; such messages always respect the limits.
-fn encode_to_vec(msg: &Message<'_>) -> Vec<u8> {
-    let mut out = Vec::new();
-    if wire::encode(msg, &mut out).is_err() {
-        debug_assert!(false, "the swarm built an invalid message: {msg:?}");
-        out.clear();
-    }
-    out
 }

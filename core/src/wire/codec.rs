@@ -117,6 +117,17 @@ pub fn encode_channel_header(
     finish_frame(out, start, written, len)
 }
 
+/// Encodes a message this crate built itself, which always respects the limits (a debug
+/// build asserts it; a release build sends nothing rather than half a frame).
+pub(crate) fn encode_own(msg: &Message<'_>) -> Vec<u8> {
+    let mut out = Vec::new();
+    if encode(msg, &mut out).is_err() {
+        debug_assert!(false, "pollen-core built an invalid message: {msg:?}");
+        out.clear();
+    }
+    out
+}
+
 /// Appends the header of a `Block` frame whose `len` data bytes the caller sends right after it.
 ///
 /// `header ++ data` is byte for byte what [`encode`] makes of the same block, so a driver can

@@ -17,11 +17,11 @@ mod error;
 mod frame;
 mod message;
 
-pub(crate) use codec::put;
 pub use codec::{
     BlockHeader, decode, decode_block_header, decode_frame, encode, encode_block_header,
     encode_channel_header,
 };
+pub(crate) use codec::{encode_own, put};
 pub use error::{DecodeError, EncodeError, Invalid};
 pub use frame::{FrameBuffer, pack_messages, split_frame};
 pub use message::{BlockRef, Handshake, Kind, Message};
