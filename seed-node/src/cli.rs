@@ -177,9 +177,12 @@ pub(crate) struct GetArgs {
     /// The ticket (or ticket link).
     pub(crate) ticket: String,
     /// Where to write the artifact [default: its name from the ticket, in the current
-    /// directory].
+    /// directory, with a leading dot and invisible formatting characters replaced by `_`].
     #[arg(short, long, value_name = "PATH")]
     pub(crate) output: Option<PathBuf>,
+    /// Replace the output file if it exists.
+    #[arg(long)]
+    pub(crate) force: bool,
     /// Give up when no peer is connected and nothing arrives for this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub(crate) stall_timeout: u64,

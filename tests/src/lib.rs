@@ -156,6 +156,17 @@ impl Node {
             .expect("run pollen")
     }
 
+    /// Runs `pollen ARGS... --api <this node>` to completion in directory `dir`.
+    pub fn cli_in(&self, dir: &Path, args: &[&str]) -> Output {
+        Command::new(pollen_bin())
+            .args(args)
+            .args(["--api", &self.api])
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run pollen")
+    }
+
     /// Starts `pollen ARGS... --api <this node>` in the background.
     pub fn cli_spawn(&self, args: &[&str]) -> Child {
         Command::new(pollen_bin())

@@ -397,3 +397,38 @@ fn two_nodes_sharing_thirty_artifacts_hold_one_connection_and_fetch_them_all() {
         .collect();
     assert_eq!(addrs.len(), 1, "peers seen from the seed: {addrs:?}");
 }
+
+#[test]
+fn a_dotfile_ticket_is_saved_under_a_visible_name_and_never_over_an_existing_file() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).expect("source dir");
+    let file = src.join(".bashrc");
+    let data = pollen_tests::pseudo_random(100_000, 9);
+    fs::write(&file, &data).expect("write");
+    let seed = Node::start(&tmp.path().join("seed"), &NodeOpts::default());
+    let ticket = seed.share(&file);
+    let fetcher = Node::start(
+        &tmp.path().join("fetcher"),
+        &NodeOpts {
+            peers: vec![seed.listen.clone()],
+            ..NodeOpts::default()
+        },
+    );
+    let home = tmp.path().join("home");
+    fs::create_dir_all(&home).expect("home dir");
+    let first = fetcher.cli_in(&home, &["get", &ticket]);
+    assert!(first.status.success(), "{first:?}");
+    assert!(!home.join(".bashrc").exists(), "no dotfile is written");
+    assert_eq!(fs::read(home.join("_bashrc")).expect("saved"), data);
+    // An existing file is kept, with a clear refusal.
+    fs::write(home.join("_bashrc"), b"mine").expect("write");
+    let again = fetcher.cli_in(&home, &["get", &ticket]);
+    assert!(!again.status.success());
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("--force"), "{err}");
+    assert_eq!(fs::read(home.join("_bashrc")).expect("kept"), b"mine");
+    let forced = fetcher.cli_in(&home, &["get", &ticket, "--force"]);
+    assert!(forced.status.success(), "{forced:?}");
+    assert_eq!(fs::read(home.join("_bashrc")).expect("replaced"), data);
+}

@@ -25,7 +25,7 @@ const POLL: Duration = Duration::from_millis(250);
 /// Runs `pollen get`: exit 0 only when the output's BLAKE3 equals the content id.
 pub(crate) async fn run(args: &GetArgs) -> Result<ExitCode> {
     let ticket: Ticket = args.ticket.parse().context("invalid ticket")?;
-    let output = output_path(args.output.as_deref(), &ticket)?;
+    let output = output_path(args.output.as_deref(), &ticket, args.force)?;
     let client = Client::new(&args.api.api);
     let reply: GetReply = client
         .post(
@@ -37,6 +37,8 @@ pub(crate) async fn run(args: &GetArgs) -> Result<ExitCode> {
         .await?;
     let id: ContentId = reply.id.parse().context("the node replied with a bad id")?;
     wait_complete(&client, &ticket, Duration::from_secs(args.stall_timeout)).await?;
+    // The file may have appeared while the artifact arrived.
+    refuse_existing(&output, args.force)?;
     client
         .post::<_, ()>(
             "/api/export",
@@ -58,14 +60,15 @@ pub(crate) async fn run(args: &GetArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The absolute output path: `-o`, else the ticket's name, else the content id.
-fn output_path(output: Option<&Path>, ticket: &Ticket) -> Result<PathBuf> {
+/// The absolute output path: `-o`, else the ticket's name made safe ([`safe_file_name`]),
+/// else the content id. An existing file is refused unless `force`.
+fn output_path(output: Option<&Path>, ticket: &Ticket, force: bool) -> Result<PathBuf> {
     let path = match output {
         Some(p) => p.to_path_buf(),
         None => PathBuf::from(
             ticket
                 .name()
-                .map(str::to_string)
+                .and_then(safe_file_name)
                 .unwrap_or_else(|| ticket.id().to_string()),
         ),
     };
@@ -77,7 +80,46 @@ fn output_path(output: Option<&Path>, ticket: &Ticket) -> Result<PathBuf> {
             path.display()
         );
     }
+    refuse_existing(&path, force)?;
     Ok(path)
+}
+
+/// Fails if `path` exists and `force` was not given.
+fn refuse_existing(path: &Path, force: bool) -> Result<()> {
+    if !force && path.symlink_metadata().is_ok() {
+        bail!(
+            "{} exists; pass --force to replace it, or -o another path",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// A ticket's name as a file name that cannot surprise: characters that change how text
+/// reads (bidirectional overrides and other invisible formatting) become `_`, and so does a
+/// leading dot (no hidden or dot files such as `.bashrc`). `None` if nothing is left.
+/// Tickets already refuse path separators and control characters.
+fn safe_file_name(name: &str) -> Option<String> {
+    let invisible = |c: char| {
+        matches!(c,
+            '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+    };
+    let mut out: String = name
+        .chars()
+        .map(|c| {
+            if invisible(c) || c.is_control() || c == '/' || c == '\\' {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    out = out.trim().to_string();
+    if out.starts_with('.') {
+        out.replace_range(..1, "_");
+    }
+    (!out.is_empty() && out.chars().any(|c| c != '_')).then_some(out)
 }
 
 /// Polls the node until the artifact is complete, showing progress.
@@ -196,5 +238,40 @@ pub(crate) fn human_bytes(n: u64) -> String {
         format!("{n} B")
     } else {
         format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_names_are_neither_hidden_nor_deceptive() {
+        assert_eq!(safe_file_name("report.pdf").as_deref(), Some("report.pdf"));
+        assert_eq!(safe_file_name(".bashrc").as_deref(), Some("_bashrc"));
+        assert_eq!(safe_file_name("..x").as_deref(), Some("_.x"));
+        // A right-to-left override makes "evil\u{202E}fdp.exe" read as "evilexe.pdf".
+        assert_eq!(
+            safe_file_name("evil\u{202E}fdp.exe").as_deref(),
+            Some("evil_fdp.exe")
+        );
+        assert_eq!(
+            safe_file_name("a\u{200B}b\u{2066}c").as_deref(),
+            Some("a_b_c")
+        );
+        assert_eq!(safe_file_name("\u{202E}"), None);
+        assert_eq!(safe_file_name(" "), None);
+        assert_eq!(safe_file_name("日本語.txt").as_deref(), Some("日本語.txt"));
+    }
+
+    #[test]
+    fn an_existing_output_is_refused_without_force() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("out.bin");
+        refuse_existing(&path, false).expect("nothing there yet");
+        std::fs::write(&path, b"mine").expect("write");
+        let err = refuse_existing(&path, false).expect_err("exists");
+        assert!(err.to_string().contains("--force"), "{err}");
+        refuse_existing(&path, true).expect("--force replaces");
     }
 }
