@@ -41,6 +41,13 @@ pub(crate) struct ExportRequest {
     pub(crate) id: String,
     /// Absolute destination path.
     pub(crate) path: String,
+    /// Replace a file at `path` (default); `false` refuses to.
+    #[serde(default = "replace_by_default")]
+    pub(crate) replace: bool,
+}
+
+fn replace_by_default() -> bool {
+    true
 }
 
 /// An error reply: `{"error": "..."}` with a 4xx or 5xx status.

@@ -45,6 +45,7 @@ pub(crate) async fn run(args: &GetArgs) -> Result<ExitCode> {
             &ExportRequest {
                 id: id.to_string(),
                 path: output.to_string_lossy().into_owned(),
+                replace: args.force,
             },
         )
         .await

@@ -105,7 +105,7 @@ async fn export(State(state): State<AppState>, Json(req): Json<ExportRequest>) -
     if !path.is_absolute() {
         return Err(error(StatusCode::BAD_REQUEST, "the path must be absolute"));
     }
-    ask(&state, |tx| ApiCall::Export(id, path, tx))
+    ask(&state, |tx| ApiCall::Export(id, path, req.replace, tx))
         .await?
         .map(Json)
         .map_err(|e| error(StatusCode::CONFLICT, e.to_string()))

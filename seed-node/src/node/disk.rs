@@ -44,8 +44,8 @@ pub(crate) enum DiskOp {
     Read(u32),
     /// Write a verified piece.
     Write(u32, PieceData),
-    /// Write the complete artifact to a path.
-    Export(PathBuf, oneshot::Sender<Result<(), ApiError>>),
+    /// Write the complete artifact to a path (`true`: replacing what is there).
+    Export(PathBuf, bool, oneshot::Sender<Result<(), ApiError>>),
 }
 
 /// A finished piece of disk work.
@@ -283,14 +283,19 @@ impl Worker {
                 };
                 self.pending.push((piece, data.len(), result));
             }
-            DiskOp::Export(path, reply) => {
+            DiskOp::Export(path, replace, reply) => {
                 self.commit();
                 let Some(a) = &mut self.artifact else {
                     let _ = reply.send(Err(ApiError::NotCreated));
                     return;
                 };
                 let before = a.have().clone();
-                let result = a.export(&path).map_err(ApiError::ExportFailed);
+                let result = if replace {
+                    a.export(&path)
+                } else {
+                    a.export_new(&path)
+                };
+                let result = result.map_err(ApiError::ExportFailed);
                 // Pieces the export found corrupt were dropped: fetch them again.
                 let lost: Vec<u32> = before.iter().filter(|&p| !a.have().contains(p)).collect();
                 for piece in lost {

@@ -87,7 +87,12 @@ pub(crate) enum ApiCall {
     /// Report status.
     Status(oneshot::Sender<Status>),
     /// Write a complete artifact to a path.
-    Export(ContentId, PathBuf, oneshot::Sender<Result<(), ApiError>>),
+    Export(
+        ContentId,
+        PathBuf,
+        bool,
+        oneshot::Sender<Result<(), ApiError>>,
+    ),
 }
 
 /// Runs the node until Ctrl-C or SIGTERM.

@@ -321,6 +321,16 @@ impl Artifact {
     /// hash does not match, every piece is verified to find the corrupt ones and drop them
     /// (they will be fetched again), and [`StoreError::DataMismatch`] is returned.
     pub(crate) fn export(&mut self, dest: &Path) -> Result<(), StoreError> {
+        self.export_to(dest, true)
+    }
+
+    /// As [`Artifact::export`], but fails with [`StoreError::DestinationExists`] instead of replacing
+    /// a file at `dest`, even one that appears while the artifact is being copied.
+    pub(crate) fn export_new(&mut self, dest: &Path) -> Result<(), StoreError> {
+        self.export_to(dest, false)
+    }
+
+    fn export_to(&mut self, dest: &Path, replace: bool) -> Result<(), StoreError> {
         let id = self.id();
         if !self.have.is_complete() {
             return Err(StoreError::Incomplete {
@@ -372,8 +382,21 @@ impl Artifact {
         }
         out.sync_all().map_err(io_err("syncing", temp.path()))?;
         drop(out);
-        fs::rename(temp.path(), dest).map_err(io_err("renaming into", dest))?;
-        temp.keep();
+        if replace {
+            fs::rename(temp.path(), dest).map_err(io_err("renaming into", dest))?;
+            temp.keep();
+        } else {
+            // A hard link never replaces what is there; the temp file goes with its guard.
+            match fs::hard_link(temp.path(), dest) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    return Err(StoreError::DestinationExists {
+                        path: dest.to_path_buf(),
+                    });
+                }
+                Err(e) => return Err(io_err("linking into", dest)(e)),
+            }
+        }
         fsync_dir(parent)
     }
 

@@ -254,6 +254,12 @@ pub(crate) enum StoreError {
         /// The path given.
         path: PathBuf,
     },
+    /// The export destination exists and was not to be replaced.
+    #[error("{} exists; pass --force to replace it, or -o another path", .path.display())]
+    DestinationExists {
+        /// The path given.
+        path: PathBuf,
+    },
 }
 
 /// What is wrong with a `manifest` or `have` file (or with `data`, for [`FormatError::DataFile`]).

@@ -157,6 +157,27 @@ fn import_read_export_round_trip() {
 }
 
 #[test]
+fn an_export_that_must_not_replace_keeps_an_existing_file() {
+    let root = TempDir::new().expect("tempdir");
+    let store = open(&root.path().join("store"));
+    let out_dir = root.path().join("out");
+    fs::create_dir(&out_dir).expect("mkdir");
+    let data = bytes(3 * MIN_PIECE_SIZE + 5, 7);
+    let src = write_source(root.path(), "a.bin", &data);
+    let mut art = store.import_file(&src, &mut no_progress()).expect("import");
+    let taken = out_dir.join("taken");
+    fs::write(&taken, b"mine").expect("write");
+    let err = art.export_new(&taken).expect_err("exists");
+    assert!(matches!(err, StoreError::DestinationExists { .. }), "{err}");
+    assert_eq!(fs::read(&taken).expect("kept"), b"mine");
+    let free = out_dir.join("free");
+    art.export_new(&free).expect("export");
+    assert_eq!(fs::read(&free).expect("read"), data);
+    // No temporary file is left next to either.
+    assert_eq!(entries(&out_dir), ["free", "taken"]);
+}
+
+#[test]
 fn downloaded_pieces_in_any_order_make_a_complete_artifact() {
     let root = TempDir::new().expect("tempdir");
     let store = open(root.path());

@@ -34,9 +34,9 @@ impl Actor {
             ApiCall::Status(reply) => {
                 let _ = reply.send(self.status());
             }
-            ApiCall::Export(id, path, reply) => match self.entries.get(&id) {
+            ApiCall::Export(id, path, replace, reply) => match self.entries.get(&id) {
                 Some(e) if self.is_complete(&id) => {
-                    let _ = e.disk.send(DiskOp::Export(path, reply));
+                    let _ = e.disk.send(DiskOp::Export(path, replace, reply));
                 }
                 Some(_) => {
                     let _ = reply.send(Err(ApiError::NotComplete));
