@@ -217,11 +217,6 @@ impl Endpoint {
         Some(swarm)
     }
 
-    /// Every swarm.
-    pub fn swarms(&self) -> impl Iterator<Item = (&ContentId, &Swarm)> {
-        self.swarms.iter()
-    }
-
     // ----- connections -----
 
     /// A connection opened (`dialed`: we opened it); we send our handshake on it.
@@ -367,11 +362,6 @@ impl Endpoint {
     /// The peer at the other end, once its handshake arrived.
     pub fn conn_peer(&self, conn: ConnId) -> Option<PeerId> {
         self.conns.get(&conn)?.peer
-    }
-
-    /// Whether we opened the connection.
-    pub fn conn_dialed(&self, conn: ConnId) -> Option<bool> {
-        Some(self.conns.get(&conn)?.dialed)
     }
 
     /// The ready connection to `peer`, if any.

@@ -129,6 +129,16 @@ mod tests {
         (0..n).map(|i| (addr(i), AddrState::default())).collect()
     }
 
+    /// [`to_dial`] with a node's settings.
+    fn node_dial(
+        addrs: &BTreeMap<SocketAddr, AddrState>,
+        sources: &Sources<SocketAddr>,
+        linked: usize,
+        now: Instant,
+    ) -> Vec<SocketAddr> {
+        to_dial(&PolicyConfig::default(), addrs, sources, linked, now)
+    }
+
     fn sources(order: impl IntoIterator<Item = u16>) -> Sources<SocketAddr> {
         Sources {
             dial: order.into_iter().map(addr).collect(),
@@ -140,13 +150,7 @@ mod tests {
     fn a_large_swarm_is_dialed_up_to_the_cap_in_gossip_order() {
         let addrs = known(100);
         let order: Vec<u16> = (0..100).rev().collect();
-        let dial = to_dial(
-            &PolicyConfig::default(),
-            &addrs,
-            &sources(order.clone()),
-            0,
-            Instant::ZERO,
-        );
+        let dial = node_dial(&addrs, &sources(order.clone()), 0, Instant::ZERO);
         assert_eq!(dial.len(), MAX_LINKS);
         let expected: Vec<SocketAddr> = order[..MAX_LINKS].iter().map(|&n| addr(n)).collect();
         assert_eq!(dial, expected);
@@ -158,22 +162,10 @@ mod tests {
         for n in 0..3 {
             addrs.get_mut(&addr(n)).expect("known").dialing = true;
         }
-        let dial = to_dial(
-            &PolicyConfig::default(),
-            &addrs,
-            &sources(0..40),
-            10,
-            Instant::ZERO,
-        );
+        let dial = node_dial(&addrs, &sources(0..40), 10, Instant::ZERO);
         assert_eq!(dial.len(), MAX_LINKS - 13);
         assert!(dial.iter().all(|a| *a >= addr(3)), "{dial:?}");
-        let full = to_dial(
-            &PolicyConfig::default(),
-            &addrs,
-            &sources(0..40),
-            MAX_LINKS,
-            Instant::ZERO,
-        );
+        let full = node_dial(&addrs, &sources(0..40), MAX_LINKS, Instant::ZERO);
         assert!(full.is_empty(), "{full:?}");
     }
 
@@ -181,22 +173,10 @@ mod tests {
     fn pinned_addresses_are_dialed_whatever_the_cap() {
         let mut addrs = known(30);
         addrs.get_mut(&addr(29)).expect("known").pinned = true;
-        let dial = to_dial(
-            &PolicyConfig::default(),
-            &addrs,
-            &sources(0..30),
-            MAX_LINKS,
-            Instant::ZERO,
-        );
+        let dial = node_dial(&addrs, &sources(0..30), MAX_LINKS, Instant::ZERO);
         assert_eq!(dial, [addr(29)]);
         // With room, the pinned address comes first and takes a place.
-        let dial = to_dial(
-            &PolicyConfig::default(),
-            &addrs,
-            &sources(0..30),
-            0,
-            Instant::ZERO,
-        );
+        let dial = node_dial(&addrs, &sources(0..30), 0, Instant::ZERO);
         assert_eq!(dial[0], addr(29));
         assert_eq!(dial.len(), MAX_LINKS);
         assert_eq!(dial.iter().filter(|a| **a == addr(29)).count(), 1);
@@ -215,10 +195,7 @@ mod tests {
             ..Sources::default()
         };
         // addr(5) is known but gossip no longer names it: dialed after gossip's sources.
-        assert_eq!(
-            to_dial(&PolicyConfig::default(), &addrs, &src, 1, now),
-            [addr(3), addr(5)]
-        );
+        assert_eq!(node_dial(&addrs, &src, 1, now), [addr(3), addr(5)]);
     }
 
     #[test]
@@ -231,7 +208,7 @@ mod tests {
             ..Sources::default()
         };
         assert_eq!(
-            to_dial(&PolicyConfig::default(), &addrs, &src, 0, Instant::ZERO),
+            node_dial(&addrs, &src, 0, Instant::ZERO),
             [addr(1), addr(2)]
         );
     }
@@ -243,26 +220,14 @@ mod tests {
         src.complete = vec![addr(30), addr(31), addr(32)];
         // At the cap with links to peers that hold little: the first two complete holders
         // are dialed anyway, and no more.
-        let dial = to_dial(
-            &PolicyConfig::default(),
-            &addrs,
-            &src,
-            MAX_LINKS,
-            Instant::ZERO,
-        );
+        let dial = node_dial(&addrs, &src, MAX_LINKS, Instant::ZERO);
         assert_eq!(dial, [addr(30), addr(31)]);
         // One of them linked already: one more.
         addrs.get_mut(&addr(30)).expect("known").conn = Some(ConnId(1));
-        let dial = to_dial(
-            &PolicyConfig::default(),
-            &addrs,
-            &src,
-            MAX_LINKS,
-            Instant::ZERO,
-        );
+        let dial = node_dial(&addrs, &src, MAX_LINKS, Instant::ZERO);
         assert_eq!(dial, [addr(31)]);
         // With room, they come first and count against the cap.
-        let dial = to_dial(&PolicyConfig::default(), &addrs, &src, 1, Instant::ZERO);
+        let dial = node_dial(&addrs, &src, 1, Instant::ZERO);
         assert_eq!(dial.len(), MAX_LINKS - 1);
         assert_eq!(dial[0], addr(31));
     }
