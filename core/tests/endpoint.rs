@@ -36,6 +36,39 @@ fn thirty_artifacts_share_one_connection_and_all_complete() {
     assert_eq!(net.nodes[0].ep.conn_swarms(net_conn(&net, 0)).len(), 30);
 }
 
+#[test]
+fn a_swarm_opened_on_a_busy_connection_gets_an_equal_share_of_it() {
+    let mut net = Net::new(2);
+    net.use_native_settings();
+    net.limit_rate(16 * 1024);
+    let first = net.seed(0, artifact(1, 256 * PIECE));
+    let second = net.seed(0, artifact(2, 256 * PIECE));
+    net.fetch(1, &first);
+    net.fetch(1, &second);
+    let (_, conn) = net.connect(0, 1);
+    let now = net.now;
+    assert!(net.nodes[1].ep.open_swarm(now, conn, first.id()));
+    let pieces = |net: &Net, id| net.nodes[1].ep.swarm(&id).map_or(0, |s| s.have().count());
+    // The first fills the connection (and its seed's queue) alone for a while.
+    net.drive_until(|n| pieces(n, first.id()) >= 32);
+    let now = net.now;
+    assert!(net.nodes[1].ep.open_swarm(now, conn, second.id()));
+    // Once the second has its manifest and a first piece, both fetch.
+    net.drive_until(|n| pieces(n, second.id()) >= 1);
+    let (first_start, second_start) = (pieces(&net, first.id()), pieces(&net, second.id()));
+    net.drive_until(|n| n.complete(1, &first.id()));
+    let first_got = pieces(&net, first.id()) - first_start;
+    let second_got = pieces(&net, second.id()) - second_start;
+    // An equal share would be as many pieces each; a backlog ahead of the second would
+    // leave it far behind.
+    assert!(
+        second_got * 10 >= first_got * 7,
+        "while both fetched, the first got {first_got} pieces and the second {second_got}"
+    );
+    net.drive_until(|n| n.complete(1, &second.id()));
+    assert!(net.complete(1, &second.id()));
+}
+
 /// Carries out nothing, and returns the connections node `node` closed since last asked.
 fn drain_closes(net: &mut Net, node: usize) -> Vec<(ConnId, CloseReason)> {
     let mut closes = Vec::new();

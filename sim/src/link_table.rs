@@ -79,6 +79,14 @@ impl<T> LinkTable<T> {
     pub fn values(&self) -> impl Iterator<Item = &T> {
         self.slots.iter().flatten()
     }
+
+    /// The ids and their values, by id.
+    pub fn iter(&self) -> impl Iterator<Item = (LinkId, &T)> {
+        self.slots
+            .iter()
+            .zip(1..)
+            .filter_map(|(v, id)| Some((LinkId(id), v.as_ref()?)))
+    }
 }
 
 #[cfg(test)]
@@ -98,6 +106,10 @@ mod tests {
         assert!(!t.contains(LinkId(0)));
         assert!(!t.contains(LinkId(99)));
         assert_eq!(t.values().copied().collect::<String>(), "aC");
+        assert_eq!(
+            t.iter().map(|(id, v)| (id.0, *v)).collect::<Vec<_>>(),
+            [(1, 'a'), (3, 'C')]
+        );
         assert_eq!(t.remove(LinkId(1)), Some('a'));
         assert_eq!(t.remove(LinkId(1)), None);
         assert_eq!(t.len(), 1);

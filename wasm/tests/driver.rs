@@ -34,11 +34,14 @@ fn deliver(
         match out {
             Output::Send(link, messages) => {
                 assert_eq!(link, from_link);
+                let mut sent = 0;
                 for m in messages {
                     assert!(m.len() <= MAX_CHANNEL_MESSAGE);
                     to.handle_message(now, to_link, &m);
+                    sent += m.len() as u64;
                     moved = true;
                 }
+                from.handle_sent(now, link, sent);
             }
             Output::Close(link) if link == from_link => closed = true,
             Output::Complete(_) => *completed = true,
@@ -188,9 +191,12 @@ impl Pages {
                             .find(|p| if from_a { p.0 == link } else { p.1 == link })
                             .map(|p| if from_a { p.1 } else { p.0 });
                         if let Some(peer) = peer {
+                            let mut sent = 0;
                             for m in messages {
                                 to.handle_message(self.now, peer, &m);
+                                sent += m.len() as u64;
                             }
+                            from.handle_sent(self.now, link, sent);
                         }
                     }
                     Output::Close(link) => {

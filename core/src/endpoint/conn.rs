@@ -113,20 +113,14 @@ impl Conn {
         self.outbox.push(Bytes::from(frame));
     }
 
-    /// Queues a swarm link's wrapped frames: `inner` of the `wire` bytes are the swarm's.
-    pub(crate) fn push_swarm(
-        &mut self,
-        link: (ContentId, LinkId),
-        segments: Vec<Bytes>,
-        wire: u64,
-        inner: u64,
-    ) {
+    /// Notes a swarm link's wrapped frames just put in the outbox: `inner` of the `wire`
+    /// bytes are the swarm's.
+    pub(crate) fn note_swarm(&mut self, link: (ContentId, LinkId), wire: u64, inner: u64) {
         self.note_unsent(Unsent {
             link: Some(link),
             overhead: wire.saturating_sub(inner),
             inner,
         });
-        self.outbox.extend(segments);
     }
 
     fn note_unsent(&mut self, u: Unsent) {
@@ -135,10 +129,13 @@ impl Conn {
         }
     }
 
-    /// The driver sent `bytes` of this connection: how many of each swarm link's own bytes
-    /// that was (headers count as sent first).
-    pub(crate) fn sent(&mut self, mut bytes: u64) -> Vec<((ContentId, LinkId), u64)> {
-        let mut out: Vec<((ContentId, LinkId), u64)> = Vec::new();
+    /// The driver sent `bytes` of this connection: `to_swarm` hears how many of each swarm
+    /// link's own bytes that was (headers count as sent first).
+    pub(crate) fn sent(
+        &mut self,
+        mut bytes: u64,
+        mut to_swarm: impl FnMut(ContentId, LinkId, u64),
+    ) {
         while bytes > 0 {
             let Some(front) = self.unsent.front_mut() else {
                 break;
@@ -149,16 +146,12 @@ impl Conn {
             let inner = bytes.min(front.inner);
             front.inner -= inner;
             bytes -= inner;
-            if let (Some(link), true) = (front.link, inner > 0) {
-                match out.last_mut() {
-                    Some((l, n)) if *l == link => *n += inner,
-                    _ => out.push((link, inner)),
-                }
+            if let (Some((id, link)), true) = (front.link, inner > 0) {
+                to_swarm(id, link, inner);
             }
             if front.overhead == 0 && front.inner == 0 {
                 self.unsent.pop_front();
             }
         }
-        out
     }
 }

@@ -297,17 +297,58 @@ impl Endpoint {
         }
     }
 
-    /// The driver put `bytes` of what it was given for the connection on the wire.
-    pub fn handle_sent(&mut self, conn: ConnId, bytes: u64) {
+    /// A `Block` frame arrived inside a `Channel` frame on the connection, its data carried
+    /// apart from the frame (see [`wire::decode_channel_header`] and
+    /// [`wire::decode_block_header`]): the same as [`Endpoint::handle_frame`] with a `Channel`
+    /// frame holding only that block.
+    pub fn handle_block(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        channel: u32,
+        piece: u32,
+        offset: u32,
+        data: Bytes,
+    ) {
+        self.now = self.now.max(now);
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        for ((id, link), n) in c.sent(bytes) {
-            if let Some(s) = self.swarms.get_mut(&id) {
-                s.handle_sent(link, n);
-                self.dirty.insert(id);
-            }
+        if c.peer.is_none() {
+            self.close(now, conn, CloseReason::Protocol);
+            return;
         }
+        // Frames of a channel we closed since are dropped.
+        let Some(id) = c.inbound.get(&channel).copied() else {
+            return;
+        };
+        let Some(link) = c.channels.get(&id).map(|ch| ch.link) else {
+            return;
+        };
+        c.carried_blocks = true;
+        if let Some(s) = self.swarms.get_mut(&id) {
+            s.handle_block(now, link, piece, offset, data);
+            self.dirty.insert(id);
+        }
+    }
+
+    /// The driver put `bytes` of what it was given for the connection on the wire.
+    pub fn handle_sent(&mut self, conn: ConnId, bytes: u64) {
+        let Self {
+            conns,
+            swarms,
+            dirty,
+            ..
+        } = self;
+        let Some(c) = conns.get_mut(&conn) else {
+            return;
+        };
+        c.sent(bytes, |id, link, n| {
+            if let Some(s) = swarms.get_mut(&id) {
+                s.handle_sent(link, n);
+                dirty.insert(id);
+            }
+        });
     }
 
     /// Time passed: late handshakes and every swarm's due timers.
@@ -566,22 +607,20 @@ impl Endpoint {
         let Some(link) = c.channels.get(&id).map(|ch| ch.link) else {
             return;
         };
-        let Ok(bodies) = mux::unwrap(body, frames) else {
+        if mux::check(frames).is_err() {
             self.close(now, conn, CloseReason::Protocol);
             return;
+        }
+        let Some(s) = self.swarms.get_mut(&id) else {
+            return;
         };
-        if bodies
-            .iter()
-            .any(|b| b.get(1) == Some(&(Kind::Block as u8)))
-        {
-            c.carried_blocks = true;
-        }
-        if let Some(s) = self.swarms.get_mut(&id) {
-            for b in bodies {
-                s.handle_frame(now, link, b);
+        for b in mux::bodies(body, frames) {
+            if b.get(1) == Some(&(Kind::Block as u8)) {
+                c.carried_blocks = true;
             }
-            self.dirty.insert(id);
+            s.handle_frame(now, link, b);
         }
+        self.dirty.insert(id);
     }
 
     fn on_close(&mut self, now: Instant, conn: ConnId, channel: u32) {
@@ -702,12 +741,12 @@ impl Endpoint {
                         continue;
                     };
                     let inner: u64 = segments.iter().map(|b| b.len() as u64).sum();
-                    let w = mux::wrap(ch.out, &segments);
-                    c.carried_blocks |= w.blocks;
                     if c.outbox.is_empty() {
                         self.ready.push_back(conn);
                     }
-                    c.push_swarm((id, link), w.segments, w.len, inner);
+                    let w = mux::wrap(ch.out, segments, &mut c.outbox);
+                    c.carried_blocks |= w.blocks;
+                    c.note_swarm((id, link), w.len, inner);
                 }
                 while let Some(action) = s.poll_action() {
                     busy = true;

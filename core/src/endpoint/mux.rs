@@ -18,21 +18,19 @@ const GROUP_PAYLOAD: usize = MAX_BLOCK_LEN + 512;
 
 /// What [`wrap`] made of one swarm transmit.
 pub(crate) struct Wrapped {
-    /// Whole `Channel` frames as segments (the swarm's bytes are shared, not copied).
-    pub(crate) segments: Vec<Bytes>,
-    /// Bytes of `segments` in all.
+    /// Bytes of the `Channel` frames in all.
     pub(crate) len: u64,
     /// Whether a `Block` frame is among them.
     pub(crate) blocks: bool,
 }
 
 /// Wraps the whole frames of `segments` (as a swarm's `poll_transmit` gives them) into
-/// `Channel` frames for `channel`, cutting only between frames: a frame joins the group
-/// before it while the group stays within [`GROUP_PAYLOAD`].
+/// `Channel` frames for `channel`, appended to `out` as segments (the swarm's bytes are
+/// moved or shared, not copied), cutting only between frames: a frame joins the group before
+/// it while the group stays within [`GROUP_PAYLOAD`].
 /// Bytes after the last whole frame (a swarm never leaves any) are dropped.
-pub(crate) fn wrap(channel: u32, segments: &[Bytes]) -> Wrapped {
-    let mut out = Wrapped {
-        segments: Vec::new(),
+pub(crate) fn wrap(channel: u32, segments: Vec<Bytes>, out: &mut Vec<Bytes>) -> Wrapped {
+    let mut wrapped = Wrapped {
         len: 0,
         blocks: false,
     };
@@ -42,53 +40,81 @@ pub(crate) fn wrap(channel: u32, segments: &[Bytes]) -> Wrapped {
     let mut group_len = 0usize;
     while let Some((len, kind)) = reader.next_frame() {
         if kind == Some(Kind::Block as u8) {
-            out.blocks = true;
+            wrapped.blocks = true;
         }
         if group_len > 0 && group_len + len > GROUP_PAYLOAD {
-            push_group(&mut out, channel, &reader, group_start, group_len);
+            push_group(
+                &mut wrapped,
+                out,
+                channel,
+                &mut reader,
+                group_start,
+                group_len,
+            );
             group_start += group_len;
             group_len = 0;
         }
         group_len += len;
     }
     if group_len > 0 {
-        push_group(&mut out, channel, &reader, group_start, group_len);
+        push_group(
+            &mut wrapped,
+            out,
+            channel,
+            &mut reader,
+            group_start,
+            group_len,
+        );
     }
-    out
+    wrapped
 }
 
-fn push_group(out: &mut Wrapped, channel: u32, reader: &Reader<'_>, start: usize, len: usize) {
+fn push_group(
+    wrapped: &mut Wrapped,
+    out: &mut Vec<Bytes>,
+    channel: u32,
+    reader: &mut Reader,
+    start: usize,
+    len: usize,
+) {
     let mut header = Vec::with_capacity(CHANNEL_HEADER_MAX);
     if wire::encode_channel_header(channel, len, &mut header).is_err() {
         // A group never exceeds MAX_CHANNEL_PAYLOAD and is never empty.
         debug_assert!(false, "a channel group of {len} bytes does not fit a frame");
         return;
     }
-    out.len += (header.len() + len) as u64;
-    out.segments.push(Bytes::from(header));
-    reader.slices(start, len, &mut out.segments);
+    wrapped.len += (header.len() + len) as u64;
+    out.push(Bytes::from(header));
+    reader.move_out(start, len, out);
 }
 
-/// Walks the frames of a transmit's segments without copying them.
-struct Reader<'a> {
-    segments: &'a [Bytes],
+/// Walks the frames of a transmit's segments, then hands them on without copying them.
+struct Reader {
+    segments: Vec<Bytes>,
     /// Bytes of the transmit walked so far.
     at: usize,
     total: usize,
+    /// The first segment not yet wholly handed on, and where it starts in the transmit.
+    next_seg: usize,
+    next_seg_start: usize,
 }
 
-impl<'a> Reader<'a> {
-    fn new(segments: &'a [Bytes]) -> Self {
+impl Reader {
+    fn new(segments: Vec<Bytes>) -> Self {
+        let total = segments.iter().map(Bytes::len).sum();
         Self {
             segments,
             at: 0,
-            total: segments.iter().map(Bytes::len).sum(),
+            total,
+            next_seg: 0,
+            next_seg_start: 0,
         }
     }
 
-    /// The byte at `pos` of the transmit.
-    fn byte(&self, mut pos: usize) -> Option<u8> {
-        for s in self.segments {
+    /// The byte at `pos` of the transmit (not in a segment handed on whole).
+    fn byte(&self, pos: usize) -> Option<u8> {
+        let mut pos = pos.checked_sub(self.next_seg_start)?;
+        for s in &self.segments[self.next_seg..] {
             if pos < s.len() {
                 return Some(s[pos]);
             }
@@ -112,16 +138,25 @@ impl<'a> Reader<'a> {
         Some((len, kind))
     }
 
-    /// Appends the transmit's bytes `start..start + len` to `out` as slices of its segments.
-    fn slices(&self, start: usize, len: usize, out: &mut Vec<Bytes>) {
+    /// Appends the transmit's bytes `start..start + len` to `out`: segments wholly inside
+    /// are moved, others sliced. Ranges come in order and do not overlap.
+    fn move_out(&mut self, start: usize, len: usize, out: &mut Vec<Bytes>) {
         let end = start + len;
-        let mut seg_start = 0;
-        for s in self.segments {
-            let seg_end = seg_start + s.len();
+        let mut seg_start = self.next_seg_start;
+        for i in self.next_seg..self.segments.len() {
+            let s_len = self.segments[i].len();
+            let seg_end = seg_start + s_len;
             let from = start.max(seg_start);
             let to = end.min(seg_end);
-            if from < to {
-                out.push(s.slice(from - seg_start..to - seg_start));
+            if from == seg_start && to == seg_end && s_len > 0 {
+                out.push(core::mem::take(&mut self.segments[i]));
+            } else if from < to {
+                out.push(self.segments[i].slice(from - seg_start..to - seg_start));
+            }
+            if seg_end <= end {
+                // Handed on whole (or finished): later frames start after it.
+                self.next_seg = i + 1;
+                self.next_seg_start = seg_end;
             }
             seg_start = seg_end;
             if seg_start >= end {
@@ -131,15 +166,24 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// The frame bodies inside a `Channel` frame's `frames`, as slices of `body` (the whole
-/// `Channel` frame body). A partial frame is a protocol error.
-pub(crate) fn unwrap(body: &Bytes, frames: &[u8]) -> Result<Vec<Bytes>, DecodeError> {
-    let mut out = Vec::new();
+/// Checks that a `Channel` frame's `frames` are whole frames: a partial one is a protocol
+/// error.
+pub(crate) fn check(frames: &[u8]) -> Result<(), DecodeError> {
     let mut rest = frames;
     while !rest.is_empty() {
-        let (inner, used) = wire::split_frame(rest)?.ok_or(DecodeError::Truncated)?;
-        out.push(body.slice_ref(inner));
+        let (_, used) = wire::split_frame(rest)?.ok_or(DecodeError::Truncated)?;
         rest = &rest[used..];
     }
-    Ok(out)
+    Ok(())
+}
+
+/// The frame bodies inside a `Channel` frame's `frames` (whole, as [`check`] found them), as
+/// slices of `body` (the whole `Channel` frame body).
+pub(crate) fn bodies<'a>(body: &'a Bytes, frames: &'a [u8]) -> impl Iterator<Item = Bytes> + 'a {
+    let mut rest = frames;
+    core::iter::from_fn(move || {
+        let (inner, used) = wire::split_frame(rest).ok()??;
+        rest = &rest[used..];
+        Some(body.slice_ref(inner))
+    })
 }

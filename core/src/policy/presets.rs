@@ -17,6 +17,10 @@ pub const NATIVE_SLOT_RATE: u64 = 1_000_000;
 /// Upload slots of a browser peer: its links are slower and fewer than a data centre's.
 pub const BROWSER_UPLOAD_SLOTS: usize = 4;
 
+/// Bytes a browser link may have queued for its data channel and not yet handed to it: swarms
+/// sharing one peer connection take turns by this much.
+pub const BROWSER_SEND_WINDOW: u64 = 256 * 1024;
+
 /// A native node's swarm (a seed node, or a simulated one): a send window (its writers
 /// report what they sent), slots sized to `upload_capacity` when known, and, for an artifact
 /// it holds whole from the start (`origin`), spreading each piece first.
@@ -39,9 +43,11 @@ pub fn native(
     cfg
 }
 
-/// A browser peer's swarm.
+/// A browser peer's swarm: few upload slots, and a send window (its glue reports what it
+/// handed to the data channel).
 pub fn browser(peer: PeerId) -> SwarmConfig {
     let mut cfg = SwarmConfig::new(peer);
     cfg.upload_slots = BROWSER_UPLOAD_SLOTS;
+    cfg.send_window = Some(BROWSER_SEND_WINDOW);
     cfg
 }

@@ -228,6 +228,26 @@ pub fn decode_block_header(body_start: &[u8]) -> Result<BlockHeader, DecodeError
     })
 }
 
+/// Reads the header of a `Channel` frame from the start of its body: its channel number and
+/// the bytes of the body before the frames it carries. For drivers that carry block data
+/// apart from frames (the simulator), with [`decode_block_header`] for the blocks inside.
+pub fn decode_channel_header(body_start: &[u8]) -> Result<(u32, usize), DecodeError> {
+    let [version, kind, payload @ ..] = body_start else {
+        return Err(DecodeError::Truncated);
+    };
+    if *version != PROTOCOL_VERSION {
+        return Err(DecodeError::Version(*version));
+    }
+    if *kind != Kind::Channel as u8 {
+        return Err(DecodeError::UnknownKind(*kind));
+    }
+    let (channel, rest) = postcard::take_from_bytes::<u32>(payload).map_err(|e| match e {
+        postcard::Error::DeserializeUnexpectedEnd => DecodeError::Truncated,
+        _ => DecodeError::Malformed(Kind::Channel),
+    })?;
+    Ok((channel, body_start.len() - rest.len()))
+}
+
 /// Decodes one frame body (as returned by [`split_frame`]) into a message.
 pub fn decode(body: &[u8]) -> Result<Message<'_>, DecodeError> {
     let [version, kind, payload @ ..] = body else {

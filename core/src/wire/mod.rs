@@ -18,8 +18,8 @@ mod frame;
 mod message;
 
 pub use codec::{
-    BlockHeader, decode, decode_block_header, decode_frame, encode, encode_block_header,
-    encode_channel_header,
+    BlockHeader, decode, decode_block_header, decode_channel_header, decode_frame, encode,
+    encode_block_header, encode_channel_header,
 };
 pub(crate) use codec::{encode_own, put};
 pub use error::{DecodeError, EncodeError, Invalid};

@@ -8,7 +8,9 @@ use bytes::Bytes;
 use pollen_core::{
     Bitfield, ContentId, Instant, Manifest, PeerId, Ticket,
     endpoint::{CloseReason, ConnId, Endpoint, EndpointConfig, EndpointEvent, Output},
+    policy::presets,
     swarm::{Action, Stored, Swarm, SwarmConfig},
+    wire::FrameBuffer,
 };
 
 /// One peer: its endpoint and the bytes of its artifacts.
@@ -31,6 +33,14 @@ pub struct Net {
     pipes: BTreeMap<(usize, ConnId), (usize, ConnId)>,
     /// Frames in flight: to node, on its connection.
     queue: VecDeque<(usize, ConnId, Bytes)>,
+    /// Bytes each connection end carries per step, if limited ([`Net::limit_rate`]).
+    rate: Option<usize>,
+    /// Bytes handed to a connection end and not yet carried (rate-limited connections).
+    wires: BTreeMap<(usize, ConnId), VecDeque<Bytes>>,
+    /// Bytes a connection end received and has not made a whole frame of yet.
+    partial: BTreeMap<(usize, ConnId), FrameBuffer>,
+    /// Swarms take a native node's settings ([`presets::native`]).
+    native: bool,
     /// Simulated time.
     pub now: Instant,
     seed: u64,
@@ -57,6 +67,10 @@ impl Net {
             nodes,
             pipes: BTreeMap::new(),
             queue: VecDeque::new(),
+            rate: None,
+            wires: BTreeMap::new(),
+            partial: BTreeMap::new(),
+            native: false,
             now: Instant::from_micros(1),
             seed: 1,
         }
@@ -67,9 +81,25 @@ impl Net {
         PeerId::from_bytes([i as u8 + 1; 32])
     }
 
+    /// Makes every connection carry at most `bytes` each way per step, reporting them sent
+    /// as they go, like a link of limited bandwidth.
+    pub fn limit_rate(&mut self, bytes: usize) {
+        self.rate = Some(bytes);
+    }
+
+    /// Makes the swarms added from now on take a native node's settings (a send window).
+    pub fn use_native_settings(&mut self) {
+        self.native = true;
+    }
+
     fn config(&mut self, node: usize) -> (SwarmConfig, u64) {
         self.seed += 1;
-        (SwarmConfig::new(Self::peer(node)), self.seed)
+        let cfg = if self.native {
+            presets::native(Self::peer(node), None, None, false)
+        } else {
+            SwarmConfig::new(Self::peer(node))
+        };
+        (cfg, self.seed)
     }
 
     /// Node `node` seeds `data`; returns its ticket.
@@ -126,6 +156,7 @@ impl Net {
                 self.carry_out(i, out);
             }
         }
+        moved |= self.carry_wires();
         let in_flight = std::mem::take(&mut self.queue);
         for (to, conn, body) in in_flight {
             moved = true;
@@ -135,10 +166,56 @@ impl Net {
         moved
     }
 
+    /// Moves up to the rate's bytes over each rate-limited connection end; true if any moved.
+    fn carry_wires(&mut self) -> bool {
+        let Some(rate) = self.rate else {
+            return false;
+        };
+        let mut moved = false;
+        let ends: Vec<(usize, ConnId)> = self.wires.keys().copied().collect();
+        for (i, conn) in ends {
+            let Some(&(to, their)) = self.pipes.get(&(i, conn)) else {
+                self.wires.remove(&(i, conn));
+                continue;
+            };
+            let Some(wire) = self.wires.get_mut(&(i, conn)) else {
+                continue;
+            };
+            let mut budget = rate;
+            let mut carried = Vec::new();
+            while budget > 0
+                && let Some(mut front) = wire.pop_front()
+            {
+                if front.len() > budget {
+                    wire.push_front(front.split_off(budget));
+                }
+                budget -= front.len();
+                carried.push(front);
+            }
+            if carried.is_empty() {
+                continue;
+            }
+            moved = true;
+            let n: usize = carried.iter().map(Bytes::len).sum();
+            self.nodes[i].ep.handle_sent(conn, n as u64);
+            let buf = self.partial.entry((to, their)).or_default();
+            for c in &carried {
+                buf.push(c);
+            }
+            while let Ok(Some(body)) = buf.next_frame() {
+                self.queue.push_back((to, their, body));
+            }
+        }
+        moved
+    }
+
     /// Carries out one output of node `i`.
     pub fn carry_out(&mut self, i: usize, out: Output) {
         let now = self.now;
         match out {
+            Output::Transmit(conn, segments) if self.rate.is_some() => {
+                self.wires.entry((i, conn)).or_default().extend(segments);
+            }
             Output::Transmit(conn, segments) => {
                 let bytes = Bytes::from(segments.concat());
                 self.nodes[i].ep.handle_sent(conn, bytes.len() as u64);
@@ -158,6 +235,10 @@ impl Net {
                 if let Some((to, their)) = self.pipes.remove(&(i, conn)) {
                     self.pipes.remove(&(to, their));
                     self.queue.retain(|(n, c, _)| (*n, *c) != (to, their));
+                    self.wires.remove(&(i, conn));
+                    self.wires.remove(&(to, their));
+                    self.partial.remove(&(to, their));
+                    self.partial.remove(&(i, conn));
                     self.nodes[to].ep.handle_closed(now, their);
                 }
             }

@@ -61,8 +61,8 @@ impl Net {
         if n.state != State::Active {
             return;
         }
-        let me = n.swarm.peer_id();
-        let id = n.swarm.id();
+        let me = n.ep.peer_id();
+        let id = n.id;
         let zone_of = |q: NodeId| {
             if dialing.zones {
                 self.shared.zones[q]
@@ -76,7 +76,7 @@ impl Net {
             .filter(|&q| q != node && self.nodes[q].state == State::Active)
             .map(|q| Holder {
                 addr: q,
-                peer: self.nodes[q].swarm.peer_id(),
+                peer: self.nodes[q].ep.peer_id(),
                 zone: &zones[q],
                 complete: self.nodes[q].origin || self.nodes[q].completed_at.is_some(),
                 load: 0,
@@ -84,7 +84,7 @@ impl Net {
         // Every active node is a member, fetching or holding.
         let zone_members = (0..self.nodes.len())
             .filter(|&q| self.nodes[q].state == State::Active && zones[q] == zone)
-            .map(|q| self.nodes[q].swarm.peer_id());
+            .map(|q| self.nodes[q].ep.peer_id());
         let sources = choose(
             &dialing.cfg,
             &me,
@@ -94,7 +94,20 @@ impl Net {
             zone_members,
             fetching_for,
         );
-        let linked: BTreeSet<NodeId> = n.links.values().map(|l| l.peer).collect();
+        // Peers whose connection carries the swarm or is about to (as a node counts them),
+        // and those whose connection is still opening: the sim dials for this swarm alone,
+        // so a peer's connection to us is for it, though its channel has yet to arrive.
+        let mut linked: BTreeSet<NodeId> =
+            n.ep.swarm_conns(&id)
+                .filter_map(|conn| n.links.get(super::link_of(conn)))
+                .map(|l| l.peer)
+                .collect();
+        linked.extend(
+            n.links
+                .iter()
+                .filter(|&(link, _)| n.ep.conn_peer(ConnId(link.0)).is_none())
+                .map(|(_, l)| l.peer),
+        );
         // The policy reaches at most this far down each list (it skips only linked ones), so
         // a run of thousands of peers need not hand it every holder.
         let reach = dialing.cfg.max_links

@@ -14,6 +14,10 @@
 //! Nothing here reads a clock: time advances from event to event, so a run is a pure function
 //! of its inputs and seed.
 //!
+//! Every node runs a real [`Endpoint`] holding the artifact's swarm, as a Pollen node does: a
+//! simulated link is one connection, opened with the endpoint's handshake, and the swarm's
+//! frames travel inside its channel frames.
+//!
 //! Payloads are either real bytes (every piece hashed and checked, for the protocol tests) or
 //! lengths only ([`Net::lengths_only`]): blocks travel as their header, the data is a shared
 //! zero buffer, and a piece check passes unless its sender corrupts blocks. Every protocol
@@ -21,6 +25,7 @@
 //! which is what lets thousands of nodes move gigabytes.
 
 mod dialing;
+mod frames;
 mod part;
 
 pub use dialing::Dialing;
@@ -29,12 +34,13 @@ use std::{collections::BTreeMap, time::Duration};
 
 use crate::{fair::SharedLink, link_table::LinkTable, queue::EventQueue};
 use bytes::Bytes;
+use frames::Item;
 use part::{Ctx, Part, Shared};
 use pollen_core::{
-    Bitfield, Instant, Manifest, ManifestBuilder, PeerId, Ticket,
+    Bitfield, ContentId, Instant, Manifest, ManifestBuilder, PeerId, Ticket,
+    endpoint::{ConnId, Endpoint, EndpointConfig},
     policy::presets,
     swarm::{LinkId, SPREAD_FIRST_MIN_LINKS, Swarm, SwarmConfig},
-    wire::{self, Kind, LEN_PREFIX},
 };
 use rand_core::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -77,7 +83,8 @@ enum State {
     Crashed,
 }
 
-/// Our end of a link.
+/// Our end of a link (a connection of the node's endpoint; its [`LinkId`] is the
+/// connection's number, see [`link_of`]).
 #[derive(Debug, Clone, Copy)]
 struct LinkEnd {
     peer: NodeId,
@@ -92,7 +99,10 @@ struct LinkEnd {
 
 /// One simulated node.
 struct Node {
-    swarm: Swarm,
+    /// Its endpoint, holding the artifact's swarm.
+    ep: Endpoint,
+    /// The artifact.
+    id: ContentId,
     store: BTreeMap<u32, Bytes>,
     capacity: Capacity,
     state: State,
@@ -103,26 +113,10 @@ struct Node {
     /// The downlink, carrying units that arrived from links.
     down: SharedLink<Unit>,
     links: LinkTable<LinkEnd>,
-    next_link: u64,
     timer: Option<Instant>,
     completed_at: Option<Instant>,
     banned: Vec<PeerId>,
     bytes_sent: u64,
-}
-
-/// What one transmission carries, frame by frame.
-#[derive(Debug)]
-enum Item {
-    /// A whole frame body.
-    Frame(Bytes),
-    /// A block whose data is not carried (lengths-only payloads); `header` is its frame's
-    /// bytes before the data.
-    Block {
-        piece: u32,
-        offset: u32,
-        len: u32,
-        header: u32,
-    },
 }
 
 /// What a link carries through an uplink or downlink at once: a block, or a run of frames.
@@ -149,7 +143,7 @@ impl Unit {
 
     /// Whether it carries a block.
     fn has_block(&self) -> bool {
-        self.items.iter().any(|i| matches!(i, Item::Block { .. }))
+        self.items.iter().any(Item::is_block)
     }
 }
 
@@ -491,8 +485,15 @@ impl Net {
         }
         self.shared.zones.push(0);
         self.shared.behaviors.push(behavior);
+        let id = swarm.id();
+        let mut ep = Endpoint::new(EndpointConfig {
+            report_sent: true,
+            ..EndpointConfig::new(swarm.peer_id())
+        });
+        ep.add_swarm(self.now, swarm);
         self.nodes.push(Node {
-            swarm,
+            ep,
+            id,
             store,
             capacity,
             state: State::Active,
@@ -500,7 +501,6 @@ impl Net {
             up: SharedLink::new(capacity.up, self.now),
             down: SharedLink::new(capacity.down, self.now),
             links: LinkTable::default(),
-            next_link: 0,
             timer: None,
             completed_at,
             banned: Vec::new(),
@@ -511,11 +511,20 @@ impl Net {
         id
     }
 
-    /// Opens a link between two nodes.
+    /// Links the swarms of two nodes: `a` dials `b` and opens the swarm on the connection
+    /// (or on the one it has to `b` already).
     pub fn connect(&mut self, a: NodeId, b: NodeId) {
-        let la = self.new_link(a);
-        let lb = self.new_link(b);
         let now = self.now;
+        let id = self.nodes[a].id;
+        if let Some(conn) = self.conn_to(a, b) {
+            self.nodes[a].ep.open_swarm(now, conn, id);
+            self.drain(a);
+            self.flush_outbox();
+            return;
+        }
+        let ca = self.nodes[a].ep.connect(now, true);
+        let cb = self.nodes[b].ep.connect(now, false);
+        let (la, lb) = (link_of(ca), link_of(cb));
         self.nodes[a].links.insert(
             la,
             LinkEnd {
@@ -536,8 +545,7 @@ impl Net {
                 delivered_unit: 0,
             },
         );
-        self.nodes[a].swarm.handle_connected(now, la);
-        self.nodes[b].swarm.handle_connected(now, lb);
+        self.nodes[a].ep.open_swarm(now, ca, id);
         self.drain(a);
         self.drain(b);
         self.flush_outbox();
@@ -575,10 +583,13 @@ impl Net {
         }
     }
 
-    fn new_link(&mut self, node: NodeId) -> LinkId {
-        let n = &mut self.nodes[node];
-        n.next_link += 1;
-        LinkId(n.next_link)
+    /// The connection `a` has to `b`, if any.
+    fn conn_to(&self, a: NodeId, b: NodeId) -> Option<ConnId> {
+        self.nodes[a]
+            .links
+            .iter()
+            .find(|(_, end)| end.peer == b)
+            .map(|(link, _)| ConnId(link.0))
     }
 
     /// Runs until every active node is complete (and every join has happened), no event is
@@ -879,13 +890,14 @@ impl Net {
 
     /// A node's swarm.
     pub fn swarm(&self, node: NodeId) -> &Swarm {
-        &self.nodes[node].swarm
+        let n = &self.nodes[node];
+        n.ep.swarm(&n.id).expect("a node's swarm stays")
     }
 
     /// A node's stored artifact, if it holds every piece (real payloads only).
     pub fn assembled(&self, node: NodeId) -> Option<Vec<u8>> {
         let n = &self.nodes[node];
-        if !n.swarm.is_complete() || self.shared.zeros.is_some() {
+        if !self.swarm(node).is_complete() || self.shared.zeros.is_some() {
             return None;
         }
         Some(n.store.values().flat_map(|p| p.iter().copied()).collect())
@@ -898,7 +910,7 @@ impl Net {
 
     /// A node's peer id.
     pub fn peer_id(&self, node: NodeId) -> PeerId {
-        self.nodes[node].swarm.peer_id()
+        self.nodes[node].ep.peer_id()
     }
 
     /// Bytes a node put on the wire.
@@ -946,82 +958,11 @@ fn zero_manifest(size: u64) -> Manifest {
     builder.finish().expect("complete")
 }
 
-/// Splits what a swarm transmits into frames, with each block's data left out.
-///
-/// The outbox writes whole frames into its buffer segments; a block's data follows its header
-/// as a segment of its own.
-fn split_items(segments: &[Bytes]) -> Vec<Item> {
-    let mut items = Vec::new();
-    let mut i = 0;
-    while i < segments.len() {
-        let seg = &segments[i];
-        let mut at = 0;
-        i += 1;
-        while at < seg.len() {
-            match wire::split_frame(&seg[at..]) {
-                Ok(Some((body, used))) => {
-                    items.push(Item::Frame(seg.slice_ref(body)));
-                    at += used;
-                }
-                Ok(None) => {
-                    // A block header whose data is the next segment.
-                    let header = wire::decode_block_header(&seg[at + LEN_PREFIX..])
-                        .expect("only block data is sent apart from its frame");
-                    // Its data follows in one segment or more (parts of a cached piece).
-                    let mut data = 0;
-                    while data < header.block.len as usize {
-                        data += segments.get(i).map(Bytes::len).expect("the block's data");
-                        i += 1;
-                    }
-                    assert_eq!(data, header.block.len as usize, "block data segments");
-                    items.push(Item::Block {
-                        piece: header.block.piece,
-                        offset: header.block.offset,
-                        len: header.block.len,
-                        header: (seg.len() - at) as u32,
-                    });
-                    at = seg.len();
-                }
-                Err(e) => panic!("a swarm sent a broken frame: {e}"),
-            }
-        }
-    }
-    items
-}
-
-/// Bytes an item takes on the wire.
-fn wire_len_of(item: &Item) -> u64 {
-    match item {
-        Item::Frame(body) => (LEN_PREFIX + body.len()) as u64,
-        Item::Block { len, header, .. } => u64::from(*len) + u64::from(*header),
-    }
-}
-
 fn transfer_time(len: u64, rate: u64) -> Duration {
     Duration::from_micros(len.saturating_mul(1_000_000) / rate.max(1))
 }
 
-/// Flips the last byte of every block frame in `bytes` (a run of whole frames).
-fn corrupt_blocks(bytes: &mut [u8]) {
-    let mut at = 0;
-    while let Ok(Some((body, used))) = wire::split_frame(&bytes[at..]) {
-        let is_block = body.get(1) == Some(&(Kind::Block as u8));
-        if is_block && used > LEN_PREFIX + 2 {
-            bytes[at + used - 1] ^= 0x55;
-        }
-        at += used;
-    }
-}
-
-/// The frames of `bytes` (a run of whole frames) other than those of `kind`.
-fn without_kind(bytes: &[u8], kind: Kind) -> Vec<u8> {
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut rest = bytes;
-    while let Ok(Some((body, used))) = wire::split_frame(rest) {
-        if body.get(1) != Some(&(kind as u8)) {
-            out.extend_from_slice(&rest[..used]);
-        }
-        rest = &rest[used..];
-    }
-    out
+/// The simulator's id of a node's link that is connection `conn` of its endpoint.
+fn link_of(conn: ConnId) -> LinkId {
+    LinkId(conn.0)
 }

@@ -9,14 +9,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use pollen_core::{
-    Instant, PieceLayout,
+    ContentId, Instant, PieceLayout,
+    endpoint::{ConnId, EndpointEvent, Output},
     swarm::{Action, Event, LinkId, Stored, Verdict},
-    wire::{self, Kind},
 };
 
 use super::{
-    Behavior, EXPRESS_BYTES, Ev, Item, KEEPALIVE_TIMEOUT, MSS, Node, NodeId, State, UNIT_BYTES,
-    Unit, corrupt_blocks, split_items, transfer_time, wire_len_of, without_kind,
+    Behavior, EXPRESS_BYTES, Ev, KEEPALIVE_TIMEOUT, MSS, Node, NodeId, State, UNIT_BYTES, Unit,
+    frames::{self, Item},
+    link_of, transfer_time,
 };
 use crate::{fair::SharedLink, queue::EventQueue};
 
@@ -155,7 +156,7 @@ impl Ctx<'_> {
                     let n = self.node(node);
                     n.up.remove(at, link);
                     n.down.remove(at, link);
-                    n.swarm.handle_disconnected(at, link);
+                    n.ep.handle_closed(at, ConnId(link.0));
                     self.schedule_up(node);
                     self.schedule_down(node);
                     self.drain(node);
@@ -165,7 +166,7 @@ impl Ctx<'_> {
                 let n = self.node(node);
                 if n.state == State::Active && n.timer == Some(at) {
                     n.timer = None;
-                    n.swarm.handle_timeout(at);
+                    n.ep.handle_timeout(at);
                     self.drain(node);
                 }
             }
@@ -201,16 +202,21 @@ impl Ctx<'_> {
             end.delivered_unit
         );
         end.delivered_unit = unit.seq;
+        let conn = ConnId(link.0);
         for item in unit.items {
             match item {
-                Item::Frame(body) => self.node(to).swarm.handle_frame(now, link, body),
+                Item::Frame { body, .. } => self.node(to).ep.handle_frame(now, conn, body),
                 Item::Block {
-                    piece, offset, len, ..
+                    channel,
+                    piece,
+                    offset,
+                    len,
+                    ..
                 } => {
                     let data = self.zero_bytes(len as usize);
                     self.node(to)
-                        .swarm
-                        .handle_block(now, link, piece, offset, data);
+                        .ep
+                        .handle_block(now, conn, channel, piece, offset, data);
                 }
             }
         }
@@ -223,39 +229,35 @@ impl Ctx<'_> {
         zeros.slice(..len.min(zeros.len()))
     }
 
-    /// Carries out everything a node's swarm asks for after an input.
+    /// Carries out everything a node's endpoint asks for after an input.
     pub(super) fn drain(&mut self, id: NodeId) {
         if self.node(id).state != State::Active {
             return;
         }
-        loop {
-            let mut progressed = false;
-            while let Some((link, segments)) = self.node(id).swarm.poll_transmit() {
-                progressed = true;
-                let handed: u64 = segments.iter().map(|b| b.len() as u64).sum();
-                let items = self.items(id, segments);
-                // What a misbehaving node leaves out counts as sent, or its window would
-                // never drain.
-                let kept: u64 = items.iter().map(wire_len_of).sum();
-                if handed > kept {
-                    self.node(id).swarm.handle_sent(link, handed - kept);
+        while let Some(out) = self.node(id).ep.poll_output() {
+            match out {
+                Output::Transmit(conn, segments) => {
+                    let handed: u64 = segments.iter().map(|b| b.len() as u64).sum();
+                    let items = frames::items(
+                        &segments,
+                        self.shared.behaviors[id],
+                        self.shared.zeros.is_some(),
+                    );
+                    // What a misbehaving node leaves out counts as sent, or its window would
+                    // never drain.
+                    let kept: u64 = items.iter().map(Item::wire_len).sum();
+                    if handed > kept {
+                        self.node(id).ep.handle_sent(conn, handed - kept);
+                    }
+                    self.transmit(id, link_of(conn), items);
                 }
-                self.transmit(id, link, items);
-            }
-            while let Some(action) = self.node(id).swarm.poll_action() {
-                progressed = true;
-                self.act(id, action);
-            }
-            while let Some(event) = self.node(id).swarm.poll_event() {
-                progressed = true;
-                self.record(id, &event);
-            }
-            if !progressed {
-                break;
+                Output::Action(swarm, action) => self.act(id, swarm, action),
+                Output::Close(conn, _) => self.close(id, link_of(conn)),
+                Output::Event(event) => self.record(id, &event),
             }
         }
         let now = self.now();
-        if let Some(at) = self.node(id).swarm.poll_timeout() {
+        if let Some(at) = self.node(id).ep.poll_timeout() {
             let at = at.max(now);
             if self.node(id).timer.is_none_or(|t| at < t) {
                 self.node(id).timer = Some(at);
@@ -264,54 +266,48 @@ impl Ctx<'_> {
         }
     }
 
-    /// The frames a node sends, after its behavior had its way with them, and their length
-    /// on the wire.
-    fn items(&self, id: NodeId, segments: Vec<Bytes>) -> Vec<Item> {
-        let behavior = self.shared.behaviors[id];
-        if self.shared.zeros.is_some() {
-            let items = split_items(&segments)
-                .into_iter()
-                .filter(|item| match (behavior, item) {
-                    (Behavior::WithholdBlocks, Item::Block { .. }) => false,
-                    (Behavior::WithholdManifest, Item::Frame(body)) => {
-                        body.get(1) != Some(&(Kind::ManifestPart as u8))
-                    }
-                    _ => true,
-                })
-                .collect::<Vec<_>>();
-            return items;
+    /// A node's endpoint closed a connection: the peer sees it close after the latency.
+    fn close(&mut self, id: NodeId, link: LinkId) {
+        let now = self.now();
+        if let Some(end) = self.node(id).links.remove(link) {
+            self.node(id).up.remove(now, link);
+            self.node(id).down.remove(now, link);
+            self.schedule_up(id);
+            self.schedule_down(id);
+            let at = now + self.shared.latency_between(id, end.peer);
+            self.schedule(
+                at,
+                Ev::Disconnected {
+                    node: end.peer,
+                    link: end.peer_link,
+                },
+            );
         }
-        let mut bytes: Vec<u8> = segments.concat();
-        match behavior {
-            Behavior::Honest => {}
-            Behavior::CorruptBlocks => corrupt_blocks(&mut bytes),
-            Behavior::WithholdBlocks => bytes = without_kind(&bytes, Kind::Block),
-            Behavior::WithholdManifest => bytes = without_kind(&bytes, Kind::ManifestPart),
-        }
-        let bytes = Bytes::from(bytes);
-        let mut items = Vec::new();
-        let mut at = 0;
-        while let Ok(Some((body, used))) = wire::split_frame(&bytes[at..]) {
-            items.push(Item::Frame(bytes.slice_ref(body)));
-            at += used;
-        }
-        items
     }
 
-    fn act(&mut self, id: NodeId, action: Action) {
+    /// The swarm of artifact `swarm` at node `id`.
+    fn swarm(&mut self, id: NodeId, swarm: &ContentId) -> &mut pollen_core::swarm::Swarm {
+        self.node(id)
+            .ep
+            .swarm_mut(swarm)
+            .expect("a node's swarm stays")
+    }
+
+    fn act(&mut self, id: NodeId, swarm: ContentId, action: Action) {
         let now = self.now();
         match action {
             Action::ReadPiece { piece } => {
                 let data = match &self.shared.zeros {
                     Some(_) => self
                         .node_ref(id)
-                        .swarm
-                        .manifest()
+                        .ep
+                        .swarm(&swarm)
+                        .and_then(|s| s.manifest())
                         .and_then(|m| m.layout().piece_len(piece))
                         .map(|len| self.zero_bytes(len as usize)),
                     None => self.node_ref(id).store.get(&piece).cloned(),
                 };
-                self.node(id).swarm.handle_piece_read(now, piece, data);
+                self.swarm(id, &swarm).handle_piece_read(now, piece, data);
             }
             Action::StorePiece { piece, data } => {
                 if self.shared.zeros.is_none() {
@@ -321,15 +317,19 @@ impl Ctx<'_> {
                     }
                     self.node(id).store.insert(piece, data);
                 }
-                self.node(id)
-                    .swarm
+                self.swarm(id, &swarm)
                     .handle_piece_stored(now, piece, Stored::Written);
             }
             Action::CheckPiece(check) => {
                 let checked = if self.shared.zeros.is_some() {
                     // The data is not there to hash: a piece is good unless its sender
                     // corrupts blocks (each piece comes from one link).
-                    let sender = self.node_ref(id).links.get(check.link()).map(|l| l.peer);
+                    let node = self.node_ref(id);
+                    let sender = node
+                        .ep
+                        .link_conn(check.link())
+                        .and_then(|conn| node.links.get(link_of(conn)))
+                        .map(|l| l.peer);
                     let corrupt =
                         sender.is_some_and(|s| self.shared.behaviors[s] == Behavior::CorruptBlocks);
                     check.simulated(if corrupt {
@@ -340,25 +340,10 @@ impl Ctx<'_> {
                 } else {
                     check.run()
                 };
-                self.node(id).swarm.handle_piece_checked(now, checked);
+                self.swarm(id, &swarm).handle_piece_checked(now, checked);
             }
             Action::StoreManifest(_) => {}
-            Action::Disconnect { link, .. } => {
-                if let Some(end) = self.node(id).links.remove(link) {
-                    self.node(id).up.remove(now, link);
-                    self.node(id).down.remove(now, link);
-                    self.schedule_up(id);
-                    self.schedule_down(id);
-                    let at = now + self.shared.latency_between(id, end.peer);
-                    self.schedule(
-                        at,
-                        Ev::Disconnected {
-                            node: end.peer,
-                            link: end.peer_link,
-                        },
-                    );
-                }
-            }
+            Action::Disconnect { .. } => unreachable!("the endpoint keeps a swarm's links"),
         }
     }
 
@@ -372,11 +357,18 @@ impl Ctx<'_> {
         truth.get(range.start as usize..range.end as usize) == Some(data)
     }
 
-    fn record(&mut self, id: NodeId, event: &Event) {
+    fn record(&mut self, id: NodeId, event: &EndpointEvent) {
         let now = self.now();
-        let line = format!("{} {id} {event:?}\n", now.as_micros());
+        // Every node has the one swarm: its events go without its id.
+        let line = match event {
+            EndpointEvent::Swarm(_, e) => format!("{} {id} {e:?}\n", now.as_micros()),
+            e => format!("{} {id} {e:?}\n", now.as_micros()),
+        };
         self.part.trace.update(line.as_bytes());
         self.part.trace_len += 1;
+        let EndpointEvent::Swarm(_, event) = event else {
+            return;
+        };
         match event {
             Event::Complete if self.node_ref(id).completed_at.is_none() => {
                 self.node(id).completed_at = Some(now);
@@ -394,8 +386,8 @@ impl Ctx<'_> {
         }
         let mut unit = Unit::empty();
         for item in items {
-            let block = matches!(item, Item::Block { .. });
-            unit.len += wire_len_of(&item);
+            let block = item.is_block();
+            unit.len += item.wire_len();
             unit.items.push(item);
             if block || unit.len >= UNIT_BYTES {
                 let full = std::mem::replace(&mut unit, Unit::empty());
@@ -438,7 +430,7 @@ impl Ctx<'_> {
         let to = end.peer;
         let len = unit.len;
         node.bytes_sent += len;
-        node.swarm.handle_sent(link, len);
+        node.ep.handle_sent(ConnId(link.0), len);
         if self.shared.zones[from] != self.shared.zones[to] {
             self.part.cross_zone_bytes += len;
         }
@@ -485,7 +477,7 @@ impl Ctx<'_> {
         let to = end.peer;
         let len = done.len;
         self.node(from).bytes_sent += len;
-        self.node(from).swarm.handle_sent(link, len);
+        self.node(from).ep.handle_sent(ConnId(link.0), len);
         self.drain(from);
         if self.shared.zones[from] != self.shared.zones[to] {
             self.part.cross_zone_bytes += len;

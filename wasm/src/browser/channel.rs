@@ -38,15 +38,18 @@ impl Outbox {
         Ok(())
     }
 
-    /// Sends while the channel has room; fails if the channel refuses a message.
-    pub(crate) fn pump(&mut self, dc: &RtcDataChannel) -> Result<(), ()> {
+    /// Sends while the channel has room: the bytes handed to it, or an error if the channel
+    /// refuses a message.
+    pub(crate) fn pump(&mut self, dc: &RtcDataChannel) -> Result<u64, ()> {
+        let mut sent = 0;
         while dc.buffered_amount() < HIGH_WATER {
             let Some(m) = self.queue.pop_front() else {
                 break;
             };
             self.queued -= m.len();
             dc.send_with_u8_array(&m).map_err(|_| ())?;
+            sent += m.len() as u64;
         }
-        Ok(())
+        Ok(sent)
     }
 }

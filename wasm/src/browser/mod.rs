@@ -231,18 +231,11 @@ impl Shared {
         while let Some(out) = self.driver.poll_output() {
             match out {
                 Output::Send(link, messages) => {
-                    let failed = match self.links.get_mut(&link) {
-                        Some(l) => l
-                            .outbox
-                            .push(messages)
-                            .and_then(|()| l.outbox.pump(&l.dc))
-                            .is_err(),
-                        None => false,
-                    };
-                    if failed {
-                        self.close_link(link);
-                        self.driver.handle_closed(now(), link);
-                    }
+                    let pumped = self
+                        .links
+                        .get_mut(&link)
+                        .map(|l| l.outbox.push(messages).and_then(|()| l.outbox.pump(&l.dc)));
+                    self.pumped(link, pumped);
                 }
                 Output::Close(link) => self.close_link(link),
                 Output::Ready(link, peer) => self.share_with(link, peer),
@@ -354,13 +347,20 @@ impl Shared {
     }
 
     pub(crate) fn channel_low(&mut self, link: LinkId) {
-        let failed = self
-            .links
-            .get_mut(&link)
-            .is_some_and(|l| l.outbox.pump(&l.dc).is_err());
-        if failed {
-            self.close_link(link);
-            self.driver.handle_closed(now(), link);
+        let pumped = self.links.get_mut(&link).map(|l| l.outbox.pump(&l.dc));
+        self.pumped(link, pumped);
+    }
+
+    /// Tells the driver what a link's pump handed to its channel, or closes the link if the
+    /// channel refused.
+    fn pumped(&mut self, link: LinkId, pumped: Option<Result<u64, ()>>) {
+        match pumped {
+            Some(Ok(0)) | None => {}
+            Some(Ok(sent)) => self.driver.handle_sent(now(), link, sent),
+            Some(Err(())) => {
+                self.close_link(link);
+                self.driver.handle_closed(now(), link);
+            }
         }
     }
 }

@@ -57,7 +57,10 @@ impl Driver {
     pub fn new(me: PeerId, seed: u64) -> Self {
         Self {
             me,
-            ep: Endpoint::new(EndpointConfig::new(me)),
+            ep: Endpoint::new(EndpointConfig {
+                report_sent: true,
+                ..EndpointConfig::new(me)
+            }),
             artifacts: BTreeMap::new(),
             links: BTreeMap::new(),
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
@@ -133,6 +136,15 @@ impl Driver {
             }
         }
         self.drive(now);
+    }
+
+    /// `bytes` of what was given for `link` ([`Output::Send`]) were handed to its channel:
+    /// every sender must say so, or a swarm stops once its send window is full.
+    pub fn handle_sent(&mut self, now: Instant, link: LinkId, bytes: u64) {
+        if self.links.contains_key(&link) {
+            self.ep.handle_sent(conn_of(link), bytes);
+            self.drive(now);
+        }
     }
 
     /// `link` closed.
