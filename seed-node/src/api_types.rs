@@ -140,6 +140,37 @@ pub(crate) struct ArtifactStatus {
     pub(crate) error: Option<String>,
     /// The artifact's ticket.
     pub(crate) ticket: String,
+    /// The addresses the node knows for it (ticket, `--peer`, gossip) and how dialing them
+    /// went.
+    #[serde(default)]
+    pub(crate) sources: Vec<SourceStatus>,
+}
+
+/// One address an artifact's download knows, and how dialing it went.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct SourceStatus {
+    /// The peer's address.
+    pub(crate) addr: String,
+    /// `linked`, `dialing`, `waiting` (to be dialed, or to retry after `failures`), or
+    /// `never` (ourselves, banned, or stopped).
+    pub(crate) state: String,
+    /// Dials that failed in a row.
+    pub(crate) failures: u32,
+    /// The last dial error, if any.
+    pub(crate) error: Option<String>,
+}
+
+/// `GET /api/artifacts/{id}`: one artifact's status, and the node's change counter.
+///
+/// With `?after=G`, the reply waits (up to `wait_ms`, at most 10 s) until the counter passes
+/// `G`: the counter moves when a piece is stored, a peer links, the artifact completes or
+/// fails.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ArtifactReply {
+    /// The node's change counter when the status was taken.
+    pub(crate) generation: u64,
+    /// The artifact.
+    pub(crate) artifact: ArtifactStatus,
 }
 
 /// One connected peer of an artifact.

@@ -16,6 +16,7 @@ use std::{
 use serde_json::Value;
 
 pub mod browser;
+pub mod liar;
 
 /// The `pollen` binary next to this test executable (`target/<profile>/pollen`).
 pub fn pollen_bin() -> PathBuf {
@@ -165,6 +166,27 @@ impl Node {
             .stdin(Stdio::null())
             .output()
             .expect("run pollen")
+    }
+
+    /// Runs `pollen ARGS... --api <this node>`, killing it if it has not ended within `limit`
+    /// (a command that hangs fails the test instead of holding it forever).
+    pub fn cli_within(&self, limit: Duration, args: &[&str]) -> Output {
+        let mut child = self.cli_spawn(args);
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                return child.wait_with_output().expect("collect pollen output");
+            }
+            if start.elapsed() > limit {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("collect pollen output");
+                panic!(
+                    "pollen {args:?} did not end within {limit:?}:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Starts `pollen ARGS... --api <this node>` in the background.

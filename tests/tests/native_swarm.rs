@@ -265,10 +265,11 @@ fn bad_input_gives_clear_errors_and_nonzero_exits() {
         tmp.path().join("x").to_str().expect("utf-8"),
     ]);
     assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("no peer reachable"),
-        "{out:?}"
-    );
+    // It names what it tried and why that failed.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nothing arrived for 2s"), "{err}");
+    assert!(err.contains(&dead_addr.to_string()), "{err}");
+    assert!(err.to_lowercase().contains("refused"), "{err}");
     assert!(!tmp.path().join("x").exists());
     // A node that is not running.
     let out = std::process::Command::new(pollen_tests::pollen_bin())
@@ -431,4 +432,39 @@ fn a_dotfile_ticket_is_saved_under_a_visible_name_and_never_over_an_existing_fil
     let forced = fetcher.cli_in(&home, &["get", &ticket, "--force"]);
     assert!(forced.status.success(), "{forced:?}");
     assert_eq!(fs::read(home.join("_bashrc")).expect("replaced"), data);
+}
+
+#[test]
+fn a_peer_that_links_but_never_sends_a_block_does_not_stop_the_stall_timeout() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = pollen_tests::pseudo_random(3 << 20, 77);
+    let file = tmp.path().join("art.bin");
+    fs::write(&file, &data).expect("write");
+    let ticket = pollen_tests::bare_ticket(&file);
+    let liar = pollen_tests::liar::Liar::start(&data);
+    let node = Node::start(
+        &tmp.path().join("n"),
+        &NodeOpts {
+            peers: vec![liar.addr.to_string()],
+            ..NodeOpts::default()
+        },
+    );
+    let out = node.cli_within(
+        Duration::from_secs(60),
+        &[
+            "get",
+            &ticket,
+            "--stall-timeout",
+            "3",
+            "-o",
+            tmp.path().join("x").to_str().expect("utf-8"),
+        ],
+    );
+    assert!(!out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nothing arrived for 3s"), "{err}");
+    // It says whom it tried and that the peer sent nothing.
+    assert!(err.contains(&liar.addr.to_string()), "{err}");
+    assert!(err.contains("sent 0 bytes"), "{err}");
+    assert!(!tmp.path().join("x").exists());
 }

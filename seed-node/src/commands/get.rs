@@ -14,13 +14,16 @@ use indicatif::{ProgressBar, ProgressStyle};
 use pollen_core::{ContentId, Ticket};
 
 use crate::{
-    api_types::{ArtifactStatus, ExportRequest, GetReply, GetRequest, Status},
+    api_types::{ArtifactReply, ArtifactStatus, ExportRequest, GetReply, GetRequest},
     cli::GetArgs,
     client::Client,
 };
 
-/// How often progress is polled.
-const POLL: Duration = Duration::from_millis(250);
+/// How long one request for news waits on the node.
+const WAIT: Duration = Duration::from_secs(1);
+/// The least time the node waits to answer with progress alone (a few updates a second are
+/// enough; completion comes at once).
+const MIN_UPDATE: Duration = Duration::from_millis(100);
 
 /// Runs `pollen get`: exit 0 only when the output's BLAKE3 equals the content id.
 pub(crate) async fn run(args: &GetArgs) -> Result<ExitCode> {
@@ -123,17 +126,29 @@ fn safe_file_name(name: &str) -> Option<String> {
     (!out.is_empty() && out.chars().any(|c| c != '_')).then_some(out)
 }
 
-/// Polls the node until the artifact is complete, showing progress.
+/// Waits for the node to hold the artifact whole, showing progress. Fails once nothing new
+/// arrived for `stall`, naming what the node tried.
 async fn wait_complete(client: &Client, ticket: &Ticket, stall: Duration) -> Result<()> {
     let id = ticket.id().to_string();
     let mut progress = Progress::new(ticket.size());
     let mut last_change = Instant::now();
     let mut last_bytes = None;
+    let mut after: Option<u64> = None;
     loop {
-        let status: Status = client.get("/api/status").await?;
-        let Some(a) = status.artifacts.into_iter().find(|a| a.id == id) else {
-            bail!("the node dropped the artifact");
+        let path = match after {
+            None => format!("/api/artifacts/{id}"),
+            Some(g) => format!(
+                "/api/artifacts/{id}?after={g}&wait_ms={}&min_ms={}",
+                WAIT.as_millis(),
+                MIN_UPDATE.as_millis()
+            ),
         };
+        let reply: ArtifactReply = client
+            .get(&path)
+            .await
+            .context("asking the node how the fetch goes")?;
+        after = Some(reply.generation);
+        let a = reply.artifact;
         if let Some(err) = &a.error {
             progress.finish();
             bail!("the node cannot store the artifact: {err}");
@@ -143,18 +158,46 @@ async fn wait_complete(client: &Client, ticket: &Ticket, stall: Duration) -> Res
             progress.finish();
             return Ok(());
         }
-        if last_bytes != Some(a.downloaded) || !a.peers.is_empty() {
-            last_bytes = Some(a.downloaded);
+        if last_bytes != Some((a.have_bytes, a.downloaded)) {
+            last_bytes = Some((a.have_bytes, a.downloaded));
             last_change = Instant::now();
         } else if last_change.elapsed() > stall {
             progress.finish();
-            bail!(
-                "no peer reachable for {}s: none of the ticket's addresses (or the node's --peer addresses) answered",
-                stall.as_secs()
-            );
+            bail!("{}", stalled_message(&a, stall));
         }
-        tokio::time::sleep(POLL).await;
     }
+}
+
+/// Why a fetch without progress gives up: what the node tried, address by address.
+fn stalled_message(a: &ArtifactStatus, stall: Duration) -> String {
+    let mut msg = format!(
+        "nothing arrived for {}s ({} of {} bytes held)",
+        stall.as_secs(),
+        a.have_bytes,
+        a.size
+    );
+    if a.sources.is_empty() {
+        msg.push_str(
+            ": the node knows no peer that holds it (the ticket names none, no --peer, and no \
+             cluster member says it holds it)",
+        );
+        return msg;
+    }
+    msg.push_str("; the node tried:");
+    for s in &a.sources {
+        let linked = a.peers.iter().find(|p| p.addr == s.addr);
+        let what = match (s.state.as_str(), linked, &s.error) {
+            ("linked", Some(p), _) => format!(
+                "linked, holds {} pieces, sent {} bytes",
+                p.pieces, p.downloaded
+            ),
+            ("linked", None, _) => "linked".to_string(),
+            (state, _, Some(err)) => format!("{state}, {} failed dials, last: {err}", s.failures),
+            (state, _, None) => state.to_string(),
+        };
+        msg.push_str(&format!("\n  {}: {what}", s.addr));
+    }
+    msg
 }
 
 /// A progress bar on a terminal, plain lines otherwise.

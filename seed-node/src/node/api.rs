@@ -1,24 +1,27 @@
 //! The control API over HTTP (axum), bound to localhost by default.
 //!
-//! `POST /api/share`, `POST /api/get`, `POST /api/export` and `GET /api/status`; bodies are the
-//! types in [`crate::api_types`]. Errors are `{"error": "..."}` with a 4xx/5xx status.
+//! `POST /api/share`, `POST /api/get`, `POST /api/export`, `GET /api/status` and
+//! `GET /api/artifacts/{id}`; bodies are the types in [`crate::api_types`]. Errors are
+//! `{"error": "..."}` with a 4xx/5xx status.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use axum::{
     Json, Router,
-    extract::State,
+    extract::{Path, Query, State},
     http::StatusCode,
     routing::{get, post},
 };
 use pollen_core::{ContentId, Ticket};
+use serde::Deserialize;
 use tokio::sync::{mpsc::UnboundedSender, oneshot};
 
 use super::{ApiCall, Input};
 use crate::error_chain::chain;
 use crate::{
     api_types::{
-        ErrorReply, ExportRequest, GetReply, GetRequest, ShareReply, ShareRequest, Status,
+        ArtifactReply, ErrorReply, ExportRequest, GetReply, GetRequest, ShareReply, ShareRequest,
+        Status,
     },
     store::{Store, StoreError},
 };
@@ -29,6 +32,9 @@ pub(crate) struct AppState {
     pub(crate) inputs: UnboundedSender<Input>,
     pub(crate) store: Store,
 }
+
+/// The longest an artifact request waits for a change.
+const MAX_WAIT: Duration = Duration::from_secs(10);
 
 type Reply<T> = Result<Json<T>, (StatusCode, Json<ErrorReply>)>;
 
@@ -43,6 +49,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/get", post(fetch))
         .route("/api/export", post(export))
         .route("/api/status", get(status))
+        .route("/api/artifacts/{id}", get(artifact))
         .with_state(state)
 }
 
@@ -113,4 +120,57 @@ async fn export(State(state): State<AppState>, Json(req): Json<ExportRequest>) -
 
 async fn status(State(state): State<AppState>) -> Reply<Status> {
     Ok(Json(ask(&state, ApiCall::Status).await?))
+}
+
+/// The query of `GET /api/artifacts/{id}`.
+#[derive(Debug, Deserialize)]
+struct WaitQuery {
+    /// Wait until the change counter passes this.
+    after: Option<u64>,
+    /// For at most this many milliseconds (capped at [`MAX_WAIT`]).
+    wait_ms: Option<u64>,
+    /// Answer progress alone no sooner than this many milliseconds (completion and errors at
+    /// once).
+    min_ms: Option<u64>,
+}
+
+async fn artifact(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<WaitQuery>,
+) -> Reply<ArtifactReply> {
+    let id: ContentId = id
+        .parse()
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("{e}")))?;
+    let missing = || {
+        error(
+            StatusCode::NOT_FOUND,
+            "the node neither holds nor fetches it",
+        )
+    };
+    let (reply, mut changes) = ask(&state, |tx| ApiCall::Artifact(id, tx))
+        .await?
+        .ok_or_else(missing)?;
+    let Some(after) = q.after else {
+        return Ok(Json(reply));
+    };
+    let start = tokio::time::Instant::now();
+    let deadline = start + Duration::from_millis(q.wait_ms.unwrap_or(1000)).min(MAX_WAIT);
+    let earliest = start + Duration::from_millis(q.min_ms.unwrap_or(0)).min(MAX_WAIT);
+    let mut reply = reply;
+    loop {
+        let now = tokio::time::Instant::now();
+        let a = &reply.artifact;
+        let settled = a.complete || a.error.is_some();
+        if settled || now >= deadline || (reply.generation != after && now >= earliest) {
+            return Ok(Json(reply));
+        }
+        // Wait for news (or for `earliest`, if news came already), then look again.
+        let seen = reply.generation;
+        let until = if seen != after { earliest } else { deadline };
+        let _ = tokio::time::timeout_at(until, changes.wait_for(|g| *g != seen)).await;
+        (reply, changes) = ask(&state, |tx| ApiCall::Artifact(id, tx))
+            .await?
+            .ok_or_else(missing)?;
+    }
 }

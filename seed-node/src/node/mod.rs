@@ -26,7 +26,7 @@ use tokio::{
 };
 
 use crate::{
-    api_types::{GetReply, ShareReply, Status},
+    api_types::{ArtifactReply, GetReply, ShareReply, Status},
     cli::NodeArgs,
     store::{Artifact, Store},
 };
@@ -86,6 +86,11 @@ pub(crate) enum ApiCall {
     Get(Ticket, oneshot::Sender<Result<GetReply, ApiError>>),
     /// Report status.
     Status(oneshot::Sender<Status>),
+    /// Report one artifact's status, with its change counter and a way to watch it.
+    Artifact(
+        ContentId,
+        oneshot::Sender<Option<(ArtifactReply, tokio::sync::watch::Receiver<u64>)>>,
+    ),
     /// Write a complete artifact to a path.
     Export(
         ContentId,

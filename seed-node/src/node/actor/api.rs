@@ -34,6 +34,21 @@ impl Actor {
             ApiCall::Status(reply) => {
                 let _ = reply.send(self.status());
             }
+            ApiCall::Artifact(id, reply) => {
+                let answer = self.entries.get(&id).and_then(|e| {
+                    let changes = e.changes.subscribe();
+                    let generation = *changes.borrow();
+                    let artifact = self.artifact_status(&id)?;
+                    Some((
+                        ArtifactReply {
+                            generation,
+                            artifact,
+                        },
+                        changes,
+                    ))
+                });
+                let _ = reply.send(answer);
+            }
             ApiCall::Export(id, path, replace, reply) => match self.entries.get(&id) {
                 Some(e) if self.is_complete(&id) => {
                     let _ = e.disk.send(DiskOp::Export(path, replace, reply));
@@ -69,49 +84,8 @@ impl Actor {
     pub(super) fn status(&self) -> Status {
         let artifacts = self
             .entries
-            .iter()
-            .filter_map(|(id, e)| {
-                let swarm = self.ep.swarm(id)?;
-                let stats = swarm.stats();
-                let peers = stats
-                    .links
-                    .iter()
-                    .filter_map(|l| {
-                        let peer = l.peer?;
-                        let conn = self.conns.get(&self.ep.link_conn(l.link)?)?;
-                        Some(PeerStatus {
-                            peer_id: peer.to_string(),
-                            zone: self
-                                .gossip
-                                .membership
-                                .member(&peer)
-                                .map(|m| m.state.zone.clone()),
-                            addr: conn.remote.to_string(),
-                            pieces: l.peer_pieces,
-                            downloaded: l.downloaded,
-                            uploaded: l.uploaded,
-                        })
-                    })
-                    .collect();
-                Some(ArtifactStatus {
-                    id: id.to_string(),
-                    name: e.ticket.name().map(str::to_string),
-                    size: e.ticket.size(),
-                    pieces: stats.pieces,
-                    have_pieces: stats.have,
-                    have_bytes: stats.have_bytes,
-                    complete: swarm.is_complete(),
-                    has_manifest: stats.has_manifest,
-                    downloaded: stats.downloaded,
-                    uploaded: stats.uploaded,
-                    download_rate: e.rate.down as u64,
-                    upload_rate: e.rate.up as u64,
-                    peers,
-                    banned: e.banned.iter().map(ToString::to_string).collect(),
-                    error: e.error.as_ref().map(ToString::to_string),
-                    ticket: e.ticket.to_string(),
-                })
-            })
+            .keys()
+            .filter_map(|id| self.artifact_status(id))
             .collect();
         let members = self
             .gossip
@@ -143,6 +117,74 @@ impl Actor {
             members,
             connections: self.conns.len(),
         }
+    }
+
+    /// One artifact's status, if the node holds or fetches it.
+    pub(super) fn artifact_status(&self, id: &ContentId) -> Option<ArtifactStatus> {
+        let e = self.entries.get(id)?;
+        let swarm = self.ep.swarm(id)?;
+        let stats = swarm.stats();
+        let peers = stats
+            .links
+            .iter()
+            .filter_map(|l| {
+                let peer = l.peer?;
+                let conn = self.conns.get(&self.ep.link_conn(l.link)?)?;
+                Some(PeerStatus {
+                    peer_id: peer.to_string(),
+                    zone: self
+                        .gossip
+                        .membership
+                        .member(&peer)
+                        .map(|m| m.state.zone.clone()),
+                    addr: conn.remote.to_string(),
+                    pieces: l.peer_pieces,
+                    downloaded: l.downloaded,
+                    uploaded: l.uploaded,
+                })
+            })
+            .collect();
+        let now = self.now();
+        let sources = e
+            .addrs
+            .iter()
+            .map(|(addr, s)| SourceStatus {
+                addr: addr.to_string(),
+                state: if s.never {
+                    "never"
+                } else if s.conn.is_some() {
+                    "linked"
+                } else if s.dialing {
+                    "dialing"
+                } else if s.dialable(now) {
+                    "waiting"
+                } else {
+                    "retrying"
+                }
+                .to_string(),
+                failures: s.failures,
+                error: e.dial_errors.get(addr).cloned(),
+            })
+            .collect();
+        Some(ArtifactStatus {
+            id: id.to_string(),
+            name: e.ticket.name().map(str::to_string),
+            size: e.ticket.size(),
+            pieces: stats.pieces,
+            have_pieces: stats.have,
+            have_bytes: stats.have_bytes,
+            complete: swarm.is_complete(),
+            has_manifest: stats.has_manifest,
+            downloaded: stats.downloaded,
+            uploaded: stats.uploaded,
+            download_rate: e.rate.down as u64,
+            upload_rate: e.rate.up as u64,
+            peers,
+            banned: e.banned.iter().map(ToString::to_string).collect(),
+            error: e.error.as_ref().map(ToString::to_string),
+            ticket: e.ticket.to_string(),
+            sources,
+        })
     }
 
     /// A ticket's node hints double as ways into the cluster when we know no member yet.

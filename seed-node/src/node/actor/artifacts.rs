@@ -122,6 +122,8 @@ impl Actor {
                 error: None,
                 rate: Rate::default(),
                 added: TokioInstant::now(),
+                dial_errors: BTreeMap::new(),
+                changes: tokio::sync::watch::channel(0).0,
             },
         );
         self.drive();
@@ -185,6 +187,7 @@ impl Actor {
                 self.stop_fetching(id);
             }
         }
+        self.changed(&id);
     }
 
     /// After a storage failure: close the artifact's links and stop dialing for it.
@@ -222,6 +225,9 @@ impl Actor {
     }
 
     pub(super) fn on_event(&mut self, id: ContentId, event: Event) {
+        if !matches!(event, Event::PieceVerified { .. }) {
+            self.changed(&id);
+        }
         match event {
             Event::PeerConnected { peer, .. } => tracing::debug!(%id, %peer, "peer linked"),
             Event::PeerBanned { peer, piece } => {

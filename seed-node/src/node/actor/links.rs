@@ -28,6 +28,11 @@ impl Actor {
             }
             Err(err) => {
                 tracing::debug!(%addr, "dial failed: {err}");
+                for id in &waiting {
+                    if let Some(e) = self.entries.get_mut(id) {
+                        e.dial_errors.insert(addr, err.to_string());
+                    }
+                }
                 None
             }
         };
@@ -128,6 +133,18 @@ impl Actor {
         let Some(entry) = self.entries.get_mut(&id) else {
             return;
         };
+        let closed: Vec<SocketAddr> = entry
+            .addrs
+            .iter()
+            .filter(|(_, s)| s.conn == Some(conn))
+            .map(|(a, _)| *a)
+            .collect();
+        for addr in closed {
+            let why = link_end_words(reason);
+            entry
+                .dial_errors
+                .insert(addr, format!("linked, then {why}"));
+        }
         for state in entry.addrs.values_mut().filter(|s| s.conn == Some(conn)) {
             state.conn = None;
             match reason {
@@ -179,4 +196,28 @@ pub(super) fn spawn_link(
         settings.limiter.clone(),
         settings.buffers.clone(),
     )
+}
+
+/// Why a link ended, in words for `pollen get`'s report of what it tried.
+fn link_end_words(reason: LinkEnd) -> String {
+    match reason {
+        LinkEnd::Swarm(DisconnectReason::Banned) => {
+            "banned: it sent data failing verification".into()
+        }
+        LinkEnd::Swarm(DisconnectReason::Unresponsive) => {
+            "dropped: it let our requests time out".into()
+        }
+        LinkEnd::Swarm(DisconnectReason::HandshakeTimeout) => {
+            "dropped: it did not finish its handshake".into()
+        }
+        LinkEnd::Swarm(DisconnectReason::WrongSwarm) => {
+            "dropped: it serves another artifact".into()
+        }
+        LinkEnd::Swarm(r) => format!("dropped ({r:?})"),
+        LinkEnd::ByPeer => "closed by the peer".into(),
+        LinkEnd::Refused => "refused: the peer does not hold it".into(),
+        LinkEnd::Connection(Some(r)) => format!("the connection closed ({r:?})"),
+        LinkEnd::Connection(None) => "the connection closed".into(),
+        LinkEnd::Removed => "closed here".into(),
+    }
 }

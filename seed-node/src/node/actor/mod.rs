@@ -34,7 +34,8 @@ use super::{
 };
 use crate::{
     api_types::{
-        ArtifactStatus, GetReply, HoldingStatus, MemberStatus, PeerStatus, ShareReply, Status,
+        ArtifactReply, ArtifactStatus, GetReply, HoldingStatus, MemberStatus, PeerStatus,
+        ShareReply, SourceStatus, Status,
     },
     store::{Artifact, Store},
 };
@@ -114,6 +115,10 @@ struct Entry {
     rate: Rate,
     /// When the node started fetching it (peer exchange waits a moment before crossing zones).
     added: TokioInstant,
+    /// The last error of each address whose dial failed or whose link ended badly.
+    dial_errors: BTreeMap<SocketAddr, String>,
+    /// Its change counter, which API waiters watch ([`crate::api_types::ArtifactReply`]).
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 /// Recent transfer rates, from counters sampled every tick.
@@ -245,6 +250,13 @@ impl Actor {
                 () = tokio::time::sleep_until(deadline) => self.on_timeouts(),
                 _ = tick.tick() => self.on_tick(),
             }
+        }
+    }
+
+    /// Tells API waiters that an artifact's progress or state changed.
+    fn changed(&self, id: &ContentId) {
+        if let Some(e) = self.entries.get(id) {
+            e.changes.send_modify(|g| *g = g.wrapping_add(1));
         }
     }
 
