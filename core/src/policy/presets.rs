@@ -1,6 +1,8 @@
 //! The swarm settings of each kind of peer, so the node, the browser and the simulator run
 //! the same ones.
 
+use core::time::Duration;
+
 use crate::{
     PeerId,
     swarm::{SPREAD_FIRST_MIN_LINKS, SwarmConfig},
@@ -9,6 +11,12 @@ use crate::{
 /// Bytes a native link may have handed to its writer and not yet sent
 /// ([`SwarmConfig::send_window`]).
 pub const NATIVE_SEND_WINDOW: u64 = 256 * 1024;
+
+/// How long a native fetch that gets no block from anyone keeps a link that sends none
+/// ([`SwarmConfig::idle_link_timeout`]): the node then links to other holders. Longer than
+/// two rechokes, so an origin that spreads first (and re-offers a refused piece at its next
+/// rechoke) is not taken for an idle peer.
+pub const NATIVE_IDLE_LINK_TIMEOUT: Duration = Duration::from_secs(25);
 
 /// Upload rate per upload slot, bytes per second ([`SwarmConfig::slot_rate`]), applied when
 /// the uplink's capacity is known: what the simulator found best for mixed and lossy links.
@@ -35,6 +43,7 @@ pub fn native(
     cfg.send_window = Some(NATIVE_SEND_WINDOW);
     cfg.slot_rate = Some(NATIVE_SLOT_RATE);
     cfg.upload_capacity = upload_capacity;
+    cfg.idle_link_timeout = Some(NATIVE_IDLE_LINK_TIMEOUT);
     if origin {
         // Peers spread what it sent once, so it sends about one copy.
         cfg.spread_first = true;

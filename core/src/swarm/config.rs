@@ -67,6 +67,13 @@ pub struct SwarmConfig {
     pub slot_rate: Option<u64>,
     /// Our uplink's capacity, bytes per second, if known (a configured upload limit).
     pub upload_capacity: Option<u64>,
+    /// While nothing arrived from anyone for this long (no block, no manifest part), a link
+    /// that could give us something (it holds pieces we want, or we fetch the manifest from
+    /// it), that never gave anything (no block, manifest part or refusal) and gave nothing
+    /// for this long either is dropped ([`DisconnectReason::Unproductive`]), so a driver can
+    /// link to other holders instead: a peer that claims pieces and never serves them does
+    /// not stall a fetch for good. `None` (the default) keeps every link.
+    pub idle_link_timeout: Option<Duration>,
 }
 
 impl SwarmConfig {
@@ -94,6 +101,7 @@ impl SwarmConfig {
             send_window: None,
             slot_rate: None,
             upload_capacity: None,
+            idle_link_timeout: None,
         }
     }
 }
@@ -164,6 +172,9 @@ pub enum DisconnectReason {
     HandshakeTimeout,
     /// The peer let our requests time out again and again.
     Unresponsive,
+    /// The peer holds pieces we want but sent us none while nobody else did either
+    /// ([`SwarmConfig::idle_link_timeout`]).
+    Unproductive,
 }
 
 /// Something that happened, for the driver to report.

@@ -86,6 +86,9 @@ impl Swarm {
         let before = l.outstanding.len();
         l.outstanding.retain(|o| o.block != r);
         if l.outstanding.len() != before {
+            // It answers: a peer that refuses (an origin spreading first) is not an idle one.
+            l.useful_at = now;
+            l.answered = true;
             // The peer cannot serve this piece after all: stop counting it there, so we do not
             // ask again at once; a later Have from it counts again. Another link may serve it.
             if l.remote_have.remove(r.piece) {
@@ -119,6 +122,9 @@ impl Swarm {
         l.snubs = 0;
         l.progress_at = now;
         l.rate.record(now, data.len() as u64);
+        l.useful_at = now;
+        l.answered = true;
+        self.last_useful_at = now;
         self.downloaded += data.len() as u64;
         let pos = l.outstanding.iter().position(|o| o.block == block);
         if let Some(pos) = pos {
@@ -429,6 +435,9 @@ impl Swarm {
         };
         if l.we_are_interested != interested && l.ready() {
             l.we_are_interested = interested;
+            if interested {
+                l.useful_at = self.now;
+            }
             let msg = if interested {
                 Message::Interested
             } else {

@@ -90,6 +90,13 @@ pub(crate) struct Link {
     /// When the link last made progress: a block arrived, or a request went out while none
     /// was outstanding.
     pub(crate) progress_at: Instant,
+    /// When the link last sent us a block or a manifest part, or answered a request with a
+    /// refusal, or we last became interested in it (or it connected): how long it has been
+    /// of no use is counted from here.
+    pub(crate) useful_at: Instant,
+    /// Whether it ever sent us a block or a manifest part, or refused a request: a peer
+    /// that did is not taken for one that never serves.
+    pub(crate) answered: bool,
     /// This link's key in the swarm's `deadlines`: when its requests time out or stall.
     pub(crate) deadline: Option<Instant>,
     /// Requests from the peer waiting for a piece to be read.
@@ -181,6 +188,8 @@ impl Link {
             choke_changed_at: now,
             outstanding: VecDeque::new(),
             progress_at: now,
+            useful_at: now,
+            answered: false,
             deadline: None,
             queued: VecDeque::new(),
             outbox: Outbox::default(),

@@ -89,7 +89,9 @@ impl Swarm {
         }
         fetch.hashes.extend_from_slice(hashes);
         fetch.deadline = now + self.cfg.request_timeout;
-        if fetch.hashes.len() < self.layout.piece_count() as usize * 32 {
+        let whole = fetch.hashes.len() >= self.layout.piece_count() as usize * 32;
+        self.note_useful(now, link);
+        if !whole {
             return;
         }
         let Some(fetch) = self.fetch.take() else {

@@ -75,6 +75,8 @@ pub struct Swarm {
     /// Pieces the driver is reading for us.
     reading: BTreeSet<u32>,
     next_rechoke: Instant,
+    /// When a block or a manifest part last arrived from anyone (or the swarm started).
+    last_useful_at: Instant,
     /// The latest time an input brought (for work done where no time is passed in).
     now: Instant,
     /// Bytes of pieces handed to checking and storage, not yet stored.
@@ -176,6 +178,7 @@ impl Swarm {
             cache: VecDeque::new(),
             reading: BTreeSet::new(),
             next_rechoke,
+            last_useful_at: now,
             now,
             pending_bytes: 0,
             complete_reported: false,

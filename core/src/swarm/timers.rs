@@ -20,6 +20,7 @@ impl Swarm {
             self.disconnect(link, DisconnectReason::HandshakeTimeout);
         }
         self.expire_requests(now);
+        self.drop_idle_links(now);
         self.expire_manifest_fetch(now);
         if now >= self.next_rechoke {
             self.next_rechoke = now + self.cfg.rechoke_interval;
@@ -53,8 +54,68 @@ impl Swarm {
             .chain(handshakes)
             .chain(fetch)
             .chain(self.manifest_retry_at())
+            .chain(self.idle_check_at())
             .chain(Some(self.next_rechoke))
             .min()
+    }
+
+    /// When a link may next be dropped as idle ([`SwarmConfig::idle_link_timeout`]): the
+    /// earliest time, over the links that could give us something, that neither it nor
+    /// anyone sent a block for the timeout.
+    ///
+    /// [`SwarmConfig::idle_link_timeout`]: super::SwarmConfig::idle_link_timeout
+    fn idle_check_at(&self) -> Option<Instant> {
+        let idle = self.cfg.idle_link_timeout?;
+        if self.is_complete() {
+            return None;
+        }
+        self.links
+            .iter()
+            .filter(|&(&id, l)| self.could_use(id, l))
+            .map(|(_, l)| l)
+            .map(|l| l.useful_at.max(self.last_useful_at) + idle)
+            .min()
+    }
+
+    /// `link` just gave us something (a block, part of the manifest).
+    pub(super) fn note_useful(&mut self, now: Instant, link: LinkId) {
+        self.last_useful_at = now;
+        if let Some(l) = self.links.get_mut(&link) {
+            l.useful_at = now;
+            l.answered = true;
+        }
+    }
+
+    /// Whether a link could give us something now and never gave anything: the one we are
+    /// fetching the manifest from, or, once we have it, a ready peer holding pieces we want.
+    fn could_use(&self, id: LinkId, l: &Link) -> bool {
+        if l.answered {
+            return false;
+        }
+        match (&self.manifest, &self.fetch) {
+            (None, Some(f)) => f.link == id,
+            (None, None) => false,
+            (Some(_), _) => l.ready() && l.we_are_interested,
+        }
+    }
+
+    /// Drops the links [`Swarm::idle_check_at`] finds idle now.
+    fn drop_idle_links(&mut self, now: Instant) {
+        let Some(idle) = self.cfg.idle_link_timeout else {
+            return;
+        };
+        if self.is_complete() || now < self.last_useful_at + idle {
+            return;
+        }
+        let idle_links: Vec<LinkId> = self
+            .links
+            .iter()
+            .filter(|&(&id, l)| self.could_use(id, l) && l.useful_at + idle <= now)
+            .map(|(&id, _)| id)
+            .collect();
+        for link in idle_links {
+            self.disconnect(link, DisconnectReason::Unproductive);
+        }
     }
 
     /// When `l`'s requests time out or stall, if it has any outstanding.

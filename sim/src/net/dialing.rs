@@ -129,6 +129,7 @@ impl Net {
                     // Which connection does not matter here, only that there is one.
                     conn: linked.contains(&q).then_some(ConnId(0)),
                     pinned: self.nodes[q].origin,
+                    retry_at: n.retry_at.get(&q).copied(),
                     ..AddrState::default()
                 };
                 (q, state)

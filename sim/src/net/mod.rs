@@ -113,6 +113,8 @@ struct Node {
     /// The downlink, carrying units that arrived from links.
     down: SharedLink<Unit>,
     links: LinkTable<LinkEnd>,
+    /// Peers its dial policy leaves alone until then (their links gave nothing).
+    retry_at: BTreeMap<NodeId, Instant>,
     timer: Option<Instant>,
     completed_at: Option<Instant>,
     banned: Vec<PeerId>,
@@ -221,6 +223,12 @@ impl Ev {
 
 /// How long after a crash its peers' TCP keepalive gives up on the links.
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A node's wait before dialing a ticket's address again after its link gave nothing (its
+/// first back-off), and before its next dial tick.
+const REDIAL_PINNED: Duration = Duration::from_secs(1);
+/// A node's wait before dialing another holder again after its link gave nothing
+/// (`REDIAL_UNPRODUCTIVE` in the node's actor).
+const REDIAL_UNPRODUCTIVE: Duration = Duration::from_secs(60);
 /// Maximum segment size used by the loss model, bytes.
 const MSS: f64 = 1460.0;
 
@@ -278,6 +286,7 @@ impl Net {
                 behaviors: Vec::new(),
                 truth: None,
                 zeros: None,
+                origins: std::collections::BTreeSet::new(),
             },
             nodes: Vec::new(),
             parts: Vec::new(),
@@ -355,6 +364,7 @@ impl Net {
         let swarm = Swarm::with_manifest(cfg, manifest, have, self.now, seed);
         let id = self.push(swarm, store, capacity, behavior);
         self.nodes[id].origin = true;
+        self.shared.origins.insert(id);
         (id, ticket)
     }
 
@@ -399,6 +409,7 @@ impl Net {
         let swarm = Swarm::with_manifest(cfg, manifest, have, self.now, seed);
         let id = self.push(swarm, BTreeMap::new(), capacity, behavior);
         self.nodes[id].origin = true;
+        self.shared.origins.insert(id);
         (id, ticket)
     }
 
@@ -501,6 +512,7 @@ impl Net {
             up: SharedLink::new(capacity.up, self.now),
             down: SharedLink::new(capacity.down, self.now),
             links: LinkTable::default(),
+            retry_at: BTreeMap::new(),
             timer: None,
             completed_at,
             banned: Vec::new(),
@@ -731,6 +743,9 @@ impl Net {
             self.cross_zone_bytes += std::mem::take(&mut part.cross_zone_bytes);
             self.bad_stores.append(&mut part.bad_stores);
             self.unfinished -= std::mem::take(&mut part.completed);
+            for (at, node) in std::mem::take(&mut part.redials) {
+                self.global.push(at, Ev::Redial { node });
+            }
             for (at, ev) in std::mem::take(&mut part.outbox) {
                 // Not due before the window's end (or, one instant at a time, its start).
                 debug_assert!(
@@ -782,6 +797,9 @@ impl Net {
         self.cross_zone_bytes += std::mem::take(&mut self.steps.cross_zone_bytes);
         self.bad_stores.append(&mut self.steps.bad_stores);
         self.unfinished -= std::mem::take(&mut self.steps.completed);
+        for (at, node) in std::mem::take(&mut self.steps.redials) {
+            self.global.push(at, Ev::Redial { node });
+        }
     }
 
     /// Whether every active node is complete and every join has happened.

@@ -10,12 +10,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use pollen_core::{
     ContentId, Instant, PieceLayout,
-    endpoint::{ConnId, EndpointEvent, Output},
-    swarm::{Action, Event, LinkId, Stored, Verdict},
+    endpoint::{ConnId, EndpointEvent, LinkEnd, Output},
+    swarm::{Action, DisconnectReason, Event, LinkId, Stored, Verdict},
 };
 
 use super::{
-    Behavior, EXPRESS_BYTES, Ev, KEEPALIVE_TIMEOUT, MSS, Node, NodeId, State, UNIT_BYTES, Unit,
+    Behavior, EXPRESS_BYTES, Ev, KEEPALIVE_TIMEOUT, MSS, Node, NodeId, REDIAL_PINNED,
+    REDIAL_UNPRODUCTIVE, State, UNIT_BYTES, Unit,
     frames::{self, Item},
     link_of, transfer_time,
 };
@@ -35,6 +36,8 @@ pub(super) struct Shared {
     pub(super) truth: Option<(Bytes, PieceLayout)>,
     /// Lengths-only payloads: the zero bytes every block and piece is sliced from.
     pub(super) zeros: Option<Bytes>,
+    /// The nodes that started with the whole artifact (a ticket's addresses).
+    pub(super) origins: std::collections::BTreeSet<NodeId>,
 }
 
 impl Shared {
@@ -63,6 +66,8 @@ pub(super) struct Part {
     pub(super) bad_stores: Vec<(NodeId, u32)>,
     /// Nodes that completed (taken at each window's end).
     pub(super) completed: usize,
+    /// Dial ticks nodes asked for, and when (taken at each window's end).
+    pub(super) redials: Vec<(Instant, NodeId)>,
 }
 
 impl Part {
@@ -76,6 +81,7 @@ impl Part {
             cross_zone_bytes: 0,
             bad_stores: Vec::new(),
             completed: 0,
+            redials: Vec::new(),
         }
     }
 }
@@ -366,6 +372,14 @@ impl Ctx<'_> {
         };
         self.part.trace.update(line.as_bytes());
         self.part.trace_len += 1;
+        if let EndpointEvent::LinkClosed {
+            conn,
+            reason: LinkEnd::Swarm(DisconnectReason::Unproductive),
+            ..
+        } = event
+        {
+            self.unproductive(id, *conn);
+        }
         let EndpointEvent::Swarm(_, event) = event else {
             return;
         };
@@ -377,6 +391,23 @@ impl Ctx<'_> {
             Event::PeerBanned { peer, .. } => self.node(id).banned.push(*peer),
             _ => {}
         }
+    }
+
+    /// A node's swarm dropped a link that gave it nothing: as a node does, it leaves that
+    /// peer alone for a while (an origin, which a ticket names, only briefly) and dials
+    /// others at its next dial tick.
+    fn unproductive(&mut self, id: NodeId, conn: ConnId) {
+        let now = self.now();
+        let Some(peer) = self.node_ref(id).links.get(link_of(conn)).map(|l| l.peer) else {
+            return;
+        };
+        let wait = if self.shared.origins.contains(&peer) {
+            REDIAL_PINNED
+        } else {
+            REDIAL_UNPRODUCTIVE
+        };
+        self.node(id).retry_at.insert(peer, now + wait);
+        self.part.redials.push((now + REDIAL_PINNED, id));
     }
 
     /// Queues what a node sends on a link at its uplink, cut into units.

@@ -153,6 +153,14 @@ impl Actor {
                 LinkEnd::Swarm(DisconnectReason::Duplicate) => {
                     state.retry_at = Some(now + REDIAL_DUPLICATE);
                 }
+                // Other holders get its place for a while; the ticket's and --peer addresses
+                // are tried again soon (they may be a busy origin).
+                LinkEnd::Swarm(DisconnectReason::Unproductive) => {
+                    state.back_off(now);
+                    if !state.pinned {
+                        state.retry_at = state.retry_at.max(Some(now + REDIAL_UNPRODUCTIVE));
+                    }
+                }
                 // Our swarm moved to the connection that replaced this one.
                 LinkEnd::Connection(Some(CloseReason::Duplicate)) | LinkEnd::Removed => {}
                 _ => state.back_off(now),
@@ -212,6 +220,9 @@ fn link_end_words(reason: LinkEnd) -> String {
         }
         LinkEnd::Swarm(DisconnectReason::WrongSwarm) => {
             "dropped: it serves another artifact".into()
+        }
+        LinkEnd::Swarm(DisconnectReason::Unproductive) => {
+            "dropped: it claims pieces we want and sent none".into()
         }
         LinkEnd::Swarm(r) => format!("dropped ({r:?})"),
         LinkEnd::ByPeer => "closed by the peer".into(),

@@ -51,6 +51,9 @@ use links::spawn_link;
 const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Wait before dialing an address again after it turned out to duplicate another link.
 const REDIAL_DUPLICATE: Duration = Duration::from_secs(30);
+/// Wait before dialing an address again after its link was dropped for sending nothing we
+/// wanted while nobody else did either.
+const REDIAL_UNPRODUCTIVE: Duration = Duration::from_secs(60);
 /// How long a new connection may take to send its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most accepted connections that have not sent their handshake yet.
