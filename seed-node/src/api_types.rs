@@ -138,6 +138,10 @@ pub(crate) struct ArtifactStatus {
     pub(crate) banned: Vec<String>,
     /// The last storage error, if any (e.g. disk full).
     pub(crate) error: Option<String>,
+    /// Pieces that were held but no longer verified on disk (bit rot, a change outside the
+    /// node) since it started: dropped and fetched again.
+    #[serde(default)]
+    pub(crate) corrupt_on_disk: u32,
     /// The artifact's ticket.
     pub(crate) ticket: String,
     /// The addresses the node knows for it (ticket, `--peer`, gossip) and how dialing them

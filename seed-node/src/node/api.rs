@@ -16,7 +16,7 @@ use pollen_core::{ContentId, Ticket};
 use serde::Deserialize;
 use tokio::sync::{mpsc::UnboundedSender, oneshot};
 
-use super::{ApiCall, Input};
+use super::{ApiCall, Input, errors::ApiError};
 use crate::error_chain::chain;
 use crate::{
     api_types::{
@@ -73,18 +73,31 @@ async fn share(State(state): State<AppState>, Json(req): Json<ShareRequest>) -> 
         return Err(error(StatusCode::BAD_REQUEST, "the path must be absolute"));
     }
     let store = state.store.clone();
-    let imported = tokio::task::spawn_blocking(move || store.import_file(&path, &mut |_| {}))
+    let source = path.clone();
+    let imported = tokio::task::spawn_blocking(move || store.import_file(&source, &mut |_| {}))
         .await
         .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     match imported {
         Ok(artifact) => Ok(Json(
             ask(&state, |tx| ApiCall::AddSeed(Box::new(artifact), tx)).await?,
         )),
-        // The node already has it open: hand out its ticket if it is complete.
-        Err(StoreError::InUse(id)) => ask(&state, |tx| ApiCall::TicketFor(id, tx))
-            .await?
-            .map(Json)
-            .map_err(|e| error(StatusCode::CONFLICT, e.to_string())),
+        // The node already has it open: hand out its ticket if it is complete; if pieces
+        // are missing (a download, or pieces lost on disk), fill them in from the file.
+        Err(StoreError::InUse(id)) => {
+            let conflict = |e: ApiError| error(StatusCode::CONFLICT, e.to_string());
+            match ask(&state, |tx| ApiCall::TicketFor(id, tx)).await? {
+                Ok(reply) => return Ok(Json(reply)),
+                Err(ApiError::StillDownloading) => {}
+                Err(e) => return Err(conflict(e)),
+            }
+            ask(&state, |tx| ApiCall::Repair(id, path, tx))
+                .await?
+                .map_err(conflict)?;
+            ask(&state, |tx| ApiCall::TicketFor(id, tx))
+                .await?
+                .map(Json)
+                .map_err(conflict)
+        }
         Err(err @ StoreError::Io { .. }) => {
             Err(error(StatusCode::INTERNAL_SERVER_ERROR, chain(&err)))
         }

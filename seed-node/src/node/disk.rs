@@ -46,6 +46,9 @@ pub(crate) enum DiskOp {
     Write(u32, PieceData),
     /// Write the complete artifact to a path (`true`: replacing what is there).
     Export(PathBuf, bool, oneshot::Sender<Result<(), ApiError>>),
+    /// Fill in missing pieces from a file that holds the artifact (a share of the same file
+    /// again): each piece that verifies is written; answers how many were.
+    Repair(PathBuf, oneshot::Sender<Result<u32, ApiError>>),
 }
 
 /// A finished piece of disk work.
@@ -283,6 +286,12 @@ impl Worker {
                 };
                 self.pending.push((piece, data.len(), result));
             }
+            DiskOp::Repair(path, reply) => {
+                let result = self.repair_from(&path);
+                // Durable, and reported to the actor, before the caller hears of it.
+                self.commit();
+                let _ = reply.send(result);
+            }
             DiskOp::Export(path, replace, reply) => {
                 self.commit();
                 let Some(a) = &mut self.artifact else {
@@ -304,6 +313,50 @@ impl Worker {
                 let _ = reply.send(result);
             }
         }
+    }
+}
+
+impl Worker {
+    /// Writes every missing piece of the artifact that `path` holds intact; returns how many.
+    fn repair_from(&mut self, path: &std::path::Path) -> Result<u32, ApiError> {
+        use std::os::unix::fs::FileExt;
+        let Some(a) = &mut self.artifact else {
+            return Err(ApiError::NotCreated);
+        };
+        let fail = |e: std::io::Error| ApiError::Repair(format!("{}: {e}", path.display()));
+        let file = std::fs::File::open(path).map_err(fail)?;
+        let layout = *a.manifest().layout();
+        let len = file.metadata().map_err(fail)?.len();
+        if len != layout.size() {
+            return Err(ApiError::Repair(format!(
+                "{} is {len} bytes, the artifact {}",
+                path.display(),
+                layout.size()
+            )));
+        }
+        let missing: Vec<u32> = (0..layout.piece_count())
+            .filter(|&p| !a.have().contains(p))
+            .collect();
+        let mut restored = 0;
+        let mut buf = Vec::new();
+        for piece in missing {
+            let Some(range) = layout.piece_range(piece) else {
+                continue;
+            };
+            buf.resize((range.end - range.start) as usize, 0);
+            file.read_exact_at(&mut buf, range.start).map_err(fail)?;
+            // Bytes that do not verify are refused by the store and left to peers.
+            let written = a.write_verified_piece(piece, &[&buf[..]]);
+            if written.is_ok() {
+                restored += 1;
+                self.pending.push((
+                    piece,
+                    buf.len(),
+                    written.map(|_| ()).map_err(DiskError::from),
+                ));
+            }
+        }
+        Ok(restored)
     }
 }
 

@@ -16,8 +16,10 @@ pub(crate) enum ApiError {
     /// The node has no such artifact.
     #[error("the node does not hold this artifact")]
     NotHeld,
-    /// A share of an artifact the node is still downloading.
-    #[error("this artifact is still being downloaded by the node")]
+    /// A share of an artifact the node is still downloading, which the file did not complete.
+    #[error(
+        "this artifact is still being downloaded by the node, and the file does not hold its missing pieces"
+    )]
     StillDownloading,
     /// An export of an artifact the node does not have whole.
     #[error("the artifact is not complete yet")]
@@ -31,6 +33,9 @@ pub(crate) enum ApiError {
     /// Writing the artifact to the export path failed.
     #[error("{}", chain(.0))]
     ExportFailed(StoreError),
+    /// Filling in an artifact's missing pieces from a file failed.
+    #[error("cannot repair the artifact from {0}")]
+    Repair(String),
 }
 
 /// Why a disk worker could not store a piece or create an artifact, or why work could not

@@ -84,6 +84,8 @@ pub(crate) enum ApiCall {
     TicketFor(ContentId, oneshot::Sender<Result<ShareReply, ApiError>>),
     /// Fetch an artifact.
     Get(Ticket, oneshot::Sender<Result<GetReply, ApiError>>),
+    /// Fill in an incomplete artifact's missing pieces from a file holding it.
+    Repair(ContentId, PathBuf, oneshot::Sender<Result<u32, ApiError>>),
     /// Report status.
     Status(oneshot::Sender<Status>),
     /// Report one artifact's status, with its change counter and a way to watch it.

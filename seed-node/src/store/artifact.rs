@@ -39,6 +39,9 @@ pub(crate) struct Artifact {
     flush_bytes: u64,
     /// Why the persisted held set was discarded when this artifact was opened.
     reset: Option<FormatError>,
+    /// Pieces found intact in `data` when the held set was rebuilt on open (after a `reset`
+    /// with `data` of the right length).
+    rebuilt: Option<u32>,
     /// False only to simulate a crash in tests.
     flush_on_drop: bool,
 }
@@ -85,8 +88,16 @@ impl Artifact {
             have = Bitfield::new(pieces);
             reset.get_or_insert(FormatError::DataFile);
         }
+        let mut rebuilt = None;
+        if let (Some(_), true, Some(file)) = (&reset, data_ok, &data) {
+            // The held set is lost but `data` may be intact: keep every piece that verifies.
+            have = verified_pieces(file, &manifest, &data_path)?;
+            rebuilt = Some(have.count());
+        }
         if reset.is_some() {
-            // Persist "nothing held" before repairing `data`, so the old set cannot come back.
+            // Persist the new set (nothing held, or what verified) before repairing `data`,
+            // so the old set cannot come back. The verified pieces are durable already: they
+            // were read back from the file.
             format::store_have(&dir, id, &have)?;
         }
         let data = match data {
@@ -117,8 +128,14 @@ impl Artifact {
             stale: false,
             flush_bytes: FLUSH_BYTES,
             reset,
+            rebuilt,
             flush_on_drop: true,
         })
+    }
+
+    /// How many pieces were found intact when the held set was rebuilt on open, if it was.
+    pub(crate) fn rebuilt(&self) -> Option<u32> {
+        self.rebuilt
     }
 
     /// The content id.
@@ -461,4 +478,26 @@ fn create_temp_in(dir: &Path) -> Result<(File, StagingPath), StoreError> {
             Err(e) => return Err(io_err("creating", &path)(e)),
         }
     }
+}
+
+/// The pieces of `data` that verify against the manifest (a full read of the file).
+fn verified_pieces(data: &File, manifest: &Manifest, path: &Path) -> Result<Bitfield, StoreError> {
+    let layout = manifest.layout();
+    let mut have = Bitfield::new(layout.piece_count());
+    let mut buf = Vec::new();
+    for index in 0..layout.piece_count() {
+        let Some(range) = layout.piece_range(index) else {
+            continue;
+        };
+        buf.resize((range.end - range.start) as usize, 0);
+        match data.read_exact_at(&mut buf, range.start) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
+            Err(e) => return Err(io_err("reading", path)(e)),
+        }
+        if manifest.verify_piece(index, &buf).is_ok() {
+            have.insert(index);
+        }
+    }
+    Ok(have)
 }

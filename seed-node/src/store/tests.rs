@@ -422,7 +422,7 @@ fn pieces_become_durable_by_threshold_by_drop_and_by_completion() {
 }
 
 #[test]
-fn garbage_truncated_missing_or_foreign_have_file_loads_as_empty() {
+fn a_garbage_truncated_missing_or_foreign_have_file_is_rebuilt_from_the_data() {
     let root = TempDir::new().expect("tempdir");
     let store = open(&root.path().join("store"));
     // Two artifacts of the same size, hence the same piece count.
@@ -481,17 +481,30 @@ fn garbage_truncated_missing_or_foreign_have_file_loads_as_empty() {
     for (what, damage, reason) in cases {
         fs::write(&have_a, &good).expect("restore");
         damage();
+        // The data is intact: every piece verifies, so every piece is held again.
         let art = store.open_artifact(a.id()).expect("open").expect("present");
-        assert_eq!(art.have().count(), 0, "{what}");
+        assert!(art.is_complete(), "{what}");
         assert_eq!(art.reset_reason(), Some(&reason), "{what}");
+        assert_eq!(art.rebuilt(), Some(4), "{what}");
         drop(art);
-        // The empty set was persisted: it opens cleanly, and still empty.
+        // The rebuilt set was persisted: it opens cleanly, whole.
         let art = store.open_artifact(a.id()).expect("open").expect("present");
-        assert_eq!(art.have().count(), 0, "{what}");
-        assert_eq!(art.reset_reason(), None, "{what}");
+        assert!(art.is_complete(), "{what}");
+        assert_eq!((art.reset_reason(), art.rebuilt()), (None, None), "{what}");
     }
     let art_b = store.open_artifact(b.id()).expect("open").expect("present");
     assert!(art_b.is_complete(), "the other artifact is unaffected");
+
+    // Garbage over data with a flipped byte in piece 2: the other three are kept.
+    let data_path = store.shared.artifact_dir(a.id()).join(DATA_FILE);
+    let mut bytes = fs::read(&data_path).expect("read data");
+    let piece = a.layout().piece_range(2).expect("piece 2");
+    bytes[piece.start as usize + 5] ^= 0x40;
+    fs::write(&data_path, &bytes).expect("write data");
+    fs::write(&have_a, vec![0xa5; good.len()]).expect("garbage");
+    let art = store.open_artifact(a.id()).expect("open").expect("present");
+    assert_eq!(art.rebuilt(), Some(3));
+    assert!(!art.have().contains(2) && art.have().count() == 3);
 }
 
 #[test]

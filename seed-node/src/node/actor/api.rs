@@ -49,6 +49,16 @@ impl Actor {
                 });
                 let _ = reply.send(answer);
             }
+            ApiCall::Repair(id, path, reply) => match self.entries.get(&id) {
+                Some(e) => {
+                    if let Err(err) = e.disk.send(DiskOp::Repair(path, reply)) {
+                        tracing::error!(%id, "cannot repair: {err}");
+                    }
+                }
+                None => {
+                    let _ = reply.send(Err(ApiError::NotHeld));
+                }
+            },
             ApiCall::Export(id, path, replace, reply) => match self.entries.get(&id) {
                 Some(e) if self.is_complete(&id) => {
                     let _ = e.disk.send(DiskOp::Export(path, replace, reply));
@@ -182,6 +192,7 @@ impl Actor {
             peers,
             banned: e.banned.iter().map(ToString::to_string).collect(),
             error: e.error.as_ref().map(ToString::to_string),
+            corrupt_on_disk: e.corrupt_on_disk,
             ticket: e.ticket.to_string(),
             sources,
         })

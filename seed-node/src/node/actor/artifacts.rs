@@ -124,6 +124,7 @@ impl Actor {
                 added: TokioInstant::now(),
                 dial_errors: BTreeMap::new(),
                 changes: tokio::sync::watch::channel(0).0,
+                corrupt_on_disk: 0,
             },
         );
         self.drive();
@@ -169,7 +170,13 @@ impl Actor {
             return;
         };
         match result {
-            DiskResult::Read(piece, data) => swarm.handle_piece_read(now, piece, data),
+            DiskResult::Read(piece, data) => {
+                if data.is_none() && swarm.have().contains(piece) {
+                    tracing::error!(%id, piece, "a held piece no longer verifies on disk: dropped, fetching it again");
+                    entry.corrupt_on_disk = entry.corrupt_on_disk.saturating_add(1);
+                }
+                swarm.handle_piece_read(now, piece, data);
+            }
             DiskResult::ReadFailed(piece) => swarm.handle_piece_read_failed(now, piece),
             DiskResult::Checked(checked) => swarm.handle_piece_checked(now, checked),
             DiskResult::Written(piece, Ok(())) => {

@@ -122,6 +122,8 @@ struct Entry {
     dial_errors: BTreeMap<SocketAddr, String>,
     /// Its change counter, which API waiters watch ([`crate::api_types::ArtifactReply`]).
     changes: tokio::sync::watch::Sender<u64>,
+    /// Pieces that no longer verified on disk since the node started (dropped, fetched again).
+    corrupt_on_disk: u32,
 }
 
 /// Recent transfer rates, from counters sampled every tick.
@@ -207,8 +209,17 @@ impl Actor {
         for id in scan.usable {
             match actor.store.open_artifact(id) {
                 Ok(Some(artifact)) => {
-                    if let Some(reason) = artifact.reset_reason() {
-                        tracing::warn!(%id, "held pieces were reset and will be fetched again: {reason}");
+                    match (artifact.reset_reason(), artifact.rebuilt()) {
+                        (Some(reason), Some(kept)) => tracing::warn!(
+                            %id,
+                            "the record of held pieces was unusable ({reason}); rebuilt from the data: {kept} of {} pieces verify, the rest are fetched again",
+                            artifact.manifest().layout().piece_count()
+                        ),
+                        (Some(reason), None) => tracing::warn!(
+                            %id,
+                            "held pieces were reset and will be fetched again: {reason}"
+                        ),
+                        _ => {}
                     }
                     let ticket = saved.get(&id).cloned();
                     actor.add_artifact(artifact, ticket);
