@@ -50,6 +50,15 @@ fn replace_by_default() -> bool {
     true
 }
 
+/// Reply to `DELETE /api/artifacts/{id}`.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct RemoveReply {
+    /// Content id (hex).
+    pub(crate) id: String,
+    /// Whether the node held it whole.
+    pub(crate) was_complete: bool,
+}
+
 /// An error reply: `{"error": "..."}` with a 4xx or 5xx status.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct ErrorReply {

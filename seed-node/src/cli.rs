@@ -30,6 +30,20 @@ pub(crate) enum Command {
     Get(GetArgs),
     /// Show the running node's artifacts and peers.
     Status(StatusArgs),
+    /// Stop a fetch in progress and delete what it got.
+    Cancel(RemoveArgs),
+    /// Stop seeding or fetching an artifact and delete it from the node.
+    Rm(RemoveArgs),
+}
+
+/// Arguments of `pollen cancel` and `pollen rm`.
+#[derive(Debug, Args)]
+pub(crate) struct RemoveArgs {
+    /// The artifact: its content id (hex), or a ticket.
+    #[arg(value_name = "ID|TICKET")]
+    pub(crate) target: String,
+    #[command(flatten)]
+    pub(crate) api: ApiArg,
 }
 
 /// Arguments of `pollen id`.
@@ -72,6 +86,10 @@ pub(crate) struct NodeArgs {
     /// Cap on upload bandwidth to peers, in bytes per second (suffixes k, M, G: powers of 1000).
     #[arg(long, value_name = "RATE")]
     pub(crate) max_upload_rate: Option<Rate>,
+    /// Most artifacts fetched at once; more `get`s are refused until one completes or is
+    /// cancelled (each fetch costs two threads and buffers).
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub(crate) max_fetches: usize,
     /// The dashboard's files (built by ./scripts/run into target/pollen-www). Default: the
     /// `pollen-www` directory next to the binary's directory, if it exists.
     #[arg(long, value_name = "DIR")]
@@ -183,7 +201,8 @@ pub(crate) struct GetArgs {
     /// Replace the output file if it exists.
     #[arg(long)]
     pub(crate) force: bool,
-    /// Give up when no peer is connected and nothing arrives for this many seconds.
+    /// Give up when nothing arrives for this many seconds (the node goes on fetching; a
+    /// later get resumes it, and `pollen cancel` stops it).
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub(crate) stall_timeout: u64,
     #[command(flatten)]

@@ -26,6 +26,16 @@ impl Client {
         self.decode(sent).await
     }
 
+    /// `DELETE path`.
+    pub(crate) async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let sent = self
+            .http
+            .delete(format!("{}{path}", self.base))
+            .send()
+            .await;
+        self.decode(sent).await
+    }
+
     /// `POST path` with a JSON body.
     pub(crate) async fn post<B: Serialize, T: DeserializeOwned>(
         &self,

@@ -46,6 +46,8 @@ fn run_async(command: cli::Command) -> anyhow::Result<ExitCode> {
             cli::Command::Share(args) => commands::share::run(&args).await,
             cli::Command::Get(args) => commands::get::run(&args).await,
             cli::Command::Status(args) => commands::status::run(&args).await,
+            cli::Command::Cancel(args) => commands::remove::run(&args, true).await,
+            cli::Command::Rm(args) => commands::remove::run(&args, false).await,
             cli::Command::Id(_) => unreachable!("handled without a runtime"),
         }
     })

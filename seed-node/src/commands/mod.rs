@@ -2,5 +2,6 @@
 
 pub(crate) mod get;
 pub(crate) mod id;
+pub(crate) mod remove;
 pub(crate) mod share;
 pub(crate) mod status;

@@ -20,8 +20,8 @@ use super::{ApiCall, Input, errors::ApiError};
 use crate::error_chain::chain;
 use crate::{
     api_types::{
-        ArtifactReply, ErrorReply, ExportRequest, GetReply, GetRequest, ShareReply, ShareRequest,
-        Status,
+        ArtifactReply, ErrorReply, ExportRequest, GetReply, GetRequest, RemoveReply, ShareReply,
+        ShareRequest, Status,
     },
     store::{Store, StoreError},
 };
@@ -49,7 +49,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/get", post(fetch))
         .route("/api/export", post(export))
         .route("/api/status", get(status))
-        .route("/api/artifacts/{id}", get(artifact))
+        .route("/api/artifacts/{id}", get(artifact).delete(remove))
         .with_state(state)
 }
 
@@ -113,7 +113,13 @@ async fn fetch(State(state): State<AppState>, Json(req): Json<GetRequest>) -> Re
     ask(&state, |tx| ApiCall::Get(ticket, tx))
         .await?
         .map(Json)
-        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+        .map_err(|e| {
+            let status = match e {
+                ApiError::TooManyFetches(_) => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            error(status, e.to_string())
+        })
 }
 
 async fn export(State(state): State<AppState>, Json(req): Json<ExportRequest>) -> Reply<()> {
@@ -133,6 +139,35 @@ async fn export(State(state): State<AppState>, Json(req): Json<ExportRequest>) -
 
 async fn status(State(state): State<AppState>) -> Reply<Status> {
     Ok(Json(ask(&state, ApiCall::Status).await?))
+}
+
+/// The query of `DELETE /api/artifacts/{id}`.
+#[derive(Debug, Deserialize)]
+struct RemoveQuery {
+    /// Refuse if the artifact is complete (a cancel of a fetch).
+    #[serde(default)]
+    only_incomplete: bool,
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<RemoveQuery>,
+) -> Reply<RemoveReply> {
+    let id: ContentId = id
+        .parse()
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("{e}")))?;
+    ask(&state, |tx| ApiCall::Remove(id, q.only_incomplete, tx))
+        .await?
+        .map(Json)
+        .map_err(|e| {
+            let status = match e {
+                ApiError::NotHeld => StatusCode::NOT_FOUND,
+                ApiError::Complete => StatusCode::CONFLICT,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            error(status, e.to_string())
+        })
 }
 
 /// The query of `GET /api/artifacts/{id}`.

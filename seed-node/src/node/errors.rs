@@ -33,6 +33,15 @@ pub(crate) enum ApiError {
     /// Writing the artifact to the export path failed.
     #[error("{}", chain(.0))]
     ExportFailed(StoreError),
+    /// A cancel of an artifact that is complete (remove it instead).
+    #[error("the artifact is complete, not being fetched; `pollen rm` deletes it")]
+    Complete,
+    /// A new fetch beyond the node's cap on fetches at once.
+    #[error("the node is already fetching {0} artifacts (its --max-fetches); cancel one or wait")]
+    TooManyFetches(usize),
+    /// Deleting an artifact's files failed.
+    #[error("cannot delete the artifact: {0}")]
+    RemoveFailed(String),
     /// Filling in an artifact's missing pieces from a file failed.
     #[error("cannot repair the artifact from {0}")]
     Repair(String),

@@ -26,7 +26,7 @@ use tokio::{
 };
 
 use crate::{
-    api_types::{ArtifactReply, GetReply, ShareReply, Status},
+    api_types::{ArtifactReply, GetReply, RemoveReply, ShareReply, Status},
     cli::NodeArgs,
     store::{Artifact, Store},
 };
@@ -84,6 +84,13 @@ pub(crate) enum ApiCall {
     TicketFor(ContentId, oneshot::Sender<Result<ShareReply, ApiError>>),
     /// Fetch an artifact.
     Get(Ticket, oneshot::Sender<Result<GetReply, ApiError>>),
+    /// Stop fetching or seeding an artifact and delete it (`true`: only if incomplete, a
+    /// cancel).
+    Remove(
+        ContentId,
+        bool,
+        oneshot::Sender<Result<RemoveReply, ApiError>>,
+    ),
     /// Fill in an incomplete artifact's missing pieces from a file holding it.
     Repair(ContentId, PathBuf, oneshot::Sender<Result<u32, ApiError>>),
     /// Report status.
@@ -168,6 +175,7 @@ pub(crate) async fn run(args: NodeArgs) -> Result<()> {
         join: args.join,
         rtc: None,
         signal_url: None,
+        max_fetches: args.max_fetches,
     };
     let mut settings = settings;
     let signal_host = if api_addr.ip().is_unspecified() {

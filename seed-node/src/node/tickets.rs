@@ -26,6 +26,14 @@ pub(crate) fn save(data: &Path, ticket: &Ticket) -> std::io::Result<()> {
     fs::File::open(&dir)?.sync_all()
 }
 
+/// Forgets the saved ticket of `id`, if any.
+pub(crate) fn remove(data: &Path, id: &pollen_core::ContentId) -> std::io::Result<()> {
+    match fs::remove_file(dir(data).join(id.to_string())) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// Every saved ticket that parses; unreadable ones are reported and skipped.
 pub(crate) fn load_all(data: &Path) -> Vec<Ticket> {
     let Ok(entries) = fs::read_dir(dir(data)) else {

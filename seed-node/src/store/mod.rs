@@ -482,7 +482,6 @@ impl Store {
     }
 
     /// Deletes an artifact; returns whether it was there. Fails if it is open.
-    #[cfg_attr(not(test), expect(dead_code, reason = "not used by the node yet"))]
     pub(crate) fn remove(&self, id: ContentId) -> Result<bool, StoreError> {
         let _slot = self.shared.reserve(id)?;
         let dir = self.shared.artifact_dir(id);

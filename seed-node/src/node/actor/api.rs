@@ -22,6 +22,16 @@ impl Actor {
             ApiCall::Get(ticket, reply) => {
                 let id = ticket.id();
                 if !self.entries.contains_key(&id) {
+                    let fetching = self
+                        .entries
+                        .keys()
+                        .filter(|id| !self.is_complete(id))
+                        .count();
+                    if fetching >= self.settings.max_fetches {
+                        let _ =
+                            reply.send(Err(ApiError::TooManyFetches(self.settings.max_fetches)));
+                        return;
+                    }
                     if let Err(err) = tickets::save(self.store.dir(), &ticket) {
                         let _ = reply.send(Err(ApiError::TicketNotSaved(err)));
                         return;
@@ -48,6 +58,13 @@ impl Actor {
                     ))
                 });
                 let _ = reply.send(answer);
+            }
+            ApiCall::Remove(id, only_incomplete, reply) => {
+                if only_incomplete && self.is_complete(&id) {
+                    let _ = reply.send(Err(ApiError::Complete));
+                    return;
+                }
+                self.remove_artifact(id, reply);
             }
             ApiCall::Repair(id, path, reply) => match self.entries.get(&id) {
                 Some(e) => {

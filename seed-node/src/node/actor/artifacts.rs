@@ -146,6 +146,51 @@ impl Actor {
         }
     }
 
+    /// Stops fetching or seeding an artifact, forgets it, and deletes its files; answers on
+    /// `reply` once they are gone.
+    pub(super) fn remove_artifact(
+        &mut self,
+        id: ContentId,
+        reply: tokio::sync::oneshot::Sender<Result<RemoveReply, ApiError>>,
+    ) {
+        let Some(entry) = self.entries.remove(&id) else {
+            let _ = reply.send(Err(ApiError::NotHeld));
+            return;
+        };
+        let now = self.now();
+        let was_complete = self
+            .ep
+            .remove_swarm(now, &id)
+            .is_some_and(|s| s.is_complete());
+        self.drive();
+        if let Some(rtc) = &self.settings.rtc {
+            rtc.send(RtcCommand::Leave(id));
+        }
+        // Gossip stops naming us as a holder.
+        self.publish_state();
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            // Dropping the disk worker's handle flushes and joins it, which releases the
+            // artifact, so its files can go.
+            let removed = tokio::task::spawn_blocking(move || {
+                drop(entry);
+                tickets::remove(store.dir(), &id).map_err(|e| e.to_string())?;
+                store.remove(id).map_err(|e| crate::error_chain::chain(&e))
+            })
+            .await;
+            let result = match removed {
+                Ok(Ok(_)) => Ok(RemoveReply {
+                    id: id.to_string(),
+                    was_complete,
+                }),
+                Ok(Err(e)) => Err(ApiError::RemoveFailed(e)),
+                Err(e) => Err(ApiError::RemoveFailed(e.to_string())),
+            };
+            let _ = reply.send(result);
+        });
+        tracing::info!(%id, "removed");
+    }
+
     /// The ticket this node hands out for an artifact it holds.
     pub(super) fn ticket_for(&self, artifact: &Artifact) -> Ticket {
         let m = artifact.manifest();

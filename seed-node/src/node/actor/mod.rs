@@ -35,7 +35,7 @@ use super::{
 use crate::{
     api_types::{
         ArtifactReply, ArtifactStatus, GetReply, HoldingStatus, MemberStatus, PeerStatus,
-        ShareReply, SourceStatus, Status,
+        RemoveReply, ShareReply, SourceStatus, Status,
     },
     store::{Artifact, Store},
 };
@@ -79,6 +79,8 @@ pub(crate) struct Settings {
     pub(crate) rtc: Option<super::webrtc::Rtc>,
     /// The signaling URL put in our tickets (our embedded server's), if any.
     pub(crate) signal_url: Option<String>,
+    /// Most artifacts fetched at once (`--max-fetches`).
+    pub(crate) max_fetches: usize,
 }
 
 /// Where a link goes.

@@ -66,6 +66,8 @@ pub(crate) enum Command {
     },
     /// Ask again for a sample of `swarm`'s members.
     Refresh(ContentId),
+    /// Leave `swarm` on every server it was joined on (the node removed the artifact).
+    Leave(ContentId),
     /// Open a connection to `peer` for `swarm`, through `server`.
     Dial {
         swarm: ContentId,
@@ -226,6 +228,11 @@ impl Manager {
                     self.signal(url, ToServer::Join { swarm });
                 }
                 self.joined.entry(swarm).or_default().extend(all);
+            }
+            Command::Leave(swarm) => {
+                for url in self.joined.remove(&swarm).into_iter().flatten() {
+                    self.signal(&url, ToServer::Leave { swarm });
+                }
             }
             Command::Refresh(swarm) => {
                 let urls: Vec<String> = self
