@@ -78,12 +78,23 @@ pub struct NodeOpts {
     pub zone: Option<String>,
     /// Any other arguments.
     pub extra: Vec<String>,
+    /// Run the node with this open-file limit (soft and hard), through `prlimit`.
+    pub nofile: Option<u64>,
 }
 
 impl Node {
     /// Starts a node on `data` and waits until it serves its API.
     pub fn start(data: &Path, opts: &NodeOpts) -> Node {
-        let mut cmd = Command::new(pollen_bin());
+        let mut cmd = match opts.nofile {
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}"))
+                    .arg("--")
+                    .arg(pollen_bin());
+                c
+            }
+            None => Command::new(pollen_bin()),
+        };
         cmd.arg("node")
             .arg("--data")
             .arg(data)
@@ -145,6 +156,23 @@ impl Node {
             api: format!("http://{}", field("API on http://")),
             log,
         }
+    }
+
+    /// The node's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The node's resident memory, in bytes (from `/proc`).
+    pub fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kib| kib * 1024)
+            .expect("VmRSS in /proc status")
     }
 
     /// Runs `pollen ARGS... --api <this node>` to completion.

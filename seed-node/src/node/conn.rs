@@ -30,6 +30,33 @@ pub(crate) const MAX_UNSENT: usize = 64 << 20;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a closed link's writer may go on sending what was queued.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// How long a frame's body may take to arrive once its length has: a peer that sends a
+/// length and then trickles the body is dropped.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bytes of frame bodies all links may be receiving at once; a link waits for room before it
+/// starts a body, so slow peers cannot make the node hold a buffer each.
+const RECEIVING_BYTES: usize = 64 << 20;
+/// The unit of [`ReceiveBudget`]'s permits.
+const PERMIT_BYTES: usize = 1024;
+
+/// The node-wide budget of frame bodies being received ([`RECEIVING_BYTES`]).
+#[derive(Debug, Clone)]
+pub(crate) struct ReceiveBudget(Arc<tokio::sync::Semaphore>);
+
+impl ReceiveBudget {
+    /// The whole budget, free.
+    pub(crate) fn new() -> Self {
+        Self(Arc::new(tokio::sync::Semaphore::new(
+            RECEIVING_BYTES / PERMIT_BYTES,
+        )))
+    }
+
+    /// Room for a body of `len` bytes, held until the permit is dropped.
+    async fn reserve(&self, len: usize) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let permits = u32::try_from(len.div_ceil(PERMIT_BYTES).max(1)).ok()?;
+        self.0.clone().acquire_many_owned(permits).await.ok()
+    }
+}
 
 /// Why [`ConnHandle::send`] refused bytes; either way the caller drops the link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -138,6 +165,7 @@ pub(crate) fn spawn(
     inputs: UnboundedSender<Input>,
     limiter: SharedLimiter,
     buffers: BufferPool,
+    budget: ReceiveBudget,
 ) -> ConnHandle {
     let _ = stream.set_nodelay(true);
     // A peer that vanished without closing is noticed within about a minute.
@@ -178,7 +206,7 @@ pub(crate) fn spawn(
         let _ = wr.shutdown().await;
     });
     let reader = tokio::spawn(async move {
-        let reason = read_frames(conn, &mut rd, &inputs, &buffers).await;
+        let reason = read_frames(conn, &mut rd, &inputs, &buffers, &budget).await;
         let _ = inputs.send(Input::Closed(conn, reason));
     });
     ConnHandle {
@@ -232,6 +260,7 @@ async fn read_frames(
     rd: &mut tokio::net::tcp::OwnedReadHalf,
     inputs: &UnboundedSender<Input>,
     buffers: &BufferPool,
+    budget: &ReceiveBudget,
 ) -> String {
     // Small frames come through the buffer; a block body mostly bypasses it.
     let mut rd = tokio::io::BufReader::with_capacity(16 * 1024, rd);
@@ -248,12 +277,21 @@ async fn read_frames(
             // A prefix alone is never a whole frame, unless the body is empty.
             Ok(_) => u32::from_le_bytes(prefix) as usize,
         };
-        let mut body = buffers.take_frame(body_len);
-        match (&mut rd)
-            .take(body_len as u64)
-            .read_to_end(body.vec())
-            .await
-        {
+        // Room first, then the buffer: a body that does not come in time costs nothing more.
+        let read_body = async {
+            let room = budget.reserve(body_len).await;
+            let mut body = buffers.take_frame(body_len);
+            let read = (&mut rd)
+                .take(body_len as u64)
+                .read_to_end(body.vec())
+                .await;
+            (read, body, room)
+        };
+        let (read, body, _room) = match tokio::time::timeout(BODY_TIMEOUT, read_body).await {
+            Ok(done) => done,
+            Err(_) => return "a frame's body did not arrive in time".into(),
+        };
+        match read {
             Ok(n) if n == body_len => {}
             Ok(_) => return "closed by peer mid-frame".into(),
             Err(err) => return format!("read error: {err}"),

@@ -9,6 +9,7 @@ mod dial;
 mod disk;
 mod errors;
 mod gossip;
+mod http;
 mod tickets;
 mod web;
 mod webrtc;
@@ -109,6 +110,9 @@ pub(crate) enum ApiCall {
     ),
 }
 
+/// Most connections open at once to the HTTP address (API, dashboard, signaling).
+const MAX_HTTP_CONNS: usize = 512;
+
 /// Runs the node until Ctrl-C or SIGTERM.
 pub(crate) async fn run(args: NodeArgs) -> Result<()> {
     let store = Store::open(&args.data)
@@ -171,11 +175,13 @@ pub(crate) async fn run(args: NodeArgs) -> Result<()> {
             .max_upload_rate
             .map(|r| std::sync::Arc::new(std::sync::Mutex::new(conn::Limiter::new(r.0)))),
         buffers,
+        receiving: conn::ReceiveBudget::new(),
         upload_cap: args.max_upload_rate.map(|r| r.0),
         join: args.join,
         rtc: None,
         signal_url: None,
         max_fetches: args.max_fetches,
+        max_conns: actor::max_conns_for(raise_fd_limit()),
     };
     let mut settings = settings;
     let signal_host = if api_addr.ip().is_unspecified() {
@@ -247,11 +253,7 @@ pub(crate) async fn run(args: NodeArgs) -> Result<()> {
         );
     }
     app = app.merge(web::router(web_dir.as_deref()));
-    tokio::spawn(async move {
-        if let Err(err) = axum::serve(api, app).await {
-            tracing::error!("the API server stopped: {err}");
-        }
-    });
+    tokio::spawn(http::serve(api, app, MAX_HTTP_CONNS));
     eprintln!(
         "pollen node {}: peers on {listen} (advertised as {advertise}), API on http://{api_addr}, data in {}{}{}",
         settings.peer_id,
@@ -279,6 +281,24 @@ pub(crate) async fn run(args: NodeArgs) -> Result<()> {
     });
     actor.run(rx).await;
     Ok(())
+}
+
+/// Raises the soft open-file limit to the hard one (many peers need many sockets); returns
+/// the limit in force.
+fn raise_fd_limit() -> u64 {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let soft = limit.current.unwrap_or(u64::MAX);
+    if limit.maximum.is_none_or(|hard| hard > soft) {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if setrlimit(Resource::Nofile, raised).is_ok() {
+            return limit.maximum.unwrap_or(u64::MAX);
+        }
+    }
+    soft
 }
 
 async fn shutdown_signal() {

@@ -21,6 +21,8 @@ impl Actor {
                         remote: Remote::Tcp(addr),
                         dialed: Some(addr),
                         listens: Some(addr),
+                        opened: TokioInstant::now(),
+                        idle_since: None,
                     },
                 );
                 self.by_addr.insert(addr, conn);
@@ -203,6 +205,7 @@ pub(super) fn spawn_link(
         inputs.clone(),
         settings.limiter.clone(),
         settings.buffers.clone(),
+        settings.receiving.clone(),
     )
 }
 

@@ -42,9 +42,11 @@ use crate::{
 
 mod api;
 mod artifacts;
+mod budget;
 mod links;
 mod rtc;
 
+pub(crate) use budget::max_conns_for;
 use links::spawn_link;
 
 /// How long a dial may take.
@@ -70,6 +72,8 @@ pub(crate) struct Settings {
     pub(crate) limiter: conn::SharedLimiter,
     /// Recycled buffers for received blocks, shared by all links.
     pub(crate) buffers: super::buffers::BufferPool,
+    /// Bytes of frame bodies being received at once, shared by all links.
+    pub(crate) receiving: conn::ReceiveBudget,
     /// Upload cap in bytes per second, if any (advertised as capacity; load is measured
     /// against it).
     pub(crate) upload_cap: Option<u64>,
@@ -81,6 +85,8 @@ pub(crate) struct Settings {
     pub(crate) signal_url: Option<String>,
     /// Most artifacts fetched at once (`--max-fetches`).
     pub(crate) max_fetches: usize,
+    /// Most peer connections at once (from the open-file limit).
+    pub(crate) max_conns: usize,
 }
 
 /// Where a link goes.
@@ -144,6 +150,10 @@ struct Conn {
     dialed: Option<SocketAddr>,
     /// The address the peer accepts connections on, once its handshake said.
     listens: Option<SocketAddr>,
+    /// When it opened.
+    opened: TokioInstant,
+    /// Since when it carries no artifact, if it does not.
+    idle_since: Option<TokioInstant>,
 }
 
 /// The node's single owner of swarm state.
@@ -332,10 +342,10 @@ impl Actor {
         let now = self.now();
         match input {
             Input::Accepted(stream, remote) => {
-                if self.ep.unready_count() >= MAX_UNROUTED {
-                    tracing::warn!(%remote, "too many links without a handshake; refusing one");
+                if !self.admit(remote) {
                     return;
                 }
+                let now = self.now();
                 let conn = self.ep.connect(now, false);
                 let handle = spawn_link(&self.inputs, &self.settings, conn, stream);
                 self.conns.insert(
@@ -345,6 +355,8 @@ impl Actor {
                         remote: Remote::Tcp(remote),
                         dialed: None,
                         listens: None,
+                        opened: TokioInstant::now(),
+                        idle_since: None,
                     },
                 );
             }
@@ -428,6 +440,7 @@ impl Actor {
             entry.rate.last = Some((at, stats.downloaded, stats.uploaded));
         }
         self.publish_state();
+        self.close_idle_conns(at);
         self.dial_missing();
         self.ticks += 1;
         if self.ticks.is_multiple_of(RTC_REFRESH_TICKS)

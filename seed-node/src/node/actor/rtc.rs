@@ -90,6 +90,8 @@ impl Actor {
                 remote: Remote::WebRtc(peer, kind),
                 dialed: None,
                 listens: None,
+                opened: TokioInstant::now(),
+                idle_since: None,
             },
         );
         self.ep.open_swarm(now, conn, id);
