@@ -42,6 +42,17 @@ ensure_chromium() {
   fi
 }
 
+# Debian's Prometheus server and promtool, for the metrics tests (started by the tests).
+ensure_prometheus() {
+  if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+    step "installing prometheus and promtool (apt)"
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -q || true
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends prometheus
+  fi
+}
+
 # Firefox ESR (apt) and geckodriver (crates.io; Debian does not package it), for the dashboard
 # test in Firefox.
 GECKODRIVER_VERSION=0.37.1

@@ -31,6 +31,8 @@ use crate::{
 pub(crate) struct AppState {
     pub(crate) inputs: UnboundedSender<Input>,
     pub(crate) store: Store,
+    /// The node's metrics, for `GET /metrics`.
+    pub(crate) metrics: std::sync::Arc<super::metrics::Metrics>,
 }
 
 /// The longest an artifact request waits for a change.
@@ -49,6 +51,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/get", post(fetch))
         .route("/api/export", post(export))
         .route("/api/status", get(status))
+        .route("/metrics", get(metrics))
         .route("/api/artifacts/{id}", get(artifact).delete(remove))
         .with_state(state)
 }
@@ -135,6 +138,17 @@ async fn export(State(state): State<AppState>, Json(req): Json<ExportRequest>) -
         .await?
         .map(Json)
         .map_err(|e| error(StatusCode::CONFLICT, e.to_string()))
+}
+
+/// `GET /metrics`: the Prometheus text format.
+async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
 }
 
 async fn status(State(state): State<AppState>) -> Reply<Status> {

@@ -43,11 +43,17 @@ pub(crate) fn spawn_receiver(socket: Arc<UdpSocket>, inputs: UnboundedSender<Inp
 pub(crate) struct Gossip {
     pub(crate) membership: Membership,
     socket: Arc<UdpSocket>,
+    /// Datagrams and bytes sent so far.
+    pub(crate) sent: (u64, u64),
 }
 
 impl Gossip {
     pub(crate) fn new(membership: Membership, socket: Arc<UdpSocket>) -> Self {
-        Self { membership, socket }
+        Self {
+            membership,
+            socket,
+            sent: (0, 0),
+        }
     }
 
     /// Sends what the membership queued, and returns its events.
@@ -56,11 +62,13 @@ impl Gossip {
             match t.addr.parse::<SocketAddr>() {
                 // A full socket buffer drops the datagram, as the network might: gossip
                 // tolerates loss.
-                Ok(addr) => {
-                    if let Err(err) = self.socket.try_send_to(&t.payload, addr) {
-                        tracing::trace!(%addr, "gossip datagram not sent: {err}");
+                Ok(addr) => match self.socket.try_send_to(&t.payload, addr) {
+                    Ok(n) => {
+                        self.sent.0 += 1;
+                        self.sent.1 += n as u64;
                     }
-                }
+                    Err(err) => tracing::trace!(%addr, "gossip datagram not sent: {err}"),
+                },
                 Err(_) => {
                     tracing::debug!(addr = %t.addr, "a member advertised an unusable address")
                 }

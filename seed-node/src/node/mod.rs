@@ -10,6 +10,7 @@ mod disk;
 mod errors;
 mod gossip;
 mod http;
+mod metrics;
 mod tickets;
 mod web;
 mod webrtc;
@@ -149,6 +150,7 @@ pub(crate) async fn run(args: NodeArgs) -> Result<()> {
         }
     });
     let peer_id = PeerId::from_bytes(id);
+    let metrics = std::sync::Arc::new(metrics::Metrics::new());
     let state = NodeState {
         addrs: vec![advertise.to_string()],
         zone: args.zone.clone().unwrap_or_default(),
@@ -182,6 +184,7 @@ pub(crate) async fn run(args: NodeArgs) -> Result<()> {
         signal_url: None,
         max_fetches: args.max_fetches,
         max_conns: actor::max_conns_for(raise_fd_limit()),
+        metrics: metrics.clone(),
     };
     let mut settings = settings;
     let signal_host = if api_addr.ip().is_unspecified() {
@@ -238,6 +241,7 @@ pub(crate) async fn run(args: NodeArgs) -> Result<()> {
     let mut app = api::router(api::AppState {
         inputs: tx.clone(),
         store: store.clone(),
+        metrics,
     });
     if own_signal.is_some() {
         let signaling = pollen_signal::Signaling::new(pollen_signal::Config::default());

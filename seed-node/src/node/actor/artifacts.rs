@@ -91,6 +91,7 @@ impl Actor {
     }
 
     pub(super) fn insert(&mut self, id: ContentId, swarm: Swarm, disk: DiskHandle, ticket: Ticket) {
+        let complete = swarm.is_complete();
         let generation = self.next_generation;
         self.next_generation += 1;
         let mut addrs = BTreeMap::new();
@@ -125,6 +126,7 @@ impl Actor {
                 dial_errors: BTreeMap::new(),
                 changes: tokio::sync::watch::channel(0).0,
                 corrupt_on_disk: 0,
+                fetched: !complete,
             },
         );
         self.drive();
@@ -219,6 +221,7 @@ impl Actor {
                 if data.is_none() && swarm.have().contains(piece) {
                     tracing::error!(%id, piece, "a held piece no longer verifies on disk: dropped, fetching it again");
                     entry.corrupt_on_disk = entry.corrupt_on_disk.saturating_add(1);
+                    self.settings.metrics.pieces_corrupt_on_disk.inc();
                 }
                 swarm.handle_piece_read(now, piece, data);
             }
@@ -284,17 +287,30 @@ impl Actor {
             Event::PeerConnected { peer, .. } => tracing::debug!(%id, %peer, "peer linked"),
             Event::PeerBanned { peer, piece } => {
                 tracing::warn!(%id, %peer, ?piece, "banned a peer that sent data failing verification");
+                self.settings.metrics.peers_banned.inc();
+                if piece.is_some() {
+                    self.settings.metrics.pieces_failed.inc();
+                }
                 if let Some(e) = self.entries.get_mut(&id) {
                     e.banned.push(peer);
                 }
             }
             Event::Complete => {
                 tracing::info!(%id, "complete");
+                if let Some(e) = self.entries.get(&id)
+                    && e.fetched
+                {
+                    let m = &self.settings.metrics;
+                    m.fetches_completed.inc();
+                    m.fetch_duration.observe(e.added.elapsed().as_secs_f64());
+                }
                 self.publish_state();
             }
             Event::ManifestVerified => tracing::debug!(%id, "manifest verified"),
             Event::StoreFailed { piece } => tracing::debug!(%id, piece, "store failed"),
-            Event::PieceVerified { .. } => {}
+            Event::PieceVerified { .. } => {
+                self.settings.metrics.pieces_verified.inc();
+            }
         }
     }
 }

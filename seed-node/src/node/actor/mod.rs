@@ -44,6 +44,7 @@ mod api;
 mod artifacts;
 mod budget;
 mod links;
+mod metered;
 mod rtc;
 
 pub(crate) use budget::max_conns_for;
@@ -87,6 +88,8 @@ pub(crate) struct Settings {
     pub(crate) max_fetches: usize,
     /// Most peer connections at once (from the open-file limit).
     pub(crate) max_conns: usize,
+    /// The node's metrics.
+    pub(crate) metrics: std::sync::Arc<super::metrics::Metrics>,
 }
 
 /// Where a link goes.
@@ -132,6 +135,8 @@ struct Entry {
     changes: tokio::sync::watch::Sender<u64>,
     /// Pieces that no longer verified on disk since the node started (dropped, fetched again).
     corrupt_on_disk: u32,
+    /// Whether the node fetched it (it was not whole when added).
+    fetched: bool,
 }
 
 /// Recent transfer rates, from counters sampled every tick.
@@ -175,6 +180,10 @@ pub(crate) struct Actor {
     next_generation: u64,
     /// Seconds ticked since start.
     ticks: u64,
+    /// Each swarm link's payload bytes (received, sent) at the last metrics update.
+    link_bytes: HashMap<(ContentId, pollen_core::swarm::LinkId), (u64, u64)>,
+    /// Gossip datagrams and bytes sent at the last metrics update.
+    gossip_sent: (u64, u64),
     gossip: Gossip,
 }
 
@@ -209,6 +218,8 @@ impl Actor {
             conns: HashMap::new(),
             next_generation: 0,
             ticks: 0,
+            link_bytes: HashMap::new(),
+            gossip_sent: (0, 0),
         };
         let saved: BTreeMap<ContentId, Ticket> = tickets::load_all(actor.store.dir())
             .into_iter()
@@ -379,6 +390,7 @@ impl Actor {
             }
             Input::Api(call) => self.on_api(call),
             Input::Gossip(from, bytes) => {
+                self.settings.metrics.gossip("in", 1, bytes.len() as u64);
                 if let Err(err) =
                     self.gossip
                         .membership
@@ -440,6 +452,7 @@ impl Actor {
             entry.rate.last = Some((at, stats.downloaded, stats.uploaded));
         }
         self.publish_state();
+        self.update_metrics();
         self.close_idle_conns(at);
         self.dial_missing();
         self.ticks += 1;
