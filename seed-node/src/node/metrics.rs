@@ -119,9 +119,9 @@ impl Metrics {
             connections: Family::default(),
             artifacts: Family::default(),
             fetches_completed: Counter::default(),
-            fetch_duration: Histogram::new(
-                [0.05, 0.25, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0, 7200.0].into_iter(),
-            ),
+            fetch_duration: Histogram::new([
+                0.05, 0.25, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0, 7200.0,
+            ]),
             stored_bytes: Gauge::default(),
             storage_free_bytes: Gauge::default(),
             members: Family::default(),
