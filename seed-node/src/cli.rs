@@ -23,6 +23,7 @@ pub(crate) enum Command {
     /// Print the content id of files, in the same format as `b3sum`.
     Id(IdArgs),
     /// Run a node: store artifacts, serve them to peers, fetch them from peers.
+    #[command(args_override_self = true)]
     Node(Box<NodeArgs>),
     /// Import a file into the running node, seed it, and print its ticket.
     Share(ShareArgs),
@@ -34,6 +35,28 @@ pub(crate) enum Command {
     Cancel(RemoveArgs),
     /// Stop seeding or fetching an artifact and delete it from the node.
     Rm(RemoveArgs),
+    /// Node configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// How the node writes its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line.
+    Json,
+}
+
+/// `pollen config` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Check a `pollen node --config` file: every key known, every value valid.
+    Check {
+        /// The file.
+        path: PathBuf,
+    },
 }
 
 /// Arguments of `pollen cancel` and `pollen rm`.
@@ -60,53 +83,77 @@ pub(crate) struct IdArgs {
 /// Arguments of `pollen node`.
 #[derive(Debug, Args)]
 pub(crate) struct NodeArgs {
+    /// A TOML file of settings: any flag below as a key (`max-upload-rate = "20M"`,
+    /// `join = ["10.0.0.1:7711"]`, `no-signal = true`). Flags override it, and `POLLEN_*`
+    /// environment variables (`POLLEN_MAX_UPLOAD_RATE`) override it too.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
     /// Directory for artifacts and node state (created if missing).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "POLLEN_DATA")]
     pub(crate) data: PathBuf,
     /// Address to accept peer links on.
-    #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN, env = "POLLEN_LISTEN")]
     pub(crate) listen: SocketAddr,
     /// Address of the control API (keep it on localhost: it can read and write local files).
-    #[arg(long, value_name = "ADDR", default_value = DEFAULT_API)]
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_API, env = "POLLEN_API")]
     pub(crate) api: SocketAddr,
     /// Address put in tickets for peers to reach this node [default: the listen address, with
     /// 127.0.0.1 if it listens on all interfaces].
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", env = "POLLEN_ADVERTISE")]
     pub(crate) advertise: Option<SocketAddr>,
     /// Join the cluster through this member (any member's peer address; repeatable).
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", env = "POLLEN_JOIN", value_delimiter = ',')]
     pub(crate) join: Vec<SocketAddr>,
     /// Locality label (a rack, a data centre): peers in the same zone are preferred, and an
     /// artifact crosses into a zone about once per 25 of its fetchers (at least once).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", env = "POLLEN_ZONE")]
     pub(crate) zone: Option<String>,
     /// A peer to fetch from, for every artifact (repeatable).
-    #[arg(long = "peer", value_name = "ADDR")]
+    #[arg(
+        long = "peer",
+        value_name = "ADDR",
+        env = "POLLEN_PEER",
+        value_delimiter = ','
+    )]
     pub(crate) peers: Vec<SocketAddr>,
     /// Cap on upload bandwidth to peers, in bytes per second (suffixes k, M, G: powers of 1000).
-    #[arg(long, value_name = "RATE")]
+    #[arg(long, value_name = "RATE", env = "POLLEN_MAX_UPLOAD_RATE")]
     pub(crate) max_upload_rate: Option<Rate>,
     /// Most artifacts fetched at once; more `get`s are refused until one completes or is
     /// cancelled (each fetch costs two threads and buffers).
-    #[arg(long, value_name = "N", default_value_t = 64)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 64,
+        env = "POLLEN_MAX_FETCHES"
+    )]
     pub(crate) max_fetches: usize,
     /// The dashboard's files (built by ./scripts/run into target/pollen-www). Default: the
     /// `pollen-www` directory next to the binary's directory, if it exists.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "POLLEN_WEB")]
     pub(crate) web: Option<PathBuf>,
     /// Do not serve the signaling server for browsers at the API address's /signal.
-    #[arg(long)]
+    #[arg(long, env = "POLLEN_NO_SIGNAL")]
     pub(crate) no_signal: bool,
     /// Another signaling server to find browser peers through (`ws://host:port/signal`;
     /// repeatable). Tickets' signaling hints are used as well.
-    #[arg(long = "signal", value_name = "URL", value_parser = parse_ws_url)]
+    #[arg(long = "signal", value_name = "URL", value_parser = parse_ws_url, env = "POLLEN_SIGNAL", value_delimiter = ',')]
     pub(crate) signal: Vec<String>,
     /// A STUN or TURN server for WebRTC (`stun:host:port`, `turn:host:port`; repeatable).
     /// None are needed on a LAN or on one machine.
-    #[arg(long = "ice-server", value_name = "URL", value_parser = parse_ice_url)]
+    #[arg(long = "ice-server", value_name = "URL", value_parser = parse_ice_url, env = "POLLEN_ICE_SERVER", value_delimiter = ',')]
     pub(crate) ice_servers: Vec<String>,
+    /// Log lines as plain text or one JSON object each (for log shippers).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "FORMAT",
+        default_value = "text",
+        env = "POLLEN_LOG_FORMAT"
+    )]
+    pub(crate) log_format: LogFormat,
     /// User name and credential for the TURN servers, as USER:PASSWORD.
-    #[arg(long, value_name = "USER:PASSWORD")]
+    #[arg(long, value_name = "USER:PASSWORD", env = "POLLEN_TURN_CREDENTIALS")]
     pub(crate) turn_credentials: Option<String>,
 }
 
@@ -176,7 +223,12 @@ mod tests {
 #[derive(Debug, Args)]
 pub(crate) struct ApiArg {
     /// URL of the node's control API.
-    #[arg(long, value_name = "URL", default_value = concat!("http://", "127.0.0.1:7710"))]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "POLLEN_API_URL",
+        default_value = concat!("http://", "127.0.0.1:7710")
+    )]
     pub(crate) api: String,
 }
 

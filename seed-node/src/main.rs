@@ -4,6 +4,7 @@ mod api_types;
 mod cli;
 mod client;
 mod commands;
+mod config;
 mod error_chain;
 mod node;
 mod store;
@@ -18,9 +19,23 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let args = match config::expand(std::env::args().collect()) {
+        Ok(args) => args,
+        Err(err) => {
+            eprintln!("pollen: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cli = cli::Cli::parse_from(args);
     let result = match cli.command {
         cli::Command::Id(args) => commands::id::run(&args),
+        cli::Command::Config(cli::ConfigCommand::Check { path }) => match config::check(&path) {
+            Ok(n) => {
+                println!("{}: {n} settings, all valid", path.display());
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => Err(e),
+        },
         command => run_async(command),
     };
     match result {
@@ -40,7 +55,7 @@ fn run_async(command: cli::Command) -> anyhow::Result<ExitCode> {
     runtime.block_on(async move {
         match command {
             cli::Command::Node(args) => {
-                init_logging();
+                init_logging(args.log_format);
                 node::run(*args).await.map(|()| ExitCode::SUCCESS)
             }
             cli::Command::Share(args) => commands::share::run(&args).await,
@@ -48,18 +63,25 @@ fn run_async(command: cli::Command) -> anyhow::Result<ExitCode> {
             cli::Command::Status(args) => commands::status::run(&args).await,
             cli::Command::Cancel(args) => commands::remove::run(&args, true).await,
             cli::Command::Rm(args) => commands::remove::run(&args, false).await,
-            cli::Command::Id(_) => unreachable!("handled without a runtime"),
+            cli::Command::Id(_) | cli::Command::Config(_) => {
+                unreachable!("handled without a runtime")
+            }
         }
     })
 }
 
 /// Logs to stderr; `RUST_LOG` overrides the default `info`.
-fn init_logging() {
+fn init_logging(format: cli::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        cli::LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        // One JSON object a line, fields (artifact id, peer, ...) as keys.
+        cli::LogFormat::Json => logs.json().with_current_span(false).init(),
+    }
 }

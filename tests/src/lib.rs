@@ -80,6 +80,8 @@ pub struct NodeOpts {
     pub extra: Vec<String>,
     /// Run the node with this open-file limit (soft and hard), through `prlimit`.
     pub nofile: Option<u64>,
+    /// Environment variables for the node.
+    pub env: Vec<(String, String)>,
 }
 
 impl Node {
@@ -113,6 +115,7 @@ impl Node {
             cmd.args(["--max-upload-rate", &rate.to_string()]);
         }
         cmd.args(&opts.extra);
+        cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -275,6 +275,14 @@ pub(crate) async fn run(args: NodeArgs) -> Result<()> {
             String::new()
         }
     );
+    tracing::info!(
+        peer = %settings.peer_id,
+        %listen,
+        %advertise,
+        api = %api_addr,
+        data = %args.data.display(),
+        "node started"
+    );
     let stop_tx = tx.clone();
     let actor = actor::Actor::start(settings, store, tx, gossip)?;
     tokio::spawn(async move {
