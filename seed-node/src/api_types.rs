@@ -151,6 +151,9 @@ pub(crate) struct ArtifactStatus {
     /// node) since it started: dropped and fetched again.
     #[serde(default)]
     pub(crate) corrupt_on_disk: u32,
+    /// Whether it is pinned (never evicted).
+    #[serde(default)]
+    pub(crate) pinned: bool,
     /// The artifact's ticket.
     pub(crate) ticket: String,
     /// The addresses the node knows for it (ticket, `--peer`, gossip) and how dialing them

@@ -35,6 +35,10 @@ pub(crate) enum Command {
     Cancel(RemoveArgs),
     /// Stop seeding or fetching an artifact and delete it from the node.
     Rm(RemoveArgs),
+    /// Keep an artifact whatever the storage limit (it is never evicted).
+    Pin(RemoveArgs),
+    /// Let an artifact be evicted again.
+    Unpin(RemoveArgs),
     /// Node configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -128,6 +132,15 @@ pub(crate) struct NodeArgs {
         env = "POLLEN_MAX_FETCHES"
     )]
     pub(crate) max_fetches: usize,
+    /// Most bytes of artifacts to keep (`500G`, `2Ti`: powers of 1000, or of 1024 with `i`);
+    /// the least recently used complete artifacts that are not pinned nor being served are
+    /// evicted beyond it, down to 90%. No limit by default.
+    #[arg(long, value_name = "SIZE", env = "POLLEN_MAX_STORAGE")]
+    pub(crate) max_storage: Option<Size>,
+    /// Remove complete artifacts not pinned and unused (not fetched, shared, written out or
+    /// served) for this long (`90s`, `30m`, `12h`, `7d`). Never by default.
+    #[arg(long, value_name = "DURATION", env = "POLLEN_EVICT_AFTER")]
+    pub(crate) evict_after: Option<HumanDuration>,
     /// The dashboard's files (built by ./scripts/run into target/pollen-www). Default: the
     /// `pollen-www` directory next to the binary's directory, if it exists.
     #[arg(long, value_name = "DIR", env = "POLLEN_WEB")]
@@ -209,6 +222,25 @@ mod tests {
     use super::Rate;
 
     #[test]
+    fn sizes_and_durations_parse_with_suffixes() {
+        use super::{HumanDuration, Size};
+        use std::time::Duration;
+        assert_eq!("500G".parse(), Ok(Size(500_000_000_000)));
+        assert_eq!("2Ti".parse(), Ok(Size(2 << 40)));
+        assert_eq!("3MiB".parse(), Ok(Size(3 << 20)));
+        assert_eq!("1500".parse(), Ok(Size(1500)));
+        assert!("lots".parse::<Size>().is_err());
+        assert!("0G".parse::<Size>().is_err());
+        assert_eq!("90s".parse(), Ok(HumanDuration(Duration::from_secs(90))));
+        assert_eq!(
+            "7d".parse(),
+            Ok(HumanDuration(Duration::from_secs(7 * 86_400)))
+        );
+        assert_eq!("45".parse(), Ok(HumanDuration(Duration::from_secs(45))));
+        assert!("soon".parse::<HumanDuration>().is_err());
+    }
+
+    #[test]
     fn rates_parse_with_suffixes() {
         assert_eq!("1500".parse(), Ok(Rate(1500)));
         assert_eq!("20M".parse(), Ok(Rate(20_000_000)));
@@ -216,6 +248,66 @@ mod tests {
         assert!("0".parse::<Rate>().is_err());
         assert!("fast".parse::<Rate>().is_err());
         assert!("99999999999999999999G".parse::<Rate>().is_err());
+    }
+}
+
+/// A size in bytes, parsed from e.g. `500G`, `2Ti` or `1500000`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Size(pub(crate) u64);
+
+impl std::str::FromStr for Size {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let units: [(&str, u64); 8] = [
+            ("Ti", 1 << 40),
+            ("Gi", 1 << 30),
+            ("Mi", 1 << 20),
+            ("Ki", 1 << 10),
+            ("T", 1_000_000_000_000),
+            ("G", 1_000_000_000),
+            ("M", 1_000_000),
+            ("k", 1_000),
+        ];
+        let trimmed = s.trim().trim_end_matches(['B', 'b']);
+        let (digits, scale) = units
+            .iter()
+            .find_map(|&(u, n)| trimmed.strip_suffix(u).map(|d| (d, n)))
+            .unwrap_or((trimmed, 1));
+        let n: u64 = digits
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{s}' is not a size like 500G, 2Ti or 1500000"))?;
+        match n.checked_mul(scale) {
+            Some(0) | None => Err(format!("'{s}' is not a usable size")),
+            Some(v) => Ok(Size(v)),
+        }
+    }
+}
+
+/// A duration, parsed from e.g. `90s`, `30m`, `12h`, `7d` or seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HumanDuration(pub(crate) std::time::Duration);
+
+impl std::str::FromStr for HumanDuration {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let (digits, scale) = match t.char_indices().last() {
+            Some((i, 's')) => (&t[..i], 1),
+            Some((i, 'm')) => (&t[..i], 60),
+            Some((i, 'h')) => (&t[..i], 3600),
+            Some((i, 'd')) => (&t[..i], 86_400),
+            _ => (t, 1),
+        };
+        let n: u64 = digits
+            .parse()
+            .map_err(|_| format!("'{s}' is not a duration like 90s, 30m, 12h or 7d"))?;
+        match n.checked_mul(scale) {
+            Some(0) | None => Err(format!("'{s}' is not a usable duration")),
+            Some(secs) => Ok(HumanDuration(std::time::Duration::from_secs(secs))),
+        }
     }
 }
 

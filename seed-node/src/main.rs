@@ -63,6 +63,8 @@ fn run_async(command: cli::Command) -> anyhow::Result<ExitCode> {
             cli::Command::Status(args) => commands::status::run(&args).await,
             cli::Command::Cancel(args) => commands::remove::run(&args, true).await,
             cli::Command::Rm(args) => commands::remove::run(&args, false).await,
+            cli::Command::Pin(args) => commands::remove::pin(&args, true).await,
+            cli::Command::Unpin(args) => commands::remove::pin(&args, false).await,
             cli::Command::Id(_) | cli::Command::Config(_) => {
                 unreachable!("handled without a runtime")
             }

@@ -32,11 +32,9 @@ fn a_settings_file_the_environment_and_flags_configure_a_node_in_that_order() {
         },
     );
     assert_eq!(node.status()["zone"], "from-file");
-    node.wait_until(
-        std::time::Duration::from_secs(10),
-        "a JSON log line",
-        |n| n.log().lines().any(|l| l.starts_with('{')),
-    );
+    node.wait_until(std::time::Duration::from_secs(10), "a JSON log line", |n| {
+        n.log().lines().any(|l| l.starts_with('{'))
+    });
     let log = node.log();
     let json_line = log
         .lines()

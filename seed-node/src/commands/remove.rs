@@ -1,4 +1,5 @@
-//! `pollen cancel` and `pollen rm`: stop a fetch, or drop an artifact, and delete its files.
+//! `pollen cancel` and `pollen rm`: stop a fetch, or drop an artifact, and delete its files;
+//! `pollen pin` and `pollen unpin`: keep an artifact whatever the storage limit, or not.
 
 use std::process::ExitCode;
 
@@ -26,6 +27,21 @@ pub(crate) async fn run(args: &RemoveArgs, only_incomplete: bool) -> Result<Exit
         "cancelled the fetch of"
     };
     eprintln!("{what} {} and deleted its files", reply.id);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `pollen pin` (`pinned`) or `pollen unpin`.
+pub(crate) async fn pin(args: &RemoveArgs, pinned: bool) -> Result<ExitCode> {
+    let id = target_id(&args.target)?;
+    let client = Client::new(&args.api.api);
+    let path = format!("/api/artifacts/{id}/pin");
+    let done: Result<()> = if pinned {
+        client.post(&path, &()).await
+    } else {
+        client.delete(&path).await
+    };
+    done.with_context(|| format!("{} {id}", if pinned { "pinning" } else { "unpinning" }))?;
+    eprintln!("{} {id}", if pinned { "pinned" } else { "unpinned" });
     Ok(ExitCode::SUCCESS)
 }
 

@@ -53,6 +53,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/status", get(status))
         .route("/metrics", get(metrics))
         .route("/api/artifacts/{id}", get(artifact).delete(remove))
+        .route("/api/artifacts/{id}/pin", post(pin).delete(unpin))
         .with_state(state)
 }
 
@@ -119,6 +120,9 @@ async fn fetch(State(state): State<AppState>, Json(req): Json<GetRequest>) -> Re
         .map_err(|e| {
             let status = match e {
                 ApiError::TooManyFetches(_) => StatusCode::SERVICE_UNAVAILABLE,
+                ApiError::TooBig { .. } | ApiError::NoRoom { .. } => {
+                    StatusCode::INSUFFICIENT_STORAGE
+                }
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             };
             error(status, e.to_string())
@@ -153,6 +157,30 @@ async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResp
 
 async fn status(State(state): State<AppState>) -> Reply<Status> {
     Ok(Json(ask(&state, ApiCall::Status).await?))
+}
+
+async fn pin(state: State<AppState>, id: Path<String>) -> Reply<()> {
+    set_pin(state, id, true).await
+}
+
+async fn unpin(state: State<AppState>, id: Path<String>) -> Reply<()> {
+    set_pin(state, id, false).await
+}
+
+async fn set_pin(State(state): State<AppState>, Path(id): Path<String>, pinned: bool) -> Reply<()> {
+    let id: ContentId = id
+        .parse()
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("{e}")))?;
+    ask(&state, |tx| ApiCall::Pin(id, pinned, tx))
+        .await?
+        .map(Json)
+        .map_err(|e| {
+            let status = match e {
+                ApiError::NotHeld => StatusCode::NOT_FOUND,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            error(status, e.to_string())
+        })
 }
 
 /// The query of `DELETE /api/artifacts/{id}`.

@@ -39,6 +39,27 @@ pub(crate) enum ApiError {
     /// A new fetch beyond the node's cap on fetches at once.
     #[error("the node is already fetching {0} artifacts (its --max-fetches); cancel one or wait")]
     TooManyFetches(usize),
+    /// The pins file could not be saved.
+    #[error("cannot save the pins: {0}")]
+    Pins(String),
+    /// A fetch larger than the node's storage limit.
+    #[error("the artifact ({size} bytes) is larger than the node's --max-storage ({max} bytes)")]
+    TooBig {
+        /// The artifact's size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// A fetch that does not fit even after evicting what may be evicted.
+    #[error(
+        "no room: the artifact needs {size} bytes and the node's --max-storage ({max} bytes) is taken by pinned artifacts, fetches and artifacts being served"
+    )]
+    NoRoom {
+        /// The artifact's size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
     /// Deleting an artifact's files failed.
     #[error("cannot delete the artifact: {0}")]
     RemoveFailed(String),

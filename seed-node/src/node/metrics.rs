@@ -99,6 +99,8 @@ pub(crate) struct Metrics {
     pub(crate) storage_free_bytes: Gauge<u64, AtomicU64>,
     /// Cluster members this node knows of, by state.
     pub(crate) members: Family<MemberLabels, Gauge>,
+    /// Artifacts evicted to keep within the storage limit.
+    pub(crate) evictions: Counter,
     /// Gossip datagrams.
     pub(crate) gossip_packets: Family<DirectionLabels, Counter>,
     /// Gossip bytes.
@@ -125,6 +127,7 @@ impl Metrics {
             stored_bytes: Gauge::default(),
             storage_free_bytes: Gauge::default(),
             members: Family::default(),
+            evictions: Counter::default(),
             gossip_packets: Family::default(),
             gossip_bytes: Family::default(),
             registry: Registry::default(),
@@ -199,6 +202,11 @@ impl Metrics {
             "cluster_members",
             "Cluster members this node knows of (itself excluded), by state",
             m.members.clone(),
+        );
+        r.register(
+            "evictions",
+            "Artifacts evicted to keep within --max-storage or --evict-after",
+            m.evictions.clone(),
         );
         r.register(
             "gossip_packets",

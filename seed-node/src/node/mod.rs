@@ -97,6 +97,8 @@ pub(crate) enum ApiCall {
     Repair(ContentId, PathBuf, oneshot::Sender<Result<u32, ApiError>>),
     /// Report status.
     Status(oneshot::Sender<Status>),
+    /// Pin (`true`) or unpin an artifact.
+    Pin(ContentId, bool, oneshot::Sender<Result<(), ApiError>>),
     /// Report one artifact's status, with its change counter and a way to watch it.
     Artifact(
         ContentId,
@@ -185,6 +187,8 @@ pub(crate) async fn run(args: NodeArgs) -> Result<()> {
         max_fetches: args.max_fetches,
         max_conns: actor::max_conns_for(raise_fd_limit()),
         metrics: metrics.clone(),
+        max_storage: args.max_storage.map(|s| s.0),
+        evict_after: args.evict_after.map(|d| d.0),
     };
     let mut settings = settings;
     let signal_host = if api_addr.ip().is_unspecified() {

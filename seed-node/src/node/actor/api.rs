@@ -12,6 +12,7 @@ impl Actor {
                 let _ = reply.send(self.share_reply(id));
             }
             ApiCall::TicketFor(id, reply) => {
+                self.touch(&id);
                 let result = match self.entries.get(&id) {
                     Some(_) if self.is_complete(&id) => Ok(self.share_reply(id)),
                     Some(_) => Err(ApiError::StillDownloading),
@@ -32,6 +33,17 @@ impl Actor {
                             reply.send(Err(ApiError::TooManyFetches(self.settings.max_fetches)));
                         return;
                     }
+                    let size = ticket.size();
+                    if let Some(max) = self.settings.max_storage {
+                        if size > max {
+                            let _ = reply.send(Err(ApiError::TooBig { size, max }));
+                            return;
+                        }
+                        if !self.enforce_quota(size) {
+                            let _ = reply.send(Err(ApiError::NoRoom { size, max }));
+                            return;
+                        }
+                    }
                     if let Err(err) = tickets::save(self.store.dir(), &ticket) {
                         let _ = reply.send(Err(ApiError::TicketNotSaved(err)));
                         return;
@@ -39,6 +51,7 @@ impl Actor {
                     self.join_through_hints(&ticket);
                     self.add_download(ticket);
                 }
+                self.touch(&id);
                 let _ = reply.send(Ok(GetReply { id: id.to_string() }));
             }
             ApiCall::Status(reply) => {
@@ -59,6 +72,9 @@ impl Actor {
                 });
                 let _ = reply.send(answer);
             }
+            ApiCall::Pin(id, pinned, reply) => {
+                let _ = reply.send(self.set_pinned(id, pinned));
+            }
             ApiCall::Remove(id, only_incomplete, reply) => {
                 if only_incomplete && self.is_complete(&id) {
                     let _ = reply.send(Err(ApiError::Complete));
@@ -76,8 +92,9 @@ impl Actor {
                     let _ = reply.send(Err(ApiError::NotHeld));
                 }
             },
-            ApiCall::Export(id, path, replace, reply) => match self.entries.get(&id) {
-                Some(e) if self.is_complete(&id) => {
+            ApiCall::Export(id, path, replace, reply) => match self.entries.get_mut(&id) {
+                Some(e) if self.ep.swarm(&id).is_some_and(Swarm::is_complete) => {
+                    e.last_used = TokioInstant::now();
                     let _ = e.disk.send(DiskOp::Export(path, replace, reply));
                 }
                 Some(_) => {
@@ -210,6 +227,7 @@ impl Actor {
             banned: e.banned.iter().map(ToString::to_string).collect(),
             error: e.error.as_ref().map(ToString::to_string),
             corrupt_on_disk: e.corrupt_on_disk,
+            pinned: self.pins.contains(id),
             ticket: e.ticket.to_string(),
             sources,
         })

@@ -127,6 +127,7 @@ impl Actor {
                 changes: tokio::sync::watch::channel(0).0,
                 corrupt_on_disk: 0,
                 fetched: !complete,
+                last_used: TokioInstant::now(),
             },
         );
         self.drive();

@@ -45,6 +45,7 @@ mod artifacts;
 mod budget;
 mod links;
 mod metered;
+mod quota;
 mod rtc;
 
 pub(crate) use budget::max_conns_for;
@@ -90,6 +91,10 @@ pub(crate) struct Settings {
     pub(crate) max_conns: usize,
     /// The node's metrics.
     pub(crate) metrics: std::sync::Arc<super::metrics::Metrics>,
+    /// Most bytes of artifacts the node keeps (`--max-storage`).
+    pub(crate) max_storage: Option<u64>,
+    /// Complete artifacts unused this long are removed (`--evict-after`).
+    pub(crate) evict_after: Option<Duration>,
 }
 
 /// Where a link goes.
@@ -137,6 +142,8 @@ struct Entry {
     corrupt_on_disk: u32,
     /// Whether the node fetched it (it was not whole when added).
     fetched: bool,
+    /// When it was last fetched, shared, written out or served.
+    last_used: TokioInstant,
 }
 
 /// Recent transfer rates, from counters sampled every tick.
@@ -184,6 +191,8 @@ pub(crate) struct Actor {
     link_bytes: HashMap<(ContentId, pollen_core::swarm::LinkId), (u64, u64)>,
     /// Gossip datagrams and bytes sent at the last metrics update.
     gossip_sent: (u64, u64),
+    /// Artifacts never evicted.
+    pins: std::collections::BTreeSet<ContentId>,
     gossip: Gossip,
 }
 
@@ -220,7 +229,9 @@ impl Actor {
             ticks: 0,
             link_bytes: HashMap::new(),
             gossip_sent: (0, 0),
+            pins: std::collections::BTreeSet::new(),
         };
+        actor.pins = quota::load_pins(actor.store.dir());
         let saved: BTreeMap<ContentId, Ticket> = tickets::load_all(actor.store.dir())
             .into_iter()
             .map(|t| (t.id(), t))
@@ -451,6 +462,11 @@ impl Actor {
             }
             entry.rate.last = Some((at, stats.downloaded, stats.uploaded));
         }
+        // Serving counts as use.
+        for e in self.entries.values_mut().filter(|e| e.rate.up > 0.0) {
+            e.last_used = at;
+        }
+        self.enforce_quota(0);
         self.publish_state();
         self.update_metrics();
         self.close_idle_conns(at);
