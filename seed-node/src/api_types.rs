@@ -101,6 +101,12 @@ pub(crate) struct MemberStatus {
     pub(crate) zone: String,
     /// Where it accepts peer links and gossip.
     pub(crate) addr: Option<String>,
+    /// Its configured upload capacity, bytes per second (0: not set).
+    #[serde(default)]
+    pub(crate) upload_capacity: u64,
+    /// The share of that capacity in use, in percent (in steps of 25).
+    #[serde(default)]
+    pub(crate) load: u8,
     /// The artifacts it advertises.
     pub(crate) holds: Vec<HoldingStatus>,
 }

@@ -359,6 +359,9 @@ pub(crate) struct StatusArgs {
     /// Print the node's status as JSON (fields documented in the README).
     #[arg(long)]
     pub(crate) json: bool,
+    /// Show the cluster as gossip tells it: every member, and how many hold each artifact.
+    #[arg(long)]
+    pub(crate) cluster: bool,
     #[command(flatten)]
     pub(crate) api: ApiArg,
 }

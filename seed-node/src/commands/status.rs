@@ -23,6 +23,10 @@ pub(crate) async fn run(args: &StatusArgs) -> Result<ExitCode> {
         status.peer_id, status.listen, status.advertise
     );
     print_members(&status);
+    if args.cluster {
+        print_holders(&status);
+        return Ok(ExitCode::SUCCESS);
+    }
     if status.artifacts.is_empty() {
         println!("no artifacts");
     }
@@ -90,17 +94,57 @@ fn print_members(status: &Status) {
                 }
             })
             .collect();
+        let load = if m.upload_capacity > 0 {
+            format!("{}/s at {}%", human_bytes(m.upload_capacity), m.load)
+        } else {
+            "-".to_string()
+        };
         println!(
-            "    {}  {:<8} zone {:<10} {:<22} holds {}",
+            "    {}  {:<8} zone {:<10} {:<22} upload {:<16} holds {}",
             m.peer_id,
             m.status,
             if m.zone.is_empty() { "-" } else { &m.zone },
             m.addr.as_deref().unwrap_or("-"),
+            load,
             if holds.is_empty() {
                 "nothing".to_string()
             } else {
                 holds.join(", ")
             }
         );
+    }
+}
+
+/// Every artifact the cluster knows of: how many alive members hold it whole or in part
+/// (this node included).
+fn print_holders(status: &Status) {
+    use std::collections::BTreeMap;
+    let mut holders: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for a in &status.artifacts {
+        let e = holders.entry(a.id.as_str()).or_default();
+        if a.complete {
+            e.0 += 1;
+        } else {
+            e.1 += 1;
+        }
+    }
+    for m in status.members.iter().filter(|m| m.status == "alive") {
+        for h in &m.holds {
+            let e = holders.entry(h.id.as_str()).or_default();
+            if h.complete {
+                e.0 += 1;
+            } else {
+                e.1 += 1;
+            }
+        }
+    }
+    let nodes = 1 + status
+        .members
+        .iter()
+        .filter(|m| m.status == "alive")
+        .count();
+    println!("\nartifacts in the cluster ({nodes} alive nodes):");
+    for (id, (whole, partial)) in holders {
+        println!("    {id}  held whole by {whole}, fetching on {partial}");
     }
 }

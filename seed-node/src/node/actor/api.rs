@@ -140,6 +140,8 @@ impl Actor {
                 status: gossip::status_word(m.status).to_string(),
                 zone: m.state.zone.clone(),
                 addr: m.state.addrs.first().cloned(),
+                upload_capacity: m.state.upload_capacity,
+                load: m.state.load,
                 holds: m
                     .state
                     .holdings
