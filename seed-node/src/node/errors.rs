@@ -116,7 +116,7 @@ mod tests {
             ),
             (
                 Box::new(ApiError::StillDownloading),
-                "this artifact is still being downloaded by the node".into(),
+                "this artifact is still being downloaded by the node, and the file does not hold its missing pieces".into(),
             ),
             (
                 Box::new(ApiError::NotComplete),
