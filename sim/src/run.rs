@@ -142,6 +142,8 @@ pub fn run_on(
         }
     }
 
+    net.apply_origin_policy();
+
     // Churn: distinct peers for each role, times uniform in the window.
     let mut joined_at = vec![Instant::ZERO; net.len()];
     let mut gone = vec![false; net.len()];

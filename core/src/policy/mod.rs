@@ -1,9 +1,11 @@
 //! Policy every driver shares: whom to fetch an artifact from ([`sources`]), which of them to
 //! dial now ([`dial`]), who offers when two peers start a WebRTC connection at once
-//! ([`offer_wins`]), and the swarm settings of each kind of peer ([`presets`]). The node and
+//! ([`offer_wins`]), when an origin sends each piece once ([`origin`]), and the swarm
+//! settings of each kind of peer ([`presets`]). The node and
 //! the simulator run this same code, so the simulator's scenarios judge the real policy.
 
 pub mod dial;
+pub mod origin;
 pub mod presets;
 pub mod sources;
 

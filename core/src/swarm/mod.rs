@@ -212,6 +212,17 @@ impl Swarm {
         &self.have
     }
 
+    /// Its settings.
+    pub fn config(&self) -> &SwarmConfig {
+        &self.cfg
+    }
+
+    /// Sets [`SwarmConfig::spread_first_min_links`] (an origin's policy may change as it
+    /// learns its fetchers' capacities: [`crate::policy::origin`]).
+    pub fn set_spread_first_min_links(&mut self, links: usize) {
+        self.cfg.spread_first_min_links = links;
+    }
+
     /// Whether every piece is held.
     pub fn is_complete(&self) -> bool {
         self.manifest.is_some() && self.have.is_complete()

@@ -425,6 +425,27 @@ impl Net {
         self.slot_rate = rate;
     }
 
+    /// Sets every spreading origin's policy from the capacities, as a node does from what
+    /// gossip says of its fetchers ([`pollen_core::policy::origin`]).
+    pub fn apply_origin_policy(&mut self) {
+        let peers: Vec<u64> = self
+            .nodes
+            .iter()
+            .filter(|n| !n.origin)
+            .map(|n| n.capacity.up)
+            .collect();
+        for n in self.nodes.iter_mut().filter(|n| n.origin) {
+            let links =
+                pollen_core::policy::origin::spread_first_min_links(Some(n.capacity.up), &peers);
+            let id = n.id;
+            if let Some(s) = n.ep.swarm_mut(&id)
+                && s.config().spread_first
+            {
+                s.set_spread_first_min_links(links);
+            }
+        }
+    }
+
     /// Makes the origins added from now on refuse to send a piece again while a linked peer
     /// holds it, when they have at least [`SPREAD_FIRST_MIN_LINKS`] links, as a node's seeds
     /// do ([`SwarmConfig::spread_first`]).

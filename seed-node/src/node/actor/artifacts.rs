@@ -194,6 +194,46 @@ impl Actor {
         tracing::info!(%id, "removed");
     }
 
+    /// Sets each spreading artifact's policy from our upload capacity and its fetchers', as
+    /// gossip tells them ([`pollen_core::policy::origin`]): an origin no faster than its
+    /// fetchers sends each piece once however few they are.
+    pub(super) fn apply_origin_policy(&mut self) {
+        let own = self.settings.upload_cap;
+        let alive: Vec<_> = self
+            .gossip
+            .membership
+            .members()
+            .filter(|m| m.status == pollen_core::membership::Status::Alive)
+            .map(|m| (m.state.upload_capacity, m.state.holdings.clone()))
+            .collect();
+        let ids: Vec<ContentId> = self.entries.keys().copied().collect();
+        for id in ids {
+            let Some(swarm) = self.ep.swarm(&id) else {
+                continue;
+            };
+            if !swarm.config().spread_first {
+                continue;
+            }
+            // Its fetchers' capacities; all members' if gossip names none yet.
+            let fetching: Vec<u64> = alive
+                .iter()
+                .filter(|(_, holds)| holds.iter().any(|h| h.id == id && !h.complete))
+                .map(|&(cap, _)| cap)
+                .collect();
+            let peers = if fetching.is_empty() {
+                alive.iter().map(|&(cap, _)| cap).collect()
+            } else {
+                fetching
+            };
+            let links = pollen_core::policy::origin::spread_first_min_links(own, &peers);
+            if let Some(s) = self.ep.swarm_mut(&id)
+                && s.config().spread_first_min_links != links
+            {
+                s.set_spread_first_min_links(links);
+            }
+        }
+    }
+
     /// The ticket this node hands out for an artifact it holds.
     pub(super) fn ticket_for(&self, artifact: &Artifact) -> Ticket {
         let m = artifact.manifest();

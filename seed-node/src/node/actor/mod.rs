@@ -467,6 +467,7 @@ impl Actor {
             e.last_used = at;
         }
         self.enforce_quota(0);
+        self.apply_origin_policy();
         self.publish_state();
         self.update_metrics();
         self.close_idle_conns(at);
