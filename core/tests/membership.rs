@@ -54,6 +54,9 @@ struct Flight {
 /// Nodes `n0`, `n1`, ... (ids `[1; 32]`, `[2; 32]`, ...) and the packets between them.
 struct Net {
     now: Instant,
+    cfg: MembershipConfig,
+    /// Each node's identity (`id(i)` unless a test replaced the node).
+    ids: Vec<PeerId>,
     nodes: Vec<Membership>,
     /// Every event each node emitted, in order.
     events: Vec<Vec<MemberEvent>>,
@@ -80,6 +83,8 @@ impl Net {
         let events = vec![Vec::new(); nodes.len()];
         Self {
             now: Instant::ZERO,
+            cfg: cfg.clone(),
+            ids: (0..nodes.len()).map(id).collect(),
             nodes,
             events,
             flights: VecDeque::new(),
@@ -116,14 +121,14 @@ impl Net {
             self.nodes[i].present_count() == live.len() - 1
                 && live.iter().filter(|&&j| j != i).all(|&j| {
                     self.nodes[i]
-                        .member(&id(j))
+                        .member(&self.ids[j])
                         .is_some_and(|m| m.status == Status::Alive)
                 })
         })
     }
 
     fn status(&self, observer: usize, of: usize) -> Option<Status> {
-        self.nodes[observer].member(&id(of)).map(|m| m.status)
+        self.nodes[observer].member(&self.ids[of]).map(|m| m.status)
     }
 
     fn saw(&self, i: usize, event: MemberEvent) -> bool {
@@ -135,7 +140,7 @@ impl Net {
         for i in 0..self.nodes.len() {
             while let Some(t) = self.nodes[i].poll_transmit() {
                 let mut packet = packet::decode(&t.payload).expect("every packet sent decodes");
-                assert_eq!(packet.header.sender, id(i), "a node sends as itself");
+                assert_eq!(packet.header.sender, self.ids[i], "a node sends as itself");
                 if self.down.contains(&i) {
                     continue;
                 }
@@ -147,8 +152,12 @@ impl Net {
                 else {
                     continue;
                 };
-                if let Some(peer) = t.to {
-                    assert_eq!(peer, id(to), "a packet for a member goes to its address");
+                // (A packet for a member of the harness goes to its address; one for a stranger
+                // may go anywhere its record said.)
+                if let Some(peer) = t.to
+                    && let Some(k) = self.ids.iter().position(|p| *p == peer)
+                {
+                    assert_eq!(k, to, "a packet for a member goes to its address");
                 }
                 if self.cut.contains(&(i, to)) || self.down.contains(&to) {
                     continue;
@@ -236,12 +245,49 @@ impl Net {
 
     /// Delivers a hand-made packet to node `to` as if it came from node `from`.
     fn inject(&mut self, from: usize, to: usize, payload: &[u8]) {
+        self.inject_from(&addr(from), to, payload);
+    }
+
+    /// Delivers a hand-made packet to node `to` as if it came from address `from`.
+    fn inject_from(&mut self, from: &str, to: usize, payload: &[u8]) {
         let now = self.now;
         self.nodes[to]
-            .handle_packet(now, &addr(from), payload)
+            .handle_packet(now, from, payload)
             .expect("a well-formed packet is accepted");
         self.collect();
     }
+
+    /// Starts node `i` now, as a fresh process: a new state machine with identity `who`,
+    /// joining through the nodes `joins`.
+    fn start(&mut self, i: usize, who: PeerId, joins: &[usize]) {
+        let now = self.now;
+        self.down.remove(&i);
+        self.ids[i] = who;
+        self.nodes[i] = Membership::new(self.cfg.clone(), who, state(i, ""), now, 0xa11 + i as u64)
+            .expect("valid state");
+        if !joins.is_empty() {
+            self.nodes[i].join(now, joins.iter().map(|&j| addr(j)).collect());
+        }
+        self.collect();
+    }
+}
+
+/// Deterministic pseudo-random identities (xorshift), distinct from every `id(i)`.
+fn strangers(seed: u64, n: usize) -> Vec<PeerId> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            let mut bytes = [0u8; 32];
+            for chunk in bytes.chunks_mut(8) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                chunk.copy_from_slice(&x.to_le_bytes());
+            }
+            bytes[0] |= 0xf0;
+            PeerId::from_bytes(bytes)
+        })
+        .collect()
 }
 
 /// A packet from `sender` with `body` and `records`, built with the public packet API.
@@ -777,4 +823,25 @@ fn a_record_of_us_at_the_highest_version_does_not_overflow() {
         assert_eq!(net.nodes[1].version(), u64::MAX);
     }
     net.run_for(secs(1));
+}
+
+// Issue 18: start orders, partitions and forged packets.
+
+#[test]
+fn an_ack_from_a_new_node_at_a_dead_nodes_address_does_not_keep_it_alive() {
+    let cfg = MembershipConfig::default();
+    let mut net = Net::joined(&cfg, &["", "", ""]);
+    // n2 crashes, and a new process (a new identity) starts at its address, joining nobody:
+    // it answers every ping sent there.
+    let old = id(2);
+    net.start(2, strangers(5, 1)[0], &[]);
+    assert!(
+        net.run_until(secs(300), |net| (0..2).all(|i| net.nodes[i]
+            .member(&old)
+            .is_some_and(|m| m.status == Status::Dead))),
+        "the old identity at n2 was not declared dead: {:?}",
+        (0..2)
+            .map(|i| net.nodes[i].member(&old).map(|m| m.status))
+            .collect::<Vec<_>>()
+    );
 }

@@ -107,7 +107,6 @@ pub struct Membership {
     /// Members to probe before the round-robin continues (suspected by others).
     urgent: Vec<PeerId>,
     next_probe: Instant,
-    seq: u32,
     relays: Vec<Relay>,
     next_round: Instant,
     next_sync: Instant,
@@ -170,7 +169,6 @@ impl Membership {
             probe_order: Vec::new(),
             urgent: Vec::new(),
             next_probe,
-            seq: 0,
             relays: Vec::new(),
             next_round,
             next_sync,
@@ -324,7 +322,7 @@ impl Membership {
             Body::Ping { seq } => {
                 self.send(reply_to, String::from(from), Body::Ack { seq }, Vec::new());
             }
-            Body::Ack { seq } => self.on_ack(seq),
+            Body::Ack { seq } => self.on_ack(sender, seq),
             Body::PingReq { seq, target, addr } => {
                 self.on_ping_req(now, sender, from, seq, target, addr)
             }
