@@ -8,8 +8,8 @@ use std::time::Duration;
 use pollen_core::{
     ContentId, Instant, PeerId,
     membership::{
-        Holding, MAX_ZONE_LEN, MemberEvent, Membership, MembershipConfig, NodeState, Record, Role,
-        StateError, Status,
+        Holding, MAX_VERSION_STEP, MAX_ZONE_LEN, MemberEvent, Membership, MembershipConfig,
+        NodeState, Record, Role, StateError, Status,
         packet::{self, Body, Header, Packet},
     },
 };
@@ -814,18 +814,105 @@ fn members_without_addresses_are_never_probed() {
 fn a_record_of_us_at_the_highest_version_does_not_overflow() {
     let cfg = MembershipConfig::default();
     let mut net = Net::joined(&cfg, &["", ""]);
-    // Claims of a newer life, and an accusation, at the last version there is.
+    let version = net.nodes[1].version();
+    // Claims of a newer life, and an accusation, at the last version there is: not followed
+    // (nobody would take them from a third party), so our versions are not used up.
     for status in [Status::Alive, Status::Suspect] {
         let mut record = suspicion_of(&net, 1, 0);
         record.version = u64::MAX;
         record.status = status;
         net.inject(0, 1, &forge(id(0), Body::Gossip, &[record]));
-        assert_eq!(net.nodes[1].version(), u64::MAX);
+        assert_eq!(net.nodes[1].version(), version);
     }
+    // Just within reach, a claim is outdone.
+    let mut record = suspicion_of(&net, 1, 0);
+    record.version = version + MAX_VERSION_STEP;
+    net.inject(0, 1, &forge(id(0), Body::Gossip, &[record]));
+    assert_eq!(net.nodes[1].version(), version + MAX_VERSION_STEP + 1);
     net.run_for(secs(1));
 }
 
 // Issue 18: start orders, partitions and forged packets.
+
+#[test]
+fn forged_deaths_departures_and_moves_leave_the_victim_alive_at_its_address() {
+    let cfg = MembershipConfig::default();
+    let v = 3;
+    let stranger = strangers(7, 1)[0];
+    // Deaths and departures carry no state; an alive record either moves the victim to the
+    // attacker's address (where nobody answers) or claims a false state at its own.
+    let kinds = [
+        (Status::Dead, None),
+        (Status::Left, None),
+        (Status::Alive, Some("n9")),
+        (Status::Alive, Some("n3")),
+    ];
+    for (status, at) in kinds {
+        for which in ["0", "current", "current+1", "u64::MAX"] {
+            for sender in [stranger, id(1), id(v)] {
+                let mut net = Net::joined(&cfg, &["", "", "", ""]);
+                let current = net.nodes[v].version();
+                let version = match which {
+                    "0" => 0,
+                    "current" => current,
+                    "current+1" => current + 1,
+                    _ => u64::MAX,
+                };
+                let forged = Record {
+                    id: id(v),
+                    version,
+                    status,
+                    by: sender,
+                    state: at.map(|a| NodeState {
+                        addrs: vec![a.to_string()],
+                        load: 99,
+                        ..state(v, "")
+                    }),
+                };
+                let what = format!(
+                    "{status:?} at {at:?}, version {which} (current {current}), sent as {sender:?}"
+                );
+                let payload = forge(sender, Body::Gossip, &[forged]);
+                for to in 0..4 {
+                    net.inject_from("n9", to, &payload);
+                }
+                let fine = |net: &Net| {
+                    net.all_alive()
+                        && (0..3).all(|i| {
+                            net.nodes[i].member(&id(v)).is_some_and(|m| {
+                                m.status == Status::Alive && m.state.addrs == [addr(v)]
+                            })
+                        })
+                };
+                assert!(
+                    net.run_until(secs(300), fine),
+                    "{what}: the victim as the others see it: {:?}",
+                    (0..3)
+                        .map(|i| net.nodes[i].member(&id(v)).map(|m| (
+                            m.status,
+                            m.version,
+                            m.state.addrs.clone()
+                        )))
+                        .collect::<Vec<_>>()
+                );
+                // Its versions are not used up: a change of its state still reaches everyone.
+                net.nodes[v]
+                    .set_state(NodeState {
+                        load: 42,
+                        ..state(v, "")
+                    })
+                    .expect("valid");
+                net.collect();
+                assert!(
+                    net.run_until(secs(60), |net| (0..3).all(|i| net.nodes[i]
+                        .member(&id(v))
+                        .is_some_and(|m| m.state.load == 42 && m.status == Status::Alive))),
+                    "{what}: a later change of the victim's state did not spread"
+                );
+            }
+        }
+    }
+}
 
 #[test]
 fn an_ack_from_a_new_node_at_a_dead_nodes_address_does_not_keep_it_alive() {

@@ -22,6 +22,14 @@
 //! - **Bounded views** (`active_view`): a node that can keep only a few links (a browser)
 //!   talks only to an active set drawn from the table; the rest of the table is its passive
 //!   view, and dead active members are replaced from it.
+//!
+//! Packets are not authenticated (yet), so no packet is trusted further than these rules
+//! need: an ack counts only from the node pinged, with that ping's random sequence number;
+//! no record changes a known member's addresses; a record from a third party moves a member's
+//! version at most [`MAX_VERSION_STEP`] ahead, so a forged death or departure is either
+//! ignored or refuted by its victim, whose versions cannot be used up; and a node that hears
+//! any accusation of itself, a newer version of itself or a false state at its own version
+//! re-announces itself above it.
 
 mod config;
 mod gossip;
@@ -48,8 +56,8 @@ use rand_core::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use rumors::Rumors;
 pub use state::{
-    Holding, MAX_ADDR_LEN, MAX_ADDRS, MAX_HOLDINGS, MAX_ZONE_LEN, NodeState, Record, Role,
-    StateError, Status,
+    Holding, MAX_ADDR_LEN, MAX_ADDRS, MAX_HOLDINGS, MAX_VERSION_STEP, MAX_ZONE_LEN, NodeState,
+    Record, Role, StateError, Status,
 };
 use suspicion::Suspicion;
 
@@ -74,6 +82,9 @@ struct Member {
     status: Status,
     by: PeerId,
     state: NodeState,
+    /// Where it is reached: its addresses when we learned of it, kept after it dies (no
+    /// record moves a member; a node at a new address is a new node, with a new identity).
+    addrs: Vec<String>,
     /// When the status last changed.
     since: Instant,
     /// Index in `Membership::present` while alive or suspect.
@@ -85,6 +96,18 @@ struct Member {
 enum Via {
     Rumor,
     Sync,
+}
+
+/// Who vouches for a record we merge.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source<'a> {
+    /// Our own conclusion (a failed probe, a suspicion run out), or the driver's word
+    /// (`insert_record`).
+    Local,
+    /// A packet whose sender is the member itself, from this transport address.
+    Itself(&'a str),
+    /// A packet from anyone else, from this transport address.
+    Other(&'a str),
 }
 
 /// One node's view of the cluster; see the module documentation.
@@ -115,6 +138,9 @@ pub struct Membership {
     joined: bool,
     next_join: Instant,
     active: Vec<PeerId>,
+    /// A packet being handled carried a version of us beyond what we follow: answer its sender
+    /// with our record.
+    correct_sender: bool,
     stats: MembershipStats,
 }
 
@@ -177,6 +203,7 @@ impl Membership {
             joined: true,
             next_join: now,
             active: Vec::new(),
+            correct_sender: false,
             stats: MembershipStats::default(),
         })
     }
@@ -313,7 +340,24 @@ impl Membership {
             }
         };
         for record in packet.records {
-            self.merge(now, record, via);
+            let source = if record.id == sender {
+                Source::Itself(from)
+            } else {
+                Source::Other(from)
+            };
+            self.merge(now, record, via, source);
+        }
+        // A join's welcome and a sync's answer carry our record anyway.
+        if core::mem::take(&mut self.correct_sender)
+            && !matches!(body, Body::Join | Body::SyncRequest { .. })
+        {
+            let record = packet::encode_record(&self.own_record());
+            self.send(
+                Some(sender),
+                String::from(from),
+                Body::SyncPush,
+                alloc::vec![record],
+            );
         }
         let reply_to = Some(sender);
         match body {
@@ -403,7 +447,7 @@ impl Membership {
     /// Adds a member as if a sync had brought its record (simulator bootstrap and tests).
     pub fn insert_record(&mut self, now: Instant, record: Record) {
         if record.check() {
-            self.merge(now, record, Via::Sync);
+            self.merge(now, record, Via::Sync, Source::Local);
         }
     }
 
@@ -464,7 +508,7 @@ impl Membership {
     }
 
     fn addr_of(&self, id: &PeerId) -> Option<String> {
-        self.members.get(id)?.state.addrs.first().cloned()
+        self.members.get(id)?.addrs.first().cloned()
     }
 }
 

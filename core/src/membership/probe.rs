@@ -10,7 +10,7 @@ use alloc::{string::String, vec::Vec};
 
 use rand_core::Rng;
 
-use super::{Membership, Record, Status, Via, packet::Body, suspicion::Suspicion};
+use super::{Membership, Record, Source, Status, Via, packet::Body, suspicion::Suspicion};
 use crate::{Instant, PeerId};
 
 /// Our probe of one member this interval.
@@ -105,7 +105,7 @@ impl Membership {
         let present = self
             .members
             .get(id)
-            .is_some_and(|m| m.status.is_present() && !m.state.addrs.is_empty());
+            .is_some_and(|m| m.status.is_present() && !m.addrs.is_empty());
         present && (self.cfg.active_view.is_none() || self.active.contains(id))
     }
 
@@ -230,7 +230,7 @@ impl Membership {
             by: self.me,
             state: Some(m.state.clone()),
         };
-        self.merge(now, record, Via::Rumor);
+        self.merge(now, record, Via::Rumor, Source::Local);
     }
 
     /// Declares dead the suspects whose suspicion timed out with enough accusers.
@@ -264,7 +264,7 @@ impl Membership {
                 by: self.me,
                 state: None,
             };
-            self.merge(now, record, Via::Rumor);
+            self.merge(now, record, Via::Rumor, Source::Local);
         }
     }
 

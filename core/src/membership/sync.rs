@@ -60,7 +60,7 @@ impl Membership {
         let reply_to = Some(sender);
         // The requester may hold an accusation of us that never reached us as a rumor.
         if let Some(d) = digest.iter().find(|d| d.id == self.me) {
-            self.refute_if_needed(d.version, d.status);
+            self.hear_about_self(d.version, d.status, None);
         }
         let (records, wants) = self.answer_sync(start, end, digest, full);
         self.send(
@@ -102,12 +102,12 @@ impl Membership {
                 _ => {}
             }
         }
-        if in_range(&self.me, &start, end.as_ref()) {
-            let mine = (self.version, self.own_status());
-            match theirs.get(&self.me) {
-                Some(&known) if known >= mine => {}
-                _ => newer.push((true, u64::MAX, self.me)),
-            }
+        // Our own record, unless they know it exactly: theirs is older, or a forgery in our
+        // name beyond what we follow, which our record (from us) corrects.
+        if in_range(&self.me, &start, end.as_ref())
+            && theirs.get(&self.me) != Some(&(self.version, self.own_status()))
+        {
+            newer.push((true, u64::MAX, self.me));
         }
         newer.sort_unstable_by(|a, b| b.cmp(a));
         let mut budget = self.cfg.max_packet.min(packet::MAX_PACKET);
