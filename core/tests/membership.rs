@@ -915,6 +915,121 @@ fn forged_deaths_departures_and_moves_leave_the_victim_alive_at_its_address() {
 }
 
 #[test]
+fn ghosts_made_from_real_packets_neither_spread_nor_stay() {
+    let cfg = MembershipConfig::default();
+    let mut net = Net::joined(&cfg, &["", "", "", ""]);
+    // Real packets from n1 to n0, as an attacker on the path would copy them.
+    let copies = std::rc::Rc::new(std::cell::RefCell::new(Vec::<Packet>::new()));
+    let sink = copies.clone();
+    net.tamper = Some(Box::new(move |from, to, p: &mut Packet| {
+        if (from, to) == (1, 0) {
+            sink.borrow_mut().push(p.clone());
+        }
+        false
+    }));
+    net.run_for(secs(5));
+    net.tamper = None;
+    let copies = copies.borrow().clone();
+    assert!(!copies.is_empty());
+    // Each copy mutated: every record given a new identity (keeping a real node's address and
+    // state), and every other copy sent in a ghost's name.
+    let ghosts = strangers(11, 1000);
+    let real: Vec<Record> = net.nodes.iter().map(Membership::own_record).collect();
+    for (k, chunk) in ghosts.chunks(25).enumerate() {
+        let copy = &copies[k % copies.len()];
+        let records: Vec<Record> = chunk
+            .iter()
+            .enumerate()
+            .map(|(j, g)| Record {
+                id: *g,
+                by: *g,
+                ..real[j % real.len()].clone()
+            })
+            .collect();
+        let sender = if k % 2 == 0 {
+            copy.header.sender
+        } else {
+            chunk[0]
+        };
+        net.inject(1, 0, &forge(sender, copy.header.body.clone(), &records));
+    }
+    let known = |net: &Net, i: usize| {
+        ghosts
+            .iter()
+            .filter(|g| net.nodes[i].member(g).is_some())
+            .count()
+    };
+    for second in 0..120 {
+        net.run_for(secs(1));
+        for i in 1..4 {
+            assert_eq!(known(&net, i), 0, "n{i} learned of ghosts after {second} s");
+        }
+    }
+    assert_eq!(known(&net, 0), 0, "n0 still keeps ghosts");
+    assert!(net.all_alive());
+}
+
+#[test]
+fn a_flood_of_members_neither_spreads_nor_delays_crash_detection() {
+    let cfg = MembershipConfig::default();
+    let mut net = Net::joined(&cfg, &["", "", "", "", ""]);
+    // To every member: 40 datagrams from 40 addresses, 500 made-up members each, at
+    // addresses nobody answers at.
+    let ghosts = strangers(3, 20_000);
+    let attacker = strangers(99, 1)[0];
+    for (k, chunk) in ghosts.chunks(500).enumerate() {
+        let records: Vec<Record> = chunk
+            .iter()
+            .map(|g| Record {
+                id: *g,
+                version: 1,
+                status: Status::Alive,
+                by: *g,
+                state: Some(NodeState {
+                    addrs: vec![format!("x{k}")],
+                    ..NodeState::default()
+                }),
+            })
+            .collect();
+        let payload = forge(attacker, Body::Gossip, &records);
+        assert!(payload.len() <= packet::MAX_PACKET);
+        for to in 0..5 {
+            net.inject_from(&format!("x{k}"), to, &payload);
+        }
+    }
+    let dead = 4;
+    net.down.insert(dead);
+    let known = |net: &Net, i: usize| {
+        ghosts
+            .iter()
+            .filter(|g| net.nodes[i].member(g).is_some())
+            .count()
+    };
+    let mut spread = 0;
+    let mut detected = false;
+    for _ in 0..300 {
+        net.run_for(secs(1));
+        spread = spread.max((0..4).map(|i| known(&net, i)).max().unwrap_or(0));
+        // Declared dead (or, once declared, already forgotten).
+        if (0..4).all(|i| matches!(net.status(i, dead), Some(Status::Dead) | None)) {
+            detected = true;
+            break;
+        }
+    }
+    assert!(
+        detected,
+        "the crashed node was not declared dead by all: {:?}",
+        (0..4).map(|i| net.status(i, dead)).collect::<Vec<_>>()
+    );
+    assert_eq!(spread, 0, "members learned of ghosts");
+    net.run_for(secs(60));
+    for i in 0..4 {
+        assert_eq!(known(&net, i), 0, "n{i} still keeps ghosts");
+        assert_eq!(net.nodes[i].present_count(), 3);
+    }
+}
+
+#[test]
 fn an_ack_from_a_new_node_at_a_dead_nodes_address_does_not_keep_it_alive() {
     let cfg = MembershipConfig::default();
     let mut net = Net::joined(&cfg, &["", "", ""]);

@@ -105,21 +105,10 @@ impl Membership {
         }
     }
 
-    /// A record of a member we do not know.
-    fn admit(&mut self, now: Instant, record: Record, via: Via, _source: Source<'_>) {
-        // A sync must not hand back a dead or departed member we never knew or already
-        // forgot: two nodes would pass it back and forth, and it would never be forgotten.
-        if self.members.len() >= self.cfg.max_members
-            || (via == Via::Sync && !record.status.is_present())
-        {
-            return;
-        }
-        self.insert_member(now, record, via);
-    }
-
     /// Adds a member we did not know (news of it is passed on if it came as a rumor).
     pub(super) fn insert_member(&mut self, now: Instant, record: Record, via: Via) {
         let id = record.id;
+        self.forget_unverified(&id);
         let status = record.status;
         let bytes = (via == Via::Rumor).then(|| packet::encode_record(&record));
         let state = record.state.unwrap_or_default();

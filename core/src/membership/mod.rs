@@ -24,7 +24,10 @@
 //!   view, and dead active members are replaced from it.
 //!
 //! Packets are not authenticated (yet), so no packet is trusted further than these rules
-//! need: an ack counts only from the node pinged, with that ping's random sequence number;
+//! need: a member heard of only from others becomes one only once it answers our ping
+//! (until then it is not listed, probed or passed on, and it is forgotten after
+//! `unverified_timeout`; what one packet or one address can make us wait on is bounded); an
+//! ack counts only from the node pinged, with that ping's random sequence number;
 //! no record changes a known member's addresses; a record from a third party moves a member's
 //! version at most [`MAX_VERSION_STEP`] ahead, so a forged death or departure is either
 //! ignored or refuted by its victim, whose versions cannot be used up; and a node that hears
@@ -40,6 +43,7 @@ mod rumors;
 mod state;
 mod suspicion;
 mod sync;
+mod verify;
 mod view;
 
 use alloc::{
@@ -60,6 +64,7 @@ pub use state::{
     Record, Role, StateError, Status,
 };
 use suspicion::Suspicion;
+use verify::Unverified;
 
 use crate::{ContentId, Instant, PeerId};
 
@@ -118,6 +123,16 @@ pub struct Membership {
     state: NodeState,
     left: bool,
     members: BTreeMap<PeerId, Member>,
+    /// Members heard of from others, until they answer our ping (see `verify`).
+    unverified: BTreeMap<PeerId, Unverified>,
+    /// How many of them each transport address told us of.
+    unverified_by_source: BTreeMap<String, usize>,
+    /// Unverified members waiting for a ping, first heard first.
+    verify_queue: VecDeque<PeerId>,
+    /// Pings left this round for unverified members.
+    verify_budget: usize,
+    /// Members the packet being handled may still add.
+    admit_budget: usize,
     /// Members alive or suspect, for random choice.
     present: Vec<PeerId>,
     rumors: Rumors,
@@ -178,6 +193,7 @@ impl Membership {
         let next_probe = jitter(&mut rng, cfg.probe_interval);
         let next_round = jitter(&mut rng, cfg.round_interval);
         let next_sync = jitter(&mut rng, cfg.sync_interval);
+        let verify_budget = cfg.verify_per_round;
         Ok(Self {
             cfg,
             me,
@@ -185,6 +201,11 @@ impl Membership {
             state,
             left: false,
             members: BTreeMap::new(),
+            unverified: BTreeMap::new(),
+            unverified_by_source: BTreeMap::new(),
+            verify_queue: VecDeque::new(),
+            verify_budget,
+            admit_budget: 0,
             present: Vec::new(),
             rumors: Rumors::default(),
             suspicions: BTreeMap::new(),
@@ -267,7 +288,8 @@ impl Membership {
         self.next_round = now + self.cfg.round_interval;
     }
 
-    /// Members we know of, alive or not.
+    /// Members we know of, alive or not (not those heard of only from others that have yet
+    /// to answer our ping: see [`Membership::unverified_count`]).
     pub fn members(&self) -> impl Iterator<Item = MemberInfo<'_>> {
         self.members.iter().map(|(id, m)| info(*id, m))
     }
@@ -339,6 +361,7 @@ impl Membership {
                 Via::Sync
             }
         };
+        self.admit_budget = self.cfg.max_new_per_packet;
         for record in packet.records {
             let source = if record.id == sender {
                 Source::Itself(from)
@@ -366,7 +389,7 @@ impl Membership {
             Body::Ping { seq } => {
                 self.send(reply_to, String::from(from), Body::Ack { seq }, Vec::new());
             }
-            Body::Ack { seq } => self.on_ack(sender, seq),
+            Body::Ack { seq } => self.on_ack(now, sender, seq),
             Body::PingReq { seq, target, addr } => {
                 self.on_ping_req(now, sender, from, seq, target, addr)
             }
@@ -379,6 +402,7 @@ impl Membership {
             } => self.on_sync_request(sender, from, start, end, &digest, full),
             Body::SyncReply { wants } => self.on_sync_reply(sender, from, &wants),
         }
+        self.send_verify_pings(now);
         Ok(())
     }
 
@@ -407,6 +431,7 @@ impl Membership {
             self.next_round = now + self.cfg.round_interval;
             self.refresh_active_view();
             self.gossip_round();
+            self.verify_round(now);
         }
         if now >= self.next_sync {
             self.next_sync = now + self.cfg.sync_interval;
@@ -444,7 +469,8 @@ impl Membership {
         self.events.pop_front()
     }
 
-    /// Adds a member as if a sync had brought its record (simulator bootstrap and tests).
+    /// Adds a member on the driver's word, as if a sync had brought its record and it had
+    /// answered our ping (simulator bootstrap and tests).
     pub fn insert_record(&mut self, now: Instant, record: Record) {
         if record.check() {
             self.merge(now, record, Via::Sync, Source::Local);

@@ -193,13 +193,17 @@ impl Membership {
     }
 
     /// An ack from `sender`: of our probe (from its target, or relayed by a helper we asked),
-    /// or of a ping we relay (from its target; passed back to the requester).
-    pub(super) fn on_ack(&mut self, sender: PeerId, seq: u32) {
+    /// of our ping of an unverified member (from it), or of a ping we relay (from its target;
+    /// passed back to the requester).
+    pub(super) fn on_ack(&mut self, now: Instant, sender: PeerId, seq: u32) {
         if let Some(p) = &mut self.probe
             && p.seq == seq
             && (p.target == sender || p.helpers.contains(&sender))
         {
             p.acked = true;
+            return;
+        }
+        if self.verify_ack(now, sender, seq) {
             return;
         }
         if let Some(i) = self
