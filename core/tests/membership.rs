@@ -270,6 +270,46 @@ impl Net {
         }
         self.collect();
     }
+
+    /// Cuts (or, with `cut` false, heals) every link between the nodes `a` and the nodes `b`.
+    fn partition(&mut self, a: &[usize], b: &[usize], cut: bool) {
+        for &i in a {
+            for &j in b {
+                for link in [(i, j), (j, i)] {
+                    if cut {
+                        self.cut.insert(link);
+                    } else {
+                        self.cut.remove(&link);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether every node in `group` sees every other node in it alive.
+    fn group_alive(&self, group: &[usize]) -> bool {
+        group.iter().all(|&i| {
+            group
+                .iter()
+                .filter(|&&j| j != i)
+                .all(|&j| self.status(i, j) == Some(Status::Alive))
+        })
+    }
+}
+
+/// `n` nodes that know each other from the start, as if long converged (no join addresses).
+fn bootstrapped(cfg: &MembershipConfig, n: usize) -> Net {
+    let mut net = Net::new(cfg, (0..n).map(|i| state(i, "")).collect());
+    let records: Vec<Record> = net.nodes.iter().map(Membership::own_record).collect();
+    for i in 0..n {
+        for (j, r) in records.iter().enumerate() {
+            if i != j {
+                net.nodes[i].insert_record(Instant::ZERO, r.clone());
+            }
+        }
+    }
+    net.collect();
+    net
 }
 
 /// Deterministic pseudo-random identities (xorshift), distinct from every `id(i)`.
@@ -347,8 +387,9 @@ fn a_join_is_retried_until_the_seed_answers() {
     net.run_for(secs(5));
     assert_eq!(net.nodes[0].present_count(), 0, "no join got through");
     net.cut.clear();
+    // The retries back off, but never wait longer than the reconnect interval.
     assert!(
-        net.run_until(cfg.join_retry * 2, Net::all_alive),
+        net.run_until(cfg.reconnect_interval + secs(1), Net::all_alive),
         "the next retry joins"
     );
 }
@@ -833,6 +874,121 @@ fn a_record_of_us_at_the_highest_version_does_not_overflow() {
 }
 
 // Issue 18: start orders, partitions and forged packets.
+
+/// Nodes `0..n`, started one at a time in `order`, `gap` apart (zero: at the same instant),
+/// node `i` joining through the nodes `joins(i)`. A join sent before its target started is
+/// lost, as a datagram to a socket not yet bound is.
+fn started_in_order(
+    cfg: &MembershipConfig,
+    n: usize,
+    order: &[usize],
+    gap: Duration,
+    joins: impl Fn(usize) -> Vec<usize>,
+) -> Net {
+    let mut net = Net::new(cfg, (0..n).map(|i| state(i, "")).collect());
+    net.down.extend(0..n);
+    for &i in order {
+        net.start(i, id(i), &joins(i));
+        net.run_for(gap);
+    }
+    net
+}
+
+#[test]
+fn chains_and_stars_started_in_any_order_converge() {
+    let cfg = MembershipConfig::default();
+    let n = 5;
+    let orders: [[usize; 5]; 4] = [
+        [4, 3, 2, 1, 0],
+        [0, 1, 2, 3, 4],
+        [2, 4, 0, 3, 1],
+        [3, 1, 4, 0, 2],
+    ];
+    let chain = |i: usize| if i == 0 { vec![] } else { vec![i - 1] };
+    let star = |i: usize| if i == 0 { vec![] } else { vec![0] };
+    for order in orders {
+        for gap in [
+            Duration::ZERO,
+            Duration::from_millis(10),
+            Duration::from_millis(700),
+        ] {
+            for (shape, joins) in [
+                ("chain", &chain as &dyn Fn(usize) -> Vec<usize>),
+                ("star", &star),
+            ] {
+                let mut net = started_in_order(&cfg, n, &order, gap, joins);
+                assert!(
+                    net.run_until(secs(300), Net::all_alive),
+                    "a {shape} started in order {order:?}, {gap:?} apart, did not converge: {:?}",
+                    (0..n)
+                        .map(|i| net.nodes[i].present_count())
+                        .collect::<Vec<_>>()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn two_clusters_formed_apart_merge_once_their_join_addresses_answer() {
+    let cfg = MembershipConfig::default();
+    // A = n0..n2 joins through n0, B = n3..n5 through n3, and every node also names the
+    // other cluster's first node, unreachable while the clusters form.
+    let (a, b) = ([0, 1, 2], [3, 4, 5]);
+    let mut net = Net::new(&cfg, (0..6).map(|i| state(i, "")).collect());
+    net.partition(&a, &b, true);
+    for i in 0..6 {
+        let joins = if a.contains(&i) { [0, 3] } else { [3, 0] };
+        let joins: Vec<String> = joins
+            .iter()
+            .filter(|&&j| j != i)
+            .map(|&j| addr(j))
+            .collect();
+        net.nodes[i].join(Instant::ZERO, joins);
+    }
+    net.collect();
+    assert!(
+        net.run_until(secs(60), |net| net.group_alive(&a) && net.group_alive(&b)),
+        "each cluster formed"
+    );
+    net.run_for(secs(60));
+    net.partition(&a, &b, false);
+    assert!(
+        net.run_until(secs(600), Net::all_alive),
+        "the clusters did not merge: {:?}",
+        (0..6)
+            .map(|i| net.nodes[i].present_count())
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn halves_that_declared_each_other_dead_merge_after_the_partition_heals() {
+    let cfg = MembershipConfig::default();
+    let (a, b) = ([0, 1, 2], [3, 4, 5]);
+    // No join addresses: only what each node remembers of the others can bring them back.
+    let mut net = bootstrapped(&cfg, 6);
+    assert!(net.run_until(secs(10), Net::all_alive));
+    net.partition(&a, &b, true);
+    let dead_across = |net: &Net| {
+        a.iter()
+            .all(|&i| b.iter().all(|&j| net.status(i, j) == Some(Status::Dead)))
+            && b.iter()
+                .all(|&i| a.iter().all(|&j| net.status(i, j) == Some(Status::Dead)))
+    };
+    assert!(
+        net.run_until(secs(120), dead_across),
+        "each half declared the other dead"
+    );
+    net.partition(&a, &b, false);
+    assert!(
+        net.run_until(secs(1200), Net::all_alive),
+        "the halves did not merge: {:?}",
+        (0..6)
+            .map(|i| net.nodes[i].present_count())
+            .collect::<Vec<_>>()
+    );
+}
 
 #[test]
 fn forged_deaths_departures_and_moves_leave_the_victim_alive_at_its_address() {

@@ -54,8 +54,17 @@ pub struct MembershipConfig {
     pub max_new_per_packet: usize,
     /// Most members we talk to (a browser's handful of data channels); `None`: everyone.
     pub active_view: Option<usize>,
-    /// How often a join is retried while no member has answered.
+    /// How long after a join is sent to a join address that is not a member yet it is sent
+    /// again; each retry waits twice as long as the one before, up to `reconnect_interval`.
     pub join_retry: Duration,
+    /// The longest wait between two joins sent to a join address that is not a member (it
+    /// never answered, restarted, or a partition cut it off), and the first wait before we try
+    /// to reach a member declared dead again (each try waits twice as long, up to eight times
+    /// this).
+    pub reconnect_interval: Duration,
+    /// How long we keep trying to reach a member declared dead (it may only have been cut off:
+    /// when the partition heals, the two sides find each other again).
+    pub reconnect_timeout: Duration,
 }
 
 impl Default for MembershipConfig {
@@ -83,6 +92,8 @@ impl Default for MembershipConfig {
             max_new_per_packet: 64,
             active_view: None,
             join_retry: Duration::from_secs(1),
+            reconnect_interval: Duration::from_secs(30),
+            reconnect_timeout: Duration::from_secs(3600),
         }
     }
 }

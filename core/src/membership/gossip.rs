@@ -61,6 +61,8 @@ impl Membership {
                 (false, true) => {
                     self.add_present(id);
                     self.events.push_back(MemberEvent::Joined(id));
+                    let addrs = self.members.get(&id).map(|m| m.addrs.clone());
+                    self.found(id, &addrs.unwrap_or_default());
                 }
                 (true, false) => self.remove_present(id),
                 _ => {}
@@ -81,6 +83,11 @@ impl Membership {
                 }
                 Status::Dead | Status::Left => {
                     self.suspicions.remove(&id);
+                    if new == Status::Dead {
+                        self.lose(now, id);
+                    } else {
+                        self.forget_lost(&id);
+                    }
                     if old.is_present() {
                         self.events.push_back(if new == Status::Dead {
                             MemberEvent::Died(id)
@@ -112,13 +119,14 @@ impl Membership {
         let status = record.status;
         let bytes = (via == Via::Rumor).then(|| packet::encode_record(&record));
         let state = record.state.unwrap_or_default();
+        let addrs = state.addrs.clone();
         self.members.insert(
             id,
             Member {
                 version: record.version,
                 status,
                 by: record.by,
-                addrs: state.addrs.clone(),
+                addrs: addrs.clone(),
                 state,
                 since: now,
                 slot: None,
@@ -127,6 +135,7 @@ impl Membership {
         if status.is_present() {
             self.add_present(id);
             self.events.push_back(MemberEvent::Joined(id));
+            self.found(id, &addrs);
         }
         if status == Status::Suspect {
             self.start_suspicion(now, id, record.version, record.by);

@@ -53,6 +53,8 @@ use alloc::{
 };
 
 pub use config::{MemberEvent, MembershipConfig, Transmit};
+use join::{JoinAddr, Lost};
+pub use join::{MAX_JOIN_ADDRS, MAX_LOST};
 pub use packet::PacketError;
 use packet::{Body, Header};
 use probe::{Probe, Relay};
@@ -149,9 +151,10 @@ pub struct Membership {
     next_round: Instant,
     next_sync: Instant,
     sync_cursor: PeerId,
-    join_addrs: Vec<String>,
-    joined: bool,
-    next_join: Instant,
+    /// Ways into the cluster we were given (see `join`).
+    join_addrs: Vec<JoinAddr>,
+    /// Members last seen dead that we try to reach again.
+    lost: BTreeMap<PeerId, Lost>,
     active: Vec<PeerId>,
     /// A packet being handled carried a version of us beyond what we follow: answer its sender
     /// with our record.
@@ -221,8 +224,7 @@ impl Membership {
             next_sync,
             sync_cursor: PeerId::from_bytes([0; 32]),
             join_addrs: Vec::new(),
-            joined: true,
-            next_join: now,
+            lost: BTreeMap::new(),
             active: Vec::new(),
             correct_sender: false,
             stats: MembershipStats::default(),
@@ -254,14 +256,15 @@ impl Membership {
         self.stats
     }
 
-    /// Joins the cluster through any member at `addrs`, retrying until one answers.
+    /// Joins the cluster through the members at `addrs` (added to those given before; at
+    /// most [`MAX_JOIN_ADDRS`] in all). Each is asked to let us in until the member there is
+    /// present, and again whenever it is not (it restarted, or a partition cut it off): after
+    /// `join_retry`, then waiting twice as long each time, up to `reconnect_interval`.
     pub fn join(&mut self, now: Instant, addrs: Vec<String>) {
         if addrs.is_empty() {
             return;
         }
-        self.join_addrs = addrs;
-        self.joined = false;
-        self.next_join = now;
+        self.add_join_addrs(now, addrs);
         self.handle_timeout(now);
     }
 
@@ -350,7 +353,7 @@ impl Membership {
         if sender == self.me || self.left {
             return Ok(());
         }
-        self.joined = true;
+        self.note_join_peer(from, sender);
         let via = match body {
             Body::Gossip | Body::Ping { .. } | Body::Ack { .. } | Body::PingReq { .. } => {
                 Via::Rumor
@@ -415,10 +418,7 @@ impl Membership {
             }
             return;
         }
-        if !self.joined && now >= self.next_join {
-            self.next_join = now + self.cfg.join_retry;
-            self.send_join();
-        }
+        self.reconnect(now);
         self.expire_suspicions(now);
         self.expire_relays(now);
         self.escalate_probe(now);
@@ -447,8 +447,8 @@ impl Membership {
             return Some(next);
         }
         next = next.min(self.next_probe).min(self.next_sync);
-        if !self.joined {
-            next = next.min(self.next_join);
+        if let Some(at) = self.next_reconnect() {
+            next = next.min(at);
         }
         if let Some(at) = self.probe_deadline() {
             next = next.min(at);
