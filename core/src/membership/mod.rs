@@ -23,6 +23,11 @@
 //!   talks only to an active set drawn from the table; the rest of the table is its passive
 //!   view, and dead active members are replaced from it.
 //!
+//! A node joins through the addresses it is given (`join`), asking each again, backing off,
+//! until the member there is present and whenever it stops being one; and it asks members it
+//! declared dead again now and then for `reconnect_timeout`. So any start order, and any
+//! partition once healed, converges to one membership.
+//!
 //! Packets are not authenticated (yet), so no packet is trusted further than these rules
 //! need: a member heard of only from others becomes one only once it answers our ping
 //! (until then it is not listed, probed or passed on, and it is forgotten after
@@ -405,6 +410,8 @@ impl Membership {
             } => self.on_sync_request(sender, from, start, end, &digest, full),
             Body::SyncReply { wants } => self.on_sync_reply(sender, from, &wants),
         }
+        // (A sync request's digest may have set it again: its answer carries our record.)
+        self.correct_sender = false;
         self.send_verify_pings(now);
         Ok(())
     }
