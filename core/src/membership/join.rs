@@ -93,7 +93,7 @@ impl Membership {
                 continue;
             }
             j.next = now + j.backoff;
-            j.backoff = (j.backoff * 2).min(cap);
+            j.backoff = j.backoff.saturating_mul(2).min(cap);
             let addr = j.addr.clone();
             self.send_join(None, addr);
         }
@@ -101,11 +101,11 @@ impl Membership {
             return;
         }
         self.lost.retain(|_, l| l.until > now);
-        let cap = self.cfg.reconnect_interval * MAX_LOST_BACKOFF;
+        let cap = self.cfg.reconnect_interval.saturating_mul(MAX_LOST_BACKOFF);
         let due = self.lost.iter_mut().find(|(_, l)| l.next <= now);
         if let Some((id, l)) = due {
             l.next = now + l.backoff;
-            l.backoff = (l.backoff * 2).min(cap);
+            l.backoff = l.backoff.saturating_mul(2).min(cap);
             let (id, addr) = (*id, l.addr.clone());
             self.send_join(Some(id), addr);
         }
@@ -162,7 +162,7 @@ impl Membership {
                 addr,
                 until: now + self.cfg.reconnect_timeout,
                 next: now + wait,
-                backoff: wait * 2,
+                backoff: wait.saturating_mul(2),
             },
         );
     }
