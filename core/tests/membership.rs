@@ -1203,3 +1203,30 @@ fn an_ack_from_a_new_node_at_a_dead_nodes_address_does_not_keep_it_alive() {
             .collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn a_quiet_converged_cluster_sends_no_empty_sync_answers() {
+    let cfg = MembershipConfig::default();
+    let mut net = Net::joined(&cfg, &["", "", ""]);
+    net.run_for(secs(30));
+    assert!(net.nodes.iter().all(|n| n.rumors_in_flight() == 0));
+    let seen = std::rc::Rc::new(std::cell::Cell::new((0usize, 0usize)));
+    let sink = seen.clone();
+    net.tamper = Some(Box::new(move |_, _, p: &mut Packet| {
+        let (requests, empty) = sink.get();
+        match &p.header.body {
+            Body::SyncRequest { .. } => sink.set((requests + 1, empty)),
+            Body::SyncReply { wants } if wants.is_empty() && p.records.is_empty() => {
+                sink.set((requests, empty + 1));
+            }
+            Body::SyncPush if p.records.is_empty() => sink.set((requests, empty + 1)),
+            _ => {}
+        }
+        false
+    }));
+    net.run_for(secs(30));
+    let (requests, empty) = seen.get();
+    assert!(requests >= 30, "{requests} sync requests");
+    assert_eq!(empty, 0, "empty sync answers");
+    assert!(net.all_alive());
+}

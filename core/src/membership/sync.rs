@@ -47,7 +47,8 @@ impl Membership {
         self.send_to(peer, body, Vec::new());
     }
 
-    /// A sync request: send what the requester lacks, and ask for what it knows better.
+    /// A sync request: send what the requester lacks, and ask for what it knows better (no
+    /// answer when there is neither, nor a rumor to piggyback).
     pub(super) fn on_sync_request(
         &mut self,
         sender: PeerId,
@@ -63,6 +64,11 @@ impl Membership {
             self.hear_about_self(d.version, d.status, None);
         }
         let (records, wants) = self.answer_sync(start, end, digest, full);
+        // In agreement, with no news to piggyback: nothing to answer (the common case, once a
+        // cluster has converged).
+        if records.is_empty() && wants.is_empty() && self.rumors.is_empty() {
+            return;
+        }
         self.send(
             reply_to,
             String::from(from),
@@ -137,10 +143,13 @@ impl Membership {
         (records, wants)
     }
 
-    /// A sync reply: push the records the peer wants.
+    /// A sync reply: push the records the peer wants (if we have any, or rumors to piggyback).
     pub(super) fn on_sync_reply(&mut self, sender: PeerId, from: &str, wants: &[PeerId]) {
         let reply_to = Some(sender);
         let records = self.encode_members(wants);
+        if records.is_empty() && self.rumors.is_empty() {
+            return;
+        }
         self.send(reply_to, String::from(from), Body::SyncPush, records);
     }
 
