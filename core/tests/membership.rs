@@ -1205,6 +1205,49 @@ fn an_ack_from_a_new_node_at_a_dead_nodes_address_does_not_keep_it_alive() {
 }
 
 #[test]
+fn what_one_packet_one_address_and_everyone_can_make_us_verify_is_bounded() {
+    let cfg = MembershipConfig::default();
+    let mut net = Net::joined(&cfg, &["", ""]);
+    let ghosts = strangers(21, 5_000);
+    let attacker = strangers(22, 1)[0];
+    let packet_of = |chunk: &[PeerId], at: &str| {
+        let records: Vec<Record> = chunk
+            .iter()
+            .map(|g| Record {
+                id: *g,
+                version: 1,
+                status: Status::Alive,
+                by: *g,
+                state: Some(NodeState {
+                    addrs: vec![at.to_string()],
+                    ..NodeState::default()
+                }),
+            })
+            .collect();
+        forge(attacker, Body::Gossip, &records)
+    };
+    let mut chunks = ghosts.chunks(500);
+    let mut next = || chunks.next().expect("enough ghosts");
+    net.inject_from("x0", 0, &packet_of(next(), "x0"));
+    assert_eq!(net.nodes[0].unverified_count(), cfg.max_new_per_packet);
+    for _ in 0..5 {
+        net.inject_from("x0", 0, &packet_of(next(), "x0"));
+    }
+    assert_eq!(
+        net.nodes[0].unverified_count(),
+        cfg.max_unverified_per_source
+    );
+    for k in 1..4 {
+        net.inject_from(&format!("x{k}"), 0, &packet_of(next(), "x"));
+    }
+    assert!(net.nodes[0].unverified_count() <= cfg.max_unverified);
+    assert_eq!(net.nodes[0].present_count(), 1, "none is a member");
+    net.run_for(cfg.unverified_timeout + cfg.round_interval);
+    assert_eq!(net.nodes[0].unverified_count(), 0, "all forgotten");
+    assert!(net.all_alive());
+}
+
+#[test]
 fn a_quiet_converged_cluster_sends_no_empty_sync_answers() {
     let cfg = MembershipConfig::default();
     let mut net = Net::joined(&cfg, &["", "", ""]);
