@@ -12,8 +12,8 @@
 //! - **Anti-entropy**: every `sync_interval` a node sends one random member the digest
 //!   (id, version, status) of a range of the id space, at most `max_digest` members; the peer
 //!   answers with the records the requester lacks (freshest first, bounded by the packet size)
-//!   and asks for the ones it lacks. The range advances each time, so bytes per round stay flat
-//!   while the whole table is swept.
+//!   and asks for the ones it lacks (and, when they agree, stays silent). The range advances
+//!   each time, so bytes per round stay flat while the whole table is swept.
 //! - **Failure detection** (SWIM with Lifeguard's suspicion): one member is pinged per
 //!   `probe_interval`; if it is silent for `probe_timeout`, `indirect_probes` others ping it
 //!   for us; still silent at the end of the interval, it becomes suspect. A suspect is declared
