@@ -8,8 +8,8 @@ use std::time::Duration;
 use pollen_core::{
     ContentId, Instant, PeerId,
     membership::{
-        Holding, MAX_ZONE_LEN, MemberEvent, Membership, MembershipConfig, NodeState, Record, Role,
-        StateError, Status,
+        Holding, MAX_VERSION_STEP, MAX_ZONE_LEN, MemberEvent, Membership, MembershipConfig,
+        NodeState, Record, Role, StateError, Status,
         packet::{self, Body, Header, Packet},
     },
 };
@@ -54,6 +54,9 @@ struct Flight {
 /// Nodes `n0`, `n1`, ... (ids `[1; 32]`, `[2; 32]`, ...) and the packets between them.
 struct Net {
     now: Instant,
+    cfg: MembershipConfig,
+    /// Each node's identity (`id(i)` unless a test replaced the node).
+    ids: Vec<PeerId>,
     nodes: Vec<Membership>,
     /// Every event each node emitted, in order.
     events: Vec<Vec<MemberEvent>>,
@@ -80,6 +83,8 @@ impl Net {
         let events = vec![Vec::new(); nodes.len()];
         Self {
             now: Instant::ZERO,
+            cfg: cfg.clone(),
+            ids: (0..nodes.len()).map(id).collect(),
             nodes,
             events,
             flights: VecDeque::new(),
@@ -116,14 +121,14 @@ impl Net {
             self.nodes[i].present_count() == live.len() - 1
                 && live.iter().filter(|&&j| j != i).all(|&j| {
                     self.nodes[i]
-                        .member(&id(j))
+                        .member(&self.ids[j])
                         .is_some_and(|m| m.status == Status::Alive)
                 })
         })
     }
 
     fn status(&self, observer: usize, of: usize) -> Option<Status> {
-        self.nodes[observer].member(&id(of)).map(|m| m.status)
+        self.nodes[observer].member(&self.ids[of]).map(|m| m.status)
     }
 
     fn saw(&self, i: usize, event: MemberEvent) -> bool {
@@ -135,7 +140,7 @@ impl Net {
         for i in 0..self.nodes.len() {
             while let Some(t) = self.nodes[i].poll_transmit() {
                 let mut packet = packet::decode(&t.payload).expect("every packet sent decodes");
-                assert_eq!(packet.header.sender, id(i), "a node sends as itself");
+                assert_eq!(packet.header.sender, self.ids[i], "a node sends as itself");
                 if self.down.contains(&i) {
                     continue;
                 }
@@ -147,8 +152,12 @@ impl Net {
                 else {
                     continue;
                 };
-                if let Some(peer) = t.to {
-                    assert_eq!(peer, id(to), "a packet for a member goes to its address");
+                // (A packet for a member of the harness goes to its address; one for a stranger
+                // may go anywhere its record said.)
+                if let Some(peer) = t.to
+                    && let Some(k) = self.ids.iter().position(|p| *p == peer)
+                {
+                    assert_eq!(k, to, "a packet for a member goes to its address");
                 }
                 if self.cut.contains(&(i, to)) || self.down.contains(&to) {
                     continue;
@@ -236,12 +245,89 @@ impl Net {
 
     /// Delivers a hand-made packet to node `to` as if it came from node `from`.
     fn inject(&mut self, from: usize, to: usize, payload: &[u8]) {
+        self.inject_from(&addr(from), to, payload);
+    }
+
+    /// Delivers a hand-made packet to node `to` as if it came from address `from`.
+    fn inject_from(&mut self, from: &str, to: usize, payload: &[u8]) {
         let now = self.now;
         self.nodes[to]
-            .handle_packet(now, &addr(from), payload)
+            .handle_packet(now, from, payload)
             .expect("a well-formed packet is accepted");
         self.collect();
     }
+
+    /// Starts node `i` now, as a fresh process: a new state machine with identity `who`,
+    /// joining through the nodes `joins`.
+    fn start(&mut self, i: usize, who: PeerId, joins: &[usize]) {
+        let now = self.now;
+        self.down.remove(&i);
+        self.ids[i] = who;
+        self.nodes[i] = Membership::new(self.cfg.clone(), who, state(i, ""), now, 0xa11 + i as u64)
+            .expect("valid state");
+        if !joins.is_empty() {
+            self.nodes[i].join(now, joins.iter().map(|&j| addr(j)).collect());
+        }
+        self.collect();
+    }
+
+    /// Cuts (or, with `cut` false, heals) every link between the nodes `a` and the nodes `b`.
+    fn partition(&mut self, a: &[usize], b: &[usize], cut: bool) {
+        for &i in a {
+            for &j in b {
+                for link in [(i, j), (j, i)] {
+                    if cut {
+                        self.cut.insert(link);
+                    } else {
+                        self.cut.remove(&link);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether every node in `group` sees every other node in it alive.
+    fn group_alive(&self, group: &[usize]) -> bool {
+        group.iter().all(|&i| {
+            group
+                .iter()
+                .filter(|&&j| j != i)
+                .all(|&j| self.status(i, j) == Some(Status::Alive))
+        })
+    }
+}
+
+/// `n` nodes that know each other from the start, as if long converged (no join addresses).
+fn bootstrapped(cfg: &MembershipConfig, n: usize) -> Net {
+    let mut net = Net::new(cfg, (0..n).map(|i| state(i, "")).collect());
+    let records: Vec<Record> = net.nodes.iter().map(Membership::own_record).collect();
+    for i in 0..n {
+        for (j, r) in records.iter().enumerate() {
+            if i != j {
+                net.nodes[i].insert_record(Instant::ZERO, r.clone());
+            }
+        }
+    }
+    net.collect();
+    net
+}
+
+/// Deterministic pseudo-random identities (xorshift), distinct from every `id(i)`.
+fn strangers(seed: u64, n: usize) -> Vec<PeerId> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            let mut bytes = [0u8; 32];
+            for chunk in bytes.chunks_mut(8) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                chunk.copy_from_slice(&x.to_le_bytes());
+            }
+            bytes[0] |= 0xf0;
+            PeerId::from_bytes(bytes)
+        })
+        .collect()
 }
 
 /// A packet from `sender` with `body` and `records`, built with the public packet API.
@@ -301,8 +387,9 @@ fn a_join_is_retried_until_the_seed_answers() {
     net.run_for(secs(5));
     assert_eq!(net.nodes[0].present_count(), 0, "no join got through");
     net.cut.clear();
+    // The retries back off, but never wait longer than the reconnect interval.
     assert!(
-        net.run_until(cfg.join_retry * 2, Net::all_alive),
+        net.run_until(cfg.reconnect_interval + secs(1), Net::all_alive),
         "the next retry joins"
     );
 }
@@ -768,13 +855,421 @@ fn members_without_addresses_are_never_probed() {
 fn a_record_of_us_at_the_highest_version_does_not_overflow() {
     let cfg = MembershipConfig::default();
     let mut net = Net::joined(&cfg, &["", ""]);
-    // Claims of a newer life, and an accusation, at the last version there is.
+    let version = net.nodes[1].version();
+    // Claims of a newer life, and an accusation, at the last version there is: not followed
+    // (nobody would take them from a third party), so our versions are not used up.
     for status in [Status::Alive, Status::Suspect] {
         let mut record = suspicion_of(&net, 1, 0);
         record.version = u64::MAX;
         record.status = status;
         net.inject(0, 1, &forge(id(0), Body::Gossip, &[record]));
-        assert_eq!(net.nodes[1].version(), u64::MAX);
+        assert_eq!(net.nodes[1].version(), version);
     }
+    // Just within reach, a claim is outdone.
+    let mut record = suspicion_of(&net, 1, 0);
+    record.version = version + MAX_VERSION_STEP;
+    net.inject(0, 1, &forge(id(0), Body::Gossip, &[record]));
+    assert_eq!(net.nodes[1].version(), version + MAX_VERSION_STEP + 1);
     net.run_for(secs(1));
+}
+
+// Issue 18: start orders, partitions and forged packets.
+
+/// Nodes `0..n`, started one at a time in `order`, `gap` apart (zero: at the same instant),
+/// node `i` joining through the nodes `joins(i)`. A join sent before its target started is
+/// lost, as a datagram to a socket not yet bound is.
+fn started_in_order(
+    cfg: &MembershipConfig,
+    n: usize,
+    order: &[usize],
+    gap: Duration,
+    joins: impl Fn(usize) -> Vec<usize>,
+) -> Net {
+    let mut net = Net::new(cfg, (0..n).map(|i| state(i, "")).collect());
+    net.down.extend(0..n);
+    for &i in order {
+        net.start(i, id(i), &joins(i));
+        net.run_for(gap);
+    }
+    net
+}
+
+#[test]
+fn chains_and_stars_started_in_any_order_converge() {
+    let cfg = MembershipConfig::default();
+    let n = 5;
+    let orders: [[usize; 5]; 4] = [
+        [4, 3, 2, 1, 0],
+        [0, 1, 2, 3, 4],
+        [2, 4, 0, 3, 1],
+        [3, 1, 4, 0, 2],
+    ];
+    let chain = |i: usize| if i == 0 { vec![] } else { vec![i - 1] };
+    let star = |i: usize| if i == 0 { vec![] } else { vec![0] };
+    for order in orders {
+        for gap in [
+            Duration::ZERO,
+            Duration::from_millis(10),
+            Duration::from_millis(700),
+        ] {
+            for (shape, joins) in [
+                ("chain", &chain as &dyn Fn(usize) -> Vec<usize>),
+                ("star", &star),
+            ] {
+                let mut net = started_in_order(&cfg, n, &order, gap, joins);
+                assert!(
+                    net.run_until(secs(300), Net::all_alive),
+                    "a {shape} started in order {order:?}, {gap:?} apart, did not converge: {:?}",
+                    (0..n)
+                        .map(|i| net.nodes[i].present_count())
+                        .collect::<Vec<_>>()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn two_clusters_formed_apart_merge_once_their_join_addresses_answer() {
+    let cfg = MembershipConfig::default();
+    // A = n0..n2 joins through n0, B = n3..n5 through n3, and every node also names the
+    // other cluster's first node, unreachable while the clusters form.
+    let (a, b) = ([0, 1, 2], [3, 4, 5]);
+    let mut net = Net::new(&cfg, (0..6).map(|i| state(i, "")).collect());
+    net.partition(&a, &b, true);
+    for i in 0..6 {
+        let joins = if a.contains(&i) { [0, 3] } else { [3, 0] };
+        let joins: Vec<String> = joins
+            .iter()
+            .filter(|&&j| j != i)
+            .map(|&j| addr(j))
+            .collect();
+        net.nodes[i].join(Instant::ZERO, joins);
+    }
+    net.collect();
+    assert!(
+        net.run_until(secs(60), |net| net.group_alive(&a) && net.group_alive(&b)),
+        "each cluster formed"
+    );
+    net.run_for(secs(60));
+    net.partition(&a, &b, false);
+    assert!(
+        net.run_until(secs(600), Net::all_alive),
+        "the clusters did not merge: {:?}",
+        (0..6)
+            .map(|i| net.nodes[i].present_count())
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn halves_that_declared_each_other_dead_merge_after_the_partition_heals() {
+    let cfg = MembershipConfig::default();
+    let (a, b) = ([0, 1, 2], [3, 4, 5]);
+    // No join addresses: only what each node remembers of the others can bring them back.
+    let mut net = bootstrapped(&cfg, 6);
+    assert!(net.run_until(secs(10), Net::all_alive));
+    net.partition(&a, &b, true);
+    let dead_across = |net: &Net| {
+        a.iter()
+            .all(|&i| b.iter().all(|&j| net.status(i, j) == Some(Status::Dead)))
+            && b.iter()
+                .all(|&i| a.iter().all(|&j| net.status(i, j) == Some(Status::Dead)))
+    };
+    assert!(
+        net.run_until(secs(120), dead_across),
+        "each half declared the other dead"
+    );
+    net.partition(&a, &b, false);
+    assert!(
+        net.run_until(secs(1200), Net::all_alive),
+        "the halves did not merge: {:?}",
+        (0..6)
+            .map(|i| net.nodes[i].present_count())
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn forged_deaths_departures_and_moves_leave_the_victim_alive_at_its_address() {
+    let cfg = MembershipConfig::default();
+    let v = 3;
+    let stranger = strangers(7, 1)[0];
+    // Deaths and departures carry no state; an alive record either moves the victim to the
+    // attacker's address (where nobody answers) or claims a false state at its own.
+    let kinds = [
+        (Status::Dead, None),
+        (Status::Left, None),
+        (Status::Alive, Some("n9")),
+        (Status::Alive, Some("n3")),
+    ];
+    for (status, at) in kinds {
+        for which in ["0", "current", "current+1", "u64::MAX"] {
+            for sender in [stranger, id(1), id(v)] {
+                let mut net = Net::joined(&cfg, &["", "", "", ""]);
+                let current = net.nodes[v].version();
+                let version = match which {
+                    "0" => 0,
+                    "current" => current,
+                    "current+1" => current + 1,
+                    _ => u64::MAX,
+                };
+                let forged = Record {
+                    id: id(v),
+                    version,
+                    status,
+                    by: sender,
+                    state: at.map(|a| NodeState {
+                        addrs: vec![a.to_string()],
+                        load: 99,
+                        ..state(v, "")
+                    }),
+                };
+                let what = format!(
+                    "{status:?} at {at:?}, version {which} (current {current}), sent as {sender:?}"
+                );
+                let payload = forge(sender, Body::Gossip, &[forged]);
+                for to in 0..4 {
+                    net.inject_from("n9", to, &payload);
+                }
+                let fine = |net: &Net| {
+                    net.all_alive()
+                        && (0..3).all(|i| {
+                            net.nodes[i].member(&id(v)).is_some_and(|m| {
+                                m.status == Status::Alive && m.state.addrs == [addr(v)]
+                            })
+                        })
+                };
+                assert!(
+                    net.run_until(secs(300), fine),
+                    "{what}: the victim as the others see it: {:?}",
+                    (0..3)
+                        .map(|i| net.nodes[i].member(&id(v)).map(|m| (
+                            m.status,
+                            m.version,
+                            m.state.addrs.clone()
+                        )))
+                        .collect::<Vec<_>>()
+                );
+                // Its versions are not used up: a change of its state still reaches everyone.
+                net.nodes[v]
+                    .set_state(NodeState {
+                        load: 42,
+                        ..state(v, "")
+                    })
+                    .expect("valid");
+                net.collect();
+                assert!(
+                    net.run_until(secs(60), |net| (0..3).all(|i| net.nodes[i]
+                        .member(&id(v))
+                        .is_some_and(|m| m.state.load == 42 && m.status == Status::Alive))),
+                    "{what}: a later change of the victim's state did not spread"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn ghosts_made_from_real_packets_neither_spread_nor_stay() {
+    let cfg = MembershipConfig::default();
+    let mut net = Net::joined(&cfg, &["", "", "", ""]);
+    // Real packets from n1 to n0, as an attacker on the path would copy them.
+    let copies = std::rc::Rc::new(std::cell::RefCell::new(Vec::<Packet>::new()));
+    let sink = copies.clone();
+    net.tamper = Some(Box::new(move |from, to, p: &mut Packet| {
+        if (from, to) == (1, 0) {
+            sink.borrow_mut().push(p.clone());
+        }
+        false
+    }));
+    net.run_for(secs(5));
+    net.tamper = None;
+    let copies = copies.borrow().clone();
+    assert!(!copies.is_empty());
+    // Each copy mutated: every record given a new identity (keeping a real node's address and
+    // state), and every other copy sent in a ghost's name.
+    let ghosts = strangers(11, 1000);
+    let real: Vec<Record> = net.nodes.iter().map(Membership::own_record).collect();
+    for (k, chunk) in ghosts.chunks(25).enumerate() {
+        let copy = &copies[k % copies.len()];
+        let records: Vec<Record> = chunk
+            .iter()
+            .enumerate()
+            .map(|(j, g)| Record {
+                id: *g,
+                by: *g,
+                ..real[j % real.len()].clone()
+            })
+            .collect();
+        let sender = if k % 2 == 0 {
+            copy.header.sender
+        } else {
+            chunk[0]
+        };
+        net.inject(1, 0, &forge(sender, copy.header.body.clone(), &records));
+    }
+    let known = |net: &Net, i: usize| {
+        ghosts
+            .iter()
+            .filter(|g| net.nodes[i].member(g).is_some())
+            .count()
+    };
+    for second in 0..120 {
+        net.run_for(secs(1));
+        for i in 1..4 {
+            assert_eq!(known(&net, i), 0, "n{i} learned of ghosts after {second} s");
+        }
+    }
+    assert_eq!(known(&net, 0), 0, "n0 still keeps ghosts");
+    assert!(net.all_alive());
+}
+
+#[test]
+fn a_flood_of_members_neither_spreads_nor_delays_crash_detection() {
+    let cfg = MembershipConfig::default();
+    let mut net = Net::joined(&cfg, &["", "", "", "", ""]);
+    // To every member: 40 datagrams from 40 addresses, 500 made-up members each, at
+    // addresses nobody answers at.
+    let ghosts = strangers(3, 20_000);
+    let attacker = strangers(99, 1)[0];
+    for (k, chunk) in ghosts.chunks(500).enumerate() {
+        let records: Vec<Record> = chunk
+            .iter()
+            .map(|g| Record {
+                id: *g,
+                version: 1,
+                status: Status::Alive,
+                by: *g,
+                state: Some(NodeState {
+                    addrs: vec![format!("x{k}")],
+                    ..NodeState::default()
+                }),
+            })
+            .collect();
+        let payload = forge(attacker, Body::Gossip, &records);
+        assert!(payload.len() <= packet::MAX_PACKET);
+        for to in 0..5 {
+            net.inject_from(&format!("x{k}"), to, &payload);
+        }
+    }
+    let dead = 4;
+    net.down.insert(dead);
+    let known = |net: &Net, i: usize| {
+        ghosts
+            .iter()
+            .filter(|g| net.nodes[i].member(g).is_some())
+            .count()
+    };
+    let mut spread = 0;
+    let mut detected = false;
+    for _ in 0..300 {
+        net.run_for(secs(1));
+        spread = spread.max((0..4).map(|i| known(&net, i)).max().unwrap_or(0));
+        // Declared dead (or, once declared, already forgotten).
+        if (0..4).all(|i| matches!(net.status(i, dead), Some(Status::Dead) | None)) {
+            detected = true;
+            break;
+        }
+    }
+    assert!(
+        detected,
+        "the crashed node was not declared dead by all: {:?}",
+        (0..4).map(|i| net.status(i, dead)).collect::<Vec<_>>()
+    );
+    assert_eq!(spread, 0, "members learned of ghosts");
+    net.run_for(secs(60));
+    for i in 0..4 {
+        assert_eq!(known(&net, i), 0, "n{i} still keeps ghosts");
+        assert_eq!(net.nodes[i].present_count(), 3);
+    }
+}
+
+#[test]
+fn an_ack_from_a_new_node_at_a_dead_nodes_address_does_not_keep_it_alive() {
+    let cfg = MembershipConfig::default();
+    let mut net = Net::joined(&cfg, &["", "", ""]);
+    // n2 crashes, and a new process (a new identity) starts at its address, joining nobody:
+    // it answers every ping sent there.
+    let old = id(2);
+    net.start(2, strangers(5, 1)[0], &[]);
+    assert!(
+        net.run_until(secs(300), |net| (0..2).all(|i| net.nodes[i]
+            .member(&old)
+            .is_some_and(|m| m.status == Status::Dead))),
+        "the old identity at n2 was not declared dead: {:?}",
+        (0..2)
+            .map(|i| net.nodes[i].member(&old).map(|m| m.status))
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn what_one_packet_one_address_and_everyone_can_make_us_verify_is_bounded() {
+    let cfg = MembershipConfig::default();
+    let mut net = Net::joined(&cfg, &["", ""]);
+    let ghosts = strangers(21, 5_000);
+    let attacker = strangers(22, 1)[0];
+    let packet_of = |chunk: &[PeerId], at: &str| {
+        let records: Vec<Record> = chunk
+            .iter()
+            .map(|g| Record {
+                id: *g,
+                version: 1,
+                status: Status::Alive,
+                by: *g,
+                state: Some(NodeState {
+                    addrs: vec![at.to_string()],
+                    ..NodeState::default()
+                }),
+            })
+            .collect();
+        forge(attacker, Body::Gossip, &records)
+    };
+    let mut chunks = ghosts.chunks(500);
+    let mut next = || chunks.next().expect("enough ghosts");
+    net.inject_from("x0", 0, &packet_of(next(), "x0"));
+    assert_eq!(net.nodes[0].unverified_count(), cfg.max_new_per_packet);
+    for _ in 0..5 {
+        net.inject_from("x0", 0, &packet_of(next(), "x0"));
+    }
+    assert_eq!(
+        net.nodes[0].unverified_count(),
+        cfg.max_unverified_per_source
+    );
+    for k in 1..4 {
+        net.inject_from(&format!("x{k}"), 0, &packet_of(next(), "x"));
+    }
+    assert!(net.nodes[0].unverified_count() <= cfg.max_unverified);
+    assert_eq!(net.nodes[0].present_count(), 1, "none is a member");
+    net.run_for(cfg.unverified_timeout + cfg.round_interval);
+    assert_eq!(net.nodes[0].unverified_count(), 0, "all forgotten");
+    assert!(net.all_alive());
+}
+
+#[test]
+fn a_quiet_converged_cluster_sends_no_empty_sync_answers() {
+    let cfg = MembershipConfig::default();
+    let mut net = Net::joined(&cfg, &["", "", ""]);
+    net.run_for(secs(30));
+    assert!(net.nodes.iter().all(|n| n.rumors_in_flight() == 0));
+    let seen = std::rc::Rc::new(std::cell::Cell::new((0usize, 0usize)));
+    let sink = seen.clone();
+    net.tamper = Some(Box::new(move |_, _, p: &mut Packet| {
+        let (requests, empty) = sink.get();
+        match &p.header.body {
+            Body::SyncRequest { .. } => sink.set((requests + 1, empty)),
+            Body::SyncReply { wants } if wants.is_empty() && p.records.is_empty() => {
+                sink.set((requests, empty + 1));
+            }
+            Body::SyncPush if p.records.is_empty() => sink.set((requests, empty + 1)),
+            _ => {}
+        }
+        false
+    }));
+    net.run_for(secs(30));
+    let (requests, empty) = seen.get();
+    assert!(requests >= 30, "{requests} sync requests");
+    assert_eq!(empty, 0, "empty sync answers");
+    assert!(net.all_alive());
 }

@@ -355,6 +355,21 @@ impl Drop for Node {
     }
 }
 
+/// `n` distinct loopback ports free for both TCP and UDP right now (a node listens for peers on
+/// TCP and gossips on UDP at the same port), for nodes that must know each other's addresses
+/// before any of them starts.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let mut held = Vec::new();
+    while held.len() < n {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a TCP port");
+        let port = tcp.local_addr().expect("a local address").port();
+        if let Ok(udp) = std::net::UdpSocket::bind(("127.0.0.1", port)) {
+            held.push((port, tcp, udp));
+        }
+    }
+    held.into_iter().map(|(port, _, _)| port).collect()
+}
+
 /// Waits for a `pollen get` to finish; panics with its output if it fails.
 pub fn finish_get(child: Child) {
     let out = child.wait_with_output().expect("wait for pollen get");

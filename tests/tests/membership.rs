@@ -4,7 +4,7 @@
 use std::{path::Path, time::Duration};
 
 use pollen_core::{Hint, Ticket};
-use pollen_tests::{Node, NodeOpts, b3, bare_ticket, finish_get, write_artifact};
+use pollen_tests::{Node, NodeOpts, b3, bare_ticket, finish_get, free_ports, write_artifact};
 
 const MIB: usize = 1024 * 1024;
 const LIMIT: Duration = Duration::from_secs(120);
@@ -71,6 +71,48 @@ fn a_chain_of_five_finds_itself_finds_artifacts_and_declares_the_killed_dead() {
             n.members_with("dead").contains(&victim)
         });
         assert_eq!(n.members_with("alive").len(), 4, "the live ones stay alive");
+    }
+}
+
+#[test]
+fn five_nodes_started_at_once_with_chained_joins_converge() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let addrs: Vec<String> = free_ports(5)
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect();
+    // All five start together, each told only of the one before it, the last one first (100 ms
+    // apart): each first join goes to a node not listening yet, and a node is contacted by the
+    // one after it before its own join succeeds.
+    let mut nodes: Vec<Node> = std::thread::scope(|s| {
+        let started: Vec<_> = (0..5)
+            .rev()
+            .map(|i| {
+                let opts = NodeOpts {
+                    listen: Some(addrs[i].clone()),
+                    join: i
+                        .checked_sub(1)
+                        .map(|j| addrs[j].clone())
+                        .into_iter()
+                        .collect(),
+                    ..NodeOpts::default()
+                };
+                let dir = tmp.path().join(format!("n{i}"));
+                let node = s.spawn(move || Node::start(&dir, &opts));
+                std::thread::sleep(Duration::from_millis(100));
+                node
+            })
+            .collect();
+        started
+            .into_iter()
+            .map(|t| t.join().expect("a node started"))
+            .collect()
+    });
+    nodes.reverse();
+    for n in &nodes {
+        n.wait_until(LIMIT, "it sees 4 alive members", |n| {
+            n.members_with("alive").len() == 4
+        });
     }
 }
 

@@ -39,10 +39,32 @@ pub struct MembershipConfig {
     pub dead_retention: Duration,
     /// Most members remembered; news of more is ignored.
     pub max_members: usize,
+    /// How long a member we heard of only from others (it never answered our ping nor is in
+    /// our table) waits to answer our ping before it is forgotten. Until it answers it is not a
+    /// member: not listed, probed, counted nor passed on.
+    pub unverified_timeout: Duration,
+    /// Pings sent per gossip round to members heard of from others, to verify them.
+    pub verify_per_round: usize,
+    /// Most members waiting to be verified at once; news of more is ignored until some are
+    /// verified or forgotten.
+    pub max_unverified: usize,
+    /// Most of those one transport address may have told us of.
+    pub max_unverified_per_source: usize,
+    /// Most members one packet may add (to be verified, or directly with bounded views).
+    pub max_new_per_packet: usize,
     /// Most members we talk to (a browser's handful of data channels); `None`: everyone.
     pub active_view: Option<usize>,
-    /// How often a join is retried while no member has answered.
+    /// How long after a join is sent to a join address that is not a member yet it is sent
+    /// again; each retry waits twice as long as the one before, up to `reconnect_interval`.
     pub join_retry: Duration,
+    /// The longest wait between two joins sent to a join address that is not a member (it
+    /// never answered, restarted, or a partition cut it off), and the first wait before we try
+    /// to reach a member declared dead again (each try waits twice as long, up to eight times
+    /// this).
+    pub reconnect_interval: Duration,
+    /// How long we keep trying to reach a member declared dead (it may only have been cut off:
+    /// when the partition heals, the two sides find each other again).
+    pub reconnect_timeout: Duration,
 }
 
 impl Default for MembershipConfig {
@@ -63,8 +85,15 @@ impl Default for MembershipConfig {
             max_packet: 8 * 1024,
             dead_retention: Duration::from_secs(120),
             max_members: 100_000,
+            unverified_timeout: Duration::from_secs(10),
+            verify_per_round: 8,
+            max_unverified: 1024,
+            max_unverified_per_source: 256,
+            max_new_per_packet: 64,
             active_view: None,
             join_retry: Duration::from_secs(1),
+            reconnect_interval: Duration::from_secs(30),
+            reconnect_timeout: Duration::from_secs(3600),
         }
     }
 }

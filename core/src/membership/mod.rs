@@ -12,8 +12,8 @@
 //! - **Anti-entropy**: every `sync_interval` a node sends one random member the digest
 //!   (id, version, status) of a range of the id space, at most `max_digest` members; the peer
 //!   answers with the records the requester lacks (freshest first, bounded by the packet size)
-//!   and asks for the ones it lacks. The range advances each time, so bytes per round stay flat
-//!   while the whole table is swept.
+//!   and asks for the ones it lacks (and, when they agree, stays silent). The range advances
+//!   each time, so bytes per round stay flat while the whole table is swept.
 //! - **Failure detection** (SWIM with Lifeguard's suspicion): one member is pinged per
 //!   `probe_interval`; if it is silent for `probe_timeout`, `indirect_probes` others ping it
 //!   for us; still silent at the end of the interval, it becomes suspect. A suspect is declared
@@ -22,6 +22,22 @@
 //! - **Bounded views** (`active_view`): a node that can keep only a few links (a browser)
 //!   talks only to an active set drawn from the table; the rest of the table is its passive
 //!   view, and dead active members are replaced from it.
+//!
+//! A node joins through the addresses it is given (`join`), asking each again, backing off,
+//! until the member there is present and whenever it stops being one; and it asks members it
+//! declared dead again now and then for `reconnect_timeout`. So any start order, and any
+//! partition once healed, converges to one membership.
+//!
+//! Packets are not authenticated (yet), so no packet is trusted further than these rules
+//! need: a member heard of only from others becomes one only once it answers our ping
+//! (until then it is not listed, probed or passed on, and it is forgotten after
+//! `unverified_timeout`; what one packet or one address can make us wait on is bounded); an
+//! ack counts only from the node pinged, with that ping's random sequence number;
+//! no record changes a known member's addresses; a record from a third party moves a member's
+//! version at most [`MAX_VERSION_STEP`] ahead, so a forged death or departure is either
+//! ignored or refuted by its victim, whose versions cannot be used up; and a node that hears
+//! any accusation of itself, a newer version of itself or a false state at its own version
+//! re-announces itself above it.
 
 mod config;
 mod gossip;
@@ -32,6 +48,7 @@ mod rumors;
 mod state;
 mod suspicion;
 mod sync;
+mod verify;
 mod view;
 
 use alloc::{
@@ -41,6 +58,8 @@ use alloc::{
 };
 
 pub use config::{MemberEvent, MembershipConfig, Transmit};
+use join::{JoinAddr, Lost};
+pub use join::{MAX_JOIN_ADDRS, MAX_LOST};
 pub use packet::PacketError;
 use packet::{Body, Header};
 use probe::{Probe, Relay};
@@ -48,10 +67,11 @@ use rand_core::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use rumors::Rumors;
 pub use state::{
-    Holding, MAX_ADDR_LEN, MAX_ADDRS, MAX_HOLDINGS, MAX_ZONE_LEN, NodeState, Record, Role,
-    StateError, Status,
+    Holding, MAX_ADDR_LEN, MAX_ADDRS, MAX_HOLDINGS, MAX_VERSION_STEP, MAX_ZONE_LEN, NodeState,
+    Record, Role, StateError, Status,
 };
 use suspicion::Suspicion;
+use verify::Unverified;
 
 use crate::{ContentId, Instant, PeerId};
 
@@ -74,6 +94,9 @@ struct Member {
     status: Status,
     by: PeerId,
     state: NodeState,
+    /// Where it is reached: its addresses when we learned of it, kept after it dies (no
+    /// record moves a member; a node at a new address is a new node, with a new identity).
+    addrs: Vec<String>,
     /// When the status last changed.
     since: Instant,
     /// Index in `Membership::present` while alive or suspect.
@@ -87,6 +110,18 @@ enum Via {
     Sync,
 }
 
+/// Who vouches for a record we merge.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source<'a> {
+    /// Our own conclusion (a failed probe, a suspicion run out), or the driver's word
+    /// (`insert_record`).
+    Local,
+    /// A packet whose sender is the member itself, from this transport address.
+    Itself(&'a str),
+    /// A packet from anyone else, from this transport address.
+    Other(&'a str),
+}
+
 /// One node's view of the cluster; see the module documentation.
 pub struct Membership {
     cfg: MembershipConfig,
@@ -95,6 +130,16 @@ pub struct Membership {
     state: NodeState,
     left: bool,
     members: BTreeMap<PeerId, Member>,
+    /// Members heard of from others, until they answer our ping (see `verify`).
+    unverified: BTreeMap<PeerId, Unverified>,
+    /// How many of them each transport address told us of.
+    unverified_by_source: BTreeMap<String, usize>,
+    /// Unverified members waiting for a ping, first heard first.
+    verify_queue: VecDeque<PeerId>,
+    /// Pings left this round for unverified members.
+    verify_budget: usize,
+    /// Members the packet being handled may still add.
+    admit_budget: usize,
     /// Members alive or suspect, for random choice.
     present: Vec<PeerId>,
     rumors: Rumors,
@@ -107,15 +152,18 @@ pub struct Membership {
     /// Members to probe before the round-robin continues (suspected by others).
     urgent: Vec<PeerId>,
     next_probe: Instant,
-    seq: u32,
     relays: Vec<Relay>,
     next_round: Instant,
     next_sync: Instant,
     sync_cursor: PeerId,
-    join_addrs: Vec<String>,
-    joined: bool,
-    next_join: Instant,
+    /// Ways into the cluster we were given (see `join`).
+    join_addrs: Vec<JoinAddr>,
+    /// Members last seen dead that we try to reach again.
+    lost: BTreeMap<PeerId, Lost>,
     active: Vec<PeerId>,
+    /// A packet being handled carried a version of us beyond what we follow: answer its sender
+    /// with our record.
+    correct_sender: bool,
     stats: MembershipStats,
 }
 
@@ -153,6 +201,7 @@ impl Membership {
         let next_probe = jitter(&mut rng, cfg.probe_interval);
         let next_round = jitter(&mut rng, cfg.round_interval);
         let next_sync = jitter(&mut rng, cfg.sync_interval);
+        let verify_budget = cfg.verify_per_round;
         Ok(Self {
             cfg,
             me,
@@ -160,6 +209,11 @@ impl Membership {
             state,
             left: false,
             members: BTreeMap::new(),
+            unverified: BTreeMap::new(),
+            unverified_by_source: BTreeMap::new(),
+            verify_queue: VecDeque::new(),
+            verify_budget,
+            admit_budget: 0,
             present: Vec::new(),
             rumors: Rumors::default(),
             suspicions: BTreeMap::new(),
@@ -170,15 +224,14 @@ impl Membership {
             probe_order: Vec::new(),
             urgent: Vec::new(),
             next_probe,
-            seq: 0,
             relays: Vec::new(),
             next_round,
             next_sync,
             sync_cursor: PeerId::from_bytes([0; 32]),
             join_addrs: Vec::new(),
-            joined: true,
-            next_join: now,
+            lost: BTreeMap::new(),
             active: Vec::new(),
+            correct_sender: false,
             stats: MembershipStats::default(),
         })
     }
@@ -208,14 +261,15 @@ impl Membership {
         self.stats
     }
 
-    /// Joins the cluster through any member at `addrs`, retrying until one answers.
+    /// Joins the cluster through the members at `addrs` (added to those given before; at
+    /// most [`MAX_JOIN_ADDRS`] in all). Each is asked to let us in until the member there is
+    /// present, and again whenever it is not (it restarted, or a partition cut it off): after
+    /// `join_retry`, then waiting twice as long each time, up to `reconnect_interval`.
     pub fn join(&mut self, now: Instant, addrs: Vec<String>) {
         if addrs.is_empty() {
             return;
         }
-        self.join_addrs = addrs;
-        self.joined = false;
-        self.next_join = now;
+        self.add_join_addrs(now, addrs);
         self.handle_timeout(now);
     }
 
@@ -242,7 +296,8 @@ impl Membership {
         self.next_round = now + self.cfg.round_interval;
     }
 
-    /// Members we know of, alive or not.
+    /// Members we know of, alive or not (not those heard of only from others that have yet
+    /// to answer our ping: see [`Membership::unverified_count`]).
     pub fn members(&self) -> impl Iterator<Item = MemberInfo<'_>> {
         self.members.iter().map(|(id, m)| info(*id, m))
     }
@@ -303,7 +358,7 @@ impl Membership {
         if sender == self.me || self.left {
             return Ok(());
         }
-        self.joined = true;
+        self.note_join_peer(from, sender);
         let via = match body {
             Body::Gossip | Body::Ping { .. } | Body::Ack { .. } | Body::PingReq { .. } => {
                 Via::Rumor
@@ -314,8 +369,26 @@ impl Membership {
                 Via::Sync
             }
         };
+        self.admit_budget = self.cfg.max_new_per_packet;
         for record in packet.records {
-            self.merge(now, record, via);
+            let source = if record.id == sender {
+                Source::Itself(from)
+            } else {
+                Source::Other(from)
+            };
+            self.merge(now, record, via, source);
+        }
+        // A join's welcome and a sync's answer carry our record anyway.
+        if core::mem::take(&mut self.correct_sender)
+            && !matches!(body, Body::Join | Body::SyncRequest { .. })
+        {
+            let record = packet::encode_record(&self.own_record());
+            self.send(
+                Some(sender),
+                String::from(from),
+                Body::SyncPush,
+                alloc::vec![record],
+            );
         }
         let reply_to = Some(sender);
         match body {
@@ -324,7 +397,7 @@ impl Membership {
             Body::Ping { seq } => {
                 self.send(reply_to, String::from(from), Body::Ack { seq }, Vec::new());
             }
-            Body::Ack { seq } => self.on_ack(seq),
+            Body::Ack { seq } => self.on_ack(now, sender, seq),
             Body::PingReq { seq, target, addr } => {
                 self.on_ping_req(now, sender, from, seq, target, addr)
             }
@@ -337,6 +410,9 @@ impl Membership {
             } => self.on_sync_request(sender, from, start, end, &digest, full),
             Body::SyncReply { wants } => self.on_sync_reply(sender, from, &wants),
         }
+        // (A sync request's digest may have set it again: its answer carries our record.)
+        self.correct_sender = false;
+        self.send_verify_pings(now);
         Ok(())
     }
 
@@ -349,10 +425,7 @@ impl Membership {
             }
             return;
         }
-        if !self.joined && now >= self.next_join {
-            self.next_join = now + self.cfg.join_retry;
-            self.send_join();
-        }
+        self.reconnect(now);
         self.expire_suspicions(now);
         self.expire_relays(now);
         self.escalate_probe(now);
@@ -365,6 +438,7 @@ impl Membership {
             self.next_round = now + self.cfg.round_interval;
             self.refresh_active_view();
             self.gossip_round();
+            self.verify_round(now);
         }
         if now >= self.next_sync {
             self.next_sync = now + self.cfg.sync_interval;
@@ -380,8 +454,8 @@ impl Membership {
             return Some(next);
         }
         next = next.min(self.next_probe).min(self.next_sync);
-        if !self.joined {
-            next = next.min(self.next_join);
+        if let Some(at) = self.next_reconnect() {
+            next = next.min(at);
         }
         if let Some(at) = self.probe_deadline() {
             next = next.min(at);
@@ -402,10 +476,11 @@ impl Membership {
         self.events.pop_front()
     }
 
-    /// Adds a member as if a sync had brought its record (simulator bootstrap and tests).
+    /// Adds a member on the driver's word, as if a sync had brought its record and it had
+    /// answered our ping (simulator bootstrap and tests).
     pub fn insert_record(&mut self, now: Instant, record: Record) {
         if record.check() {
-            self.merge(now, record, Via::Sync);
+            self.merge(now, record, Via::Sync, Source::Local);
         }
     }
 
@@ -466,7 +541,7 @@ impl Membership {
     }
 
     fn addr_of(&self, id: &PeerId) -> Option<String> {
-        self.members.get(id)?.state.addrs.first().cloned()
+        self.members.get(id)?.addrs.first().cloned()
     }
 }
 

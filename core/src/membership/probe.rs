@@ -1,11 +1,16 @@
 //! Failure detection (SWIM with Lifeguard's suspicion): one probe per interval, pings
 //! relayed for others (ping-req), suspicions and their timeouts.
+//!
+//! An ack counts only if it comes from the node the ping was for (or, for our probe, from a
+//! member we asked to ping it for us) and carries that ping's sequence number, which is drawn
+//! at random: whoever answers at a member's address does not answer for the member (a
+//! restarted process there has a new identity), and an ack cannot be guessed.
 
 use alloc::{string::String, vec::Vec};
 
 use rand_core::Rng;
 
-use super::{Membership, Record, Status, Via, packet::Body, suspicion::Suspicion};
+use super::{Membership, Record, Source, Status, Via, packet::Body, suspicion::Suspicion};
 use crate::{Instant, PeerId};
 
 /// Our probe of one member this interval.
@@ -20,7 +25,12 @@ pub(super) struct Probe {
     indirect: bool,
     /// Whether it answered.
     acked: bool,
+    /// The members asked to ping it for us, whose relayed acks count.
+    helpers: Vec<PeerId>,
 }
+
+/// Most pings we relay for others at once; further requests are ignored until some expire.
+const MAX_RELAYS: usize = 64;
 
 /// A ping we send for another member, whose ack we relay.
 pub(super) struct Relay {
@@ -28,6 +38,8 @@ pub(super) struct Relay {
     seq: u32,
     /// The requester's probe sequence number.
     their_seq: u32,
+    /// The member pinged: only its ack is relayed.
+    target: PeerId,
     /// The requester.
     to: PeerId,
     /// The requester's address.
@@ -37,10 +49,9 @@ pub(super) struct Relay {
 }
 
 impl Membership {
-    /// A fresh sequence number for a ping.
-    fn next_seq(&mut self) -> u32 {
-        self.seq = self.seq.wrapping_add(1);
-        self.seq
+    /// A fresh sequence number for a ping: random, so that an ack cannot be forged blind.
+    pub(super) fn next_seq(&mut self) -> u32 {
+        self.rng.next_u32()
     }
 
     /// Starts this interval's probe: an urgent member first, then the next of a shuffled pass.
@@ -84,6 +95,7 @@ impl Membership {
             sent: now,
             indirect: false,
             acked: false,
+            helpers: Vec::new(),
         });
         self.send_to(target, Body::Ping { seq }, Vec::new());
     }
@@ -93,7 +105,7 @@ impl Membership {
         let present = self
             .members
             .get(id)
-            .is_some_and(|m| m.status.is_present() && !m.state.addrs.is_empty());
+            .is_some_and(|m| m.status.is_present() && !m.addrs.is_empty());
         present && (self.cfg.active_view.is_none() || self.active.contains(id))
     }
 
@@ -146,10 +158,14 @@ impl Membership {
         target: PeerId,
         addr: String,
     ) {
+        if self.relays.len() >= MAX_RELAYS {
+            return;
+        }
         let mine = self.next_seq();
         self.relays.push(Relay {
             seq: mine,
             their_seq: seq,
+            target,
             to: sender,
             addr: String::from(from),
             expires: now + self.cfg.probe_interval,
@@ -162,7 +178,8 @@ impl Membership {
         let Some(addr) = self.addr_of(&target) else {
             return;
         };
-        for helper in self.random_contacts(self.cfg.indirect_probes, &[target]) {
+        let helpers = self.random_contacts(self.cfg.indirect_probes, &[target]);
+        for &helper in &helpers {
             let body = Body::PingReq {
                 seq,
                 target,
@@ -170,17 +187,30 @@ impl Membership {
             };
             self.send_to(helper, body, Vec::new());
         }
+        if let Some(p) = &mut self.probe {
+            p.helpers = helpers;
+        }
     }
 
-    /// An ack: of our probe, or of a ping we relay (passed back to the requester).
-    pub(super) fn on_ack(&mut self, seq: u32) {
+    /// An ack from `sender`: of our probe (from its target, or relayed by a helper we asked),
+    /// of our ping of an unverified member (from it), or of a ping we relay (from its target;
+    /// passed back to the requester).
+    pub(super) fn on_ack(&mut self, now: Instant, sender: PeerId, seq: u32) {
         if let Some(p) = &mut self.probe
             && p.seq == seq
+            && (p.target == sender || p.helpers.contains(&sender))
         {
             p.acked = true;
             return;
         }
-        if let Some(i) = self.relays.iter().position(|r| r.seq == seq) {
+        if self.verify_ack(now, sender, seq) {
+            return;
+        }
+        if let Some(i) = self
+            .relays
+            .iter()
+            .position(|r| r.seq == seq && r.target == sender)
+        {
             let relay = self.relays.swap_remove(i);
             let body = Body::Ack {
                 seq: relay.their_seq,
@@ -204,7 +234,7 @@ impl Membership {
             by: self.me,
             state: Some(m.state.clone()),
         };
-        self.merge(now, record, Via::Rumor);
+        self.merge(now, record, Via::Rumor, Source::Local);
     }
 
     /// Declares dead the suspects whose suspicion timed out with enough accusers.
@@ -238,7 +268,7 @@ impl Membership {
                 by: self.me,
                 state: None,
             };
-            self.merge(now, record, Via::Rumor);
+            self.merge(now, record, Via::Rumor, Source::Local);
         }
     }
 

@@ -14,6 +14,14 @@ pub const MAX_ADDR_LEN: usize = 128;
 pub const MAX_ZONE_LEN: usize = 64;
 /// Most artifacts a node advertises.
 pub const MAX_HOLDINGS: usize = 64;
+/// Furthest a record from a third party may move a member's version ahead of the one we know
+/// (and furthest a node follows a claim of a newer version of itself).
+///
+/// A node raises its version by one per change, and gossip keeps every member within a few
+/// versions of it, so honest news never jumps this far; a forged record that did could use up
+/// the member's versions (at `u64::MAX` it could never refute again). With the bound, a forger
+/// needs 2^48 records to exhaust one member's versions.
+pub const MAX_VERSION_STEP: u64 = 1 << 16;
 
 /// What kind of peer a node is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -117,6 +125,11 @@ impl Status {
 /// Of two records about the same member, the one with the higher version wins; at equal versions
 /// the graver status wins (alive < suspect < dead < left). Only the owner raises its version, so
 /// a member refutes a suspicion by re-announcing itself with a higher one.
+///
+/// Without signatures anyone can forge a record, so a member applies these rules only within
+/// limits (see `Membership`): no record changes a known member's addresses, one from a third
+/// party moves its version at most [`MAX_VERSION_STEP`] ahead, and the member itself may
+/// correct a version forged far beyond its own.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     /// The member.

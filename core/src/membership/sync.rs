@@ -47,7 +47,8 @@ impl Membership {
         self.send_to(peer, body, Vec::new());
     }
 
-    /// A sync request: send what the requester lacks, and ask for what it knows better.
+    /// A sync request: send what the requester lacks, and ask for what it knows better (no
+    /// answer when there is neither, nor a rumor to piggyback).
     pub(super) fn on_sync_request(
         &mut self,
         sender: PeerId,
@@ -60,9 +61,14 @@ impl Membership {
         let reply_to = Some(sender);
         // The requester may hold an accusation of us that never reached us as a rumor.
         if let Some(d) = digest.iter().find(|d| d.id == self.me) {
-            self.refute_if_needed(d.version, d.status);
+            self.hear_about_self(d.version, d.status, None);
         }
         let (records, wants) = self.answer_sync(start, end, digest, full);
+        // In agreement, with no news to piggyback: nothing to answer (the common case, once a
+        // cluster has converged).
+        if records.is_empty() && wants.is_empty() && self.rumors.is_empty() {
+            return;
+        }
         self.send(
             reply_to,
             String::from(from),
@@ -102,12 +108,12 @@ impl Membership {
                 _ => {}
             }
         }
-        if in_range(&self.me, &start, end.as_ref()) {
-            let mine = (self.version, self.own_status());
-            match theirs.get(&self.me) {
-                Some(&known) if known >= mine => {}
-                _ => newer.push((true, u64::MAX, self.me)),
-            }
+        // Our own record, unless they know it exactly: theirs is older, or a forgery in our
+        // name beyond what we follow, which our record (from us) corrects.
+        if in_range(&self.me, &start, end.as_ref())
+            && theirs.get(&self.me) != Some(&(self.version, self.own_status()))
+        {
+            newer.push((true, u64::MAX, self.me));
         }
         newer.sort_unstable_by(|a, b| b.cmp(a));
         let mut budget = self.cfg.max_packet.min(packet::MAX_PACKET);
@@ -137,10 +143,13 @@ impl Membership {
         (records, wants)
     }
 
-    /// A sync reply: push the records the peer wants.
+    /// A sync reply: push the records the peer wants (if we have any, or rumors to piggyback).
     pub(super) fn on_sync_reply(&mut self, sender: PeerId, from: &str, wants: &[PeerId]) {
         let reply_to = Some(sender);
         let records = self.encode_members(wants);
+        if records.is_empty() && self.rumors.is_empty() {
+            return;
+        }
         self.send(reply_to, String::from(from), Body::SyncPush, records);
     }
 

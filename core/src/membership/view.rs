@@ -46,10 +46,7 @@ impl Membership {
             tries += 1;
             let i = (self.rng.next_u64() % self.present.len() as u64) as usize;
             let p = self.present[i];
-            let reachable = self
-                .members
-                .get(&p)
-                .is_some_and(|m| !m.state.addrs.is_empty());
+            let reachable = self.members.get(&p).is_some_and(|m| !m.addrs.is_empty());
             if reachable && !self.active.contains(&p) {
                 self.active.push(p);
                 self.events.push_back(MemberEvent::Connect(p));
