@@ -160,6 +160,9 @@ pub(crate) struct ArtifactStatus {
     /// Whether it is pinned (never evicted).
     #[serde(default)]
     pub(crate) pinned: bool,
+    /// Whether the node serves it to peers (not after `--seed-copies` or `--seed-time`).
+    #[serde(default)]
+    pub(crate) serving: bool,
     /// The artifact's ticket.
     pub(crate) ticket: String,
     /// The addresses the node knows for it (ticket, `--peer`, gossip) and how dialing them

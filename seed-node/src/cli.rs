@@ -141,6 +141,13 @@ pub(crate) struct NodeArgs {
     /// served) for this long (`90s`, `30m`, `12h`, `7d`). Never by default.
     #[arg(long, value_name = "DURATION", env = "POLLEN_EVICT_AFTER")]
     pub(crate) evict_after: Option<HumanDuration>,
+    /// Stop serving an artifact this node fetched once this many nodes (itself included) hold
+    /// it whole, as gossip tells: the node's own traffic comes first. Serve always by default.
+    #[arg(long, value_name = "N", env = "POLLEN_SEED_COPIES")]
+    pub(crate) seed_copies: Option<usize>,
+    /// Stop serving an artifact this node fetched this long after it completed (`30m`, `2h`).
+    #[arg(long, value_name = "DURATION", env = "POLLEN_SEED_TIME")]
+    pub(crate) seed_time: Option<HumanDuration>,
     /// The dashboard's files (built by ./scripts/run into target/pollen-www). Default: the
     /// `pollen-www` directory next to the binary's directory, if it exists.
     #[arg(long, value_name = "DIR", env = "POLLEN_WEB")]

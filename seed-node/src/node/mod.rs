@@ -189,6 +189,8 @@ pub(crate) async fn run(args: NodeArgs) -> Result<()> {
         metrics: metrics.clone(),
         max_storage: args.max_storage.map(|s| s.0),
         evict_after: args.evict_after.map(|d| d.0),
+        seed_copies: args.seed_copies,
+        seed_time: args.seed_time.map(|d| d.0),
     };
     let mut settings = settings;
     let signal_host = if api_addr.ip().is_unspecified() {

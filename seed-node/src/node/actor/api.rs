@@ -93,7 +93,13 @@ impl Actor {
                 }
             },
             ApiCall::Export(id, path, replace, reply) => match self.entries.get_mut(&id) {
-                Some(e) if self.ep.swarm(&id).is_some_and(Swarm::is_complete) => {
+                Some(e)
+                    if self
+                        .ep
+                        .swarm(&id)
+                        .or(e.dormant.as_ref())
+                        .is_some_and(Swarm::is_complete) =>
+                {
                     e.last_used = TokioInstant::now();
                     let _ = e.disk.send(DiskOp::Export(path, replace, reply));
                 }
@@ -168,7 +174,7 @@ impl Actor {
     /// One artifact's status, if the node holds or fetches it.
     pub(super) fn artifact_status(&self, id: &ContentId) -> Option<ArtifactStatus> {
         let e = self.entries.get(id)?;
-        let swarm = self.ep.swarm(id)?;
+        let swarm = self.swarm(id)?;
         let stats = swarm.stats();
         let peers = stats
             .links
@@ -230,6 +236,7 @@ impl Actor {
             error: e.error.as_ref().map(ToString::to_string),
             corrupt_on_disk: e.corrupt_on_disk,
             pinned: self.pins.contains(id),
+            serving: e.dormant.is_none() && e.error.is_none(),
             ticket: e.ticket.to_string(),
             sources,
         })

@@ -10,7 +10,7 @@ impl Actor {
         let holdings = self
             .entries
             .iter()
-            .filter(|(_, e)| e.error.is_none())
+            .filter(|(_, e)| e.error.is_none() && e.dormant.is_none())
             .map(|(id, _)| Holding {
                 id: *id,
                 complete: self.is_complete(id),
@@ -82,8 +82,11 @@ impl Actor {
         self.insert(id, swarm, disk, ticket);
     }
 
+    /// An artifact's swarm, served or dormant.
     pub(super) fn swarm(&self, id: &ContentId) -> Option<&Swarm> {
-        self.ep.swarm(id)
+        self.ep
+            .swarm(id)
+            .or_else(|| self.entries.get(id)?.dormant.as_ref())
     }
 
     pub(super) fn is_complete(&self, id: &ContentId) -> bool {
@@ -128,6 +131,8 @@ impl Actor {
                 corrupt_on_disk: 0,
                 fetched: !complete,
                 last_used: TokioInstant::now(),
+                completed_at: None,
+                dormant: None,
             },
         );
         self.drive();
@@ -164,7 +169,9 @@ impl Actor {
         let was_complete = self
             .ep
             .remove_swarm(now, &id)
-            .is_some_and(|s| s.is_complete());
+            .as_ref()
+            .or(entry.dormant.as_ref())
+            .is_some_and(Swarm::is_complete);
         self.drive();
         if let Some(rtc) = &self.settings.rtc {
             rtc.send(RtcCommand::Leave(id));
@@ -192,6 +199,65 @@ impl Actor {
             let _ = reply.send(result);
         });
         tracing::info!(%id, "removed");
+    }
+
+    /// Stops serving fetched artifacts that enough other nodes serve (`--seed-copies`: that
+    /// many whole holders come before us in a shared order) or that completed long enough ago
+    /// (`--seed-time`): their swarm leaves the endpoint (links close, gossip stops naming us),
+    /// the data stays for our own use.
+    pub(super) fn retire_seeds(&mut self, at: TokioInstant) {
+        let (copies, time) = (self.settings.seed_copies, self.settings.seed_time);
+        if copies.is_none() && time.is_none() {
+            return;
+        }
+        // The whole holders gossip knows of (us included) in an order every node computes
+        // alike: the first `--seed-copies` keep serving, so the others do not all stop at
+        // once.
+        let me = self.settings.peer_id;
+        let beaten = |id: &ContentId| {
+            let rank = |peer: &PeerId| {
+                let mut h = blake3::Hasher::new();
+                h.update(id.as_bytes());
+                h.update(peer.as_bytes());
+                *h.finalize().as_bytes()
+            };
+            let mine = rank(&me);
+            self.gossip
+                .membership
+                .members()
+                .filter(|m| m.status == pollen_core::membership::Status::Alive)
+                .filter(|m| m.state.holdings.iter().any(|h| h.id == *id && h.complete))
+                .filter(|m| rank(&m.id) < mine)
+                .count()
+        };
+        let retire: Vec<ContentId> = self
+            .entries
+            .iter()
+            .filter(|(id, e)| e.fetched && e.dormant.is_none() && self.is_complete(id))
+            .filter(|(id, e)| {
+                copies.is_some_and(|n| beaten(id) >= n)
+                    || time
+                        .zip(e.completed_at)
+                        .is_some_and(|(t, done)| done + t <= at)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        if retire.is_empty() {
+            return;
+        }
+        let now = self.now();
+        for id in retire {
+            let swarm = self.ep.remove_swarm(now, &id);
+            if let Some(e) = self.entries.get_mut(&id) {
+                e.dormant = swarm;
+            }
+            if let Some(rtc) = &self.settings.rtc {
+                rtc.send(RtcCommand::Leave(id));
+            }
+            tracing::info!(%id, "no longer serving it (enough copies in the cluster, or its seeding time is over)");
+        }
+        self.drive();
+        self.publish_state();
     }
 
     /// Sets each spreading artifact's policy from our upload capacity and its fetchers', as
@@ -338,9 +404,10 @@ impl Actor {
             }
             Event::Complete => {
                 tracing::info!(%id, "complete");
-                if let Some(e) = self.entries.get(&id)
+                if let Some(e) = self.entries.get_mut(&id)
                     && e.fetched
                 {
+                    e.completed_at.get_or_insert_with(TokioInstant::now);
                     let m = &self.settings.metrics;
                     m.fetches_completed.inc();
                     m.fetch_duration.observe(e.added.elapsed().as_secs_f64());

@@ -67,7 +67,7 @@ impl Actor {
         m.artifacts.clear();
         let mut stored = 0;
         for (id, e) in &self.entries {
-            let Some(swarm) = self.ep.swarm(id) else {
+            let Some(swarm) = self.swarm(id) else {
                 continue;
             };
             stored += swarm.stats().have_bytes;

@@ -95,6 +95,10 @@ pub(crate) struct Settings {
     pub(crate) max_storage: Option<u64>,
     /// Complete artifacts unused this long are removed (`--evict-after`).
     pub(crate) evict_after: Option<Duration>,
+    /// A fetched artifact stops being served once this many nodes hold it whole.
+    pub(crate) seed_copies: Option<usize>,
+    /// A fetched artifact stops being served this long after it completed.
+    pub(crate) seed_time: Option<Duration>,
 }
 
 /// Where a link goes.
@@ -144,6 +148,11 @@ struct Entry {
     fetched: bool,
     /// When it was last fetched, shared, written out or served.
     last_used: TokioInstant,
+    /// When the node finished fetching it.
+    completed_at: Option<TokioInstant>,
+    /// Its swarm, out of the endpoint, once the node stopped serving it (`--seed-copies`,
+    /// `--seed-time`): held for the node's own use only.
+    dormant: Option<Swarm>,
 }
 
 /// Recent transfer rates, from counters sampled every tick.
@@ -450,7 +459,12 @@ impl Actor {
     fn on_tick(&mut self) {
         let at = TokioInstant::now();
         for (id, entry) in &mut self.entries {
-            let Some(stats) = self.ep.swarm(id).map(Swarm::stats) else {
+            let Some(stats) = self
+                .ep
+                .swarm(id)
+                .or(entry.dormant.as_ref())
+                .map(Swarm::stats)
+            else {
                 continue;
             };
             if let Some((t, down, up)) = entry.rate.last {
@@ -467,6 +481,7 @@ impl Actor {
             e.last_used = at;
         }
         self.enforce_quota(0);
+        self.retire_seeds(at);
         self.apply_origin_policy();
         self.publish_state();
         self.update_metrics();
