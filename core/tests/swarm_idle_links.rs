@@ -109,3 +109,27 @@ fn a_fetch_linked_only_to_a_peer_that_never_serves_drops_it_at_the_timeout() {
         assert!(t > m.now, "{t:?} is not after {:?}", m.now);
     }
 }
+
+#[test]
+fn a_peer_that_refuses_once_and_then_chokes_for_ever_is_still_dropped() {
+    let mut down = config(2);
+    down.idle_link_timeout = Some(IDLE);
+    let down = Swarm::with_manifest(down, manifest(), Bitfield::new(pieces()), Instant::ZERO, 2);
+    let mut m = Mesh::new(vec![down]);
+    lie_on(&mut m, 1, false);
+    m.hear(DOWN, 1, &Message::Unchoke);
+    m.drive();
+    let asked = m.take_decoded(DOWN, |_, msg| match msg {
+        Message::Request(r) => Some(r),
+        _ => None,
+    });
+    let first = *asked.first().expect("the downloader asks the liar");
+    m.hear(DOWN, 1, &Message::Reject(first));
+    m.hear(DOWN, 1, &Message::Choke);
+    m.advance(IDLE * 4);
+    assert!(
+        unproductive(&mut m).iter().any(|&(_, l)| l == LinkId(1)),
+        "{:?}",
+        m.node(DOWN).disconnects
+    );
+}

@@ -176,8 +176,8 @@ pub(crate) struct ArtifactStatus {
 pub(crate) struct SourceStatus {
     /// The peer's address.
     pub(crate) addr: String,
-    /// `linked`, `dialing`, `waiting` (to be dialed, or to retry after `failures`), or
-    /// `never` (ourselves, banned, or stopped).
+    /// `linked`, `dialing`, `waiting` (to be dialed now), `retrying` (after `failures`, or
+    /// left alone a while after it sent nothing), or `never` (ourselves, banned, stopped).
     pub(crate) state: String,
     /// Dials that failed in a row.
     pub(crate) failures: u32,

@@ -3,7 +3,7 @@
 //! win; a key whose `POLLEN_*` environment variable is set is left out, so the environment
 //! wins over the file too. Precedence: command line, environment, file, defaults.
 
-use std::path::Path;
+use std::{ffi::OsString, path::Path};
 
 use anyhow::{Context, Result, bail};
 use clap::CommandFactory;
@@ -11,28 +11,38 @@ use clap::CommandFactory;
 use crate::cli::Cli;
 
 /// The command line with `pollen node --config FILE` replaced by the file's settings as
-/// flags (then the rest of the command line); any other command line unchanged.
-pub(crate) fn expand(args: Vec<String>) -> Result<Vec<String>> {
-    if args.get(1).map(String::as_str) != Some("node") {
+/// flags (then the rest of the command line); any other command line unchanged. A key given
+/// on the command line, or in its `POLLEN_*` variable, is left out of the file's flags (so a
+/// list on the command line replaces the file's instead of adding to it).
+pub(crate) fn expand(args: Vec<OsString>) -> Result<Vec<OsString>> {
+    if args.get(1).and_then(|a| a.to_str()) != Some("node") {
         return Ok(args);
     }
-    let mut rest = Vec::new();
-    let mut file = None;
+    let mut rest: Vec<OsString> = Vec::new();
+    let mut file: Option<OsString> = None;
     let mut it = args.iter().skip(2);
     while let Some(a) = it.next() {
-        if a == "--config" {
-            file = Some(it.next().context("--config needs a file")?.clone());
-        } else if let Some(f) = a.strip_prefix("--config=") {
-            file = Some(f.to_string());
-        } else {
-            rest.push(a.clone());
+        match a.to_str() {
+            Some("--config") => file = Some(it.next().context("--config needs a file")?.clone()),
+            Some(s) if s.starts_with("--config=") => file = Some(s["--config=".len()..].into()),
+            _ => rest.push(a.clone()),
         }
     }
-    let mut out = vec![args[0].clone(), "node".to_string()];
+    let given: Vec<String> = rest
+        .iter()
+        .filter_map(|a| a.to_str()?.strip_prefix("--"))
+        .map(|f| f.split('=').next().unwrap_or(f).to_string())
+        .collect();
+    let mut out = vec![args[0].clone(), "node".into()];
     if let Some(file) = file {
-        out.extend(file_flags(Path::new(&file), |name| {
-            std::env::var_os(env_name(name)).is_some()
-        })?);
+        let skip = |name: &str| {
+            std::env::var_os(env_name(name)).is_some() || given.iter().any(|g| g == name)
+        };
+        out.extend(
+            file_flags(Path::new(&file), skip)?
+                .into_iter()
+                .map(OsString::from),
+        );
     }
     out.extend(rest);
     Ok(out)
@@ -157,9 +167,13 @@ mod tests {
         let path = f.path().to_str().expect("utf-8").to_string();
         let args = vec!["pollen", "node", "--config", &path, "--max-fetches", "9"]
             .into_iter()
-            .map(String::from)
+            .map(OsString::from)
             .collect();
-        let out = expand(args).expect("expands");
+        let out: Vec<String> = expand(args)
+            .expect("expands")
+            .into_iter()
+            .map(|a| a.into_string().expect("utf-8"))
+            .collect();
         let pos = |flag: &str| out.iter().position(|a| a == flag);
         assert!(
             out.contains(&"--data=/var/lib/pollen".to_string()),
@@ -167,8 +181,11 @@ mod tests {
         );
         assert!(out.contains(&"--join=10.0.0.2:7711".to_string()), "{out:?}");
         assert!(out.contains(&"--no-signal".to_string()), "{out:?}");
-        // The command line's value comes last, so it wins.
-        assert!(pos("--max-fetches=8") < pos("--max-fetches"), "{out:?}");
+        // A key on the command line is left out of the file's flags: the command line wins.
+        assert!(
+            pos("--max-fetches=8").is_none() && pos("--max-fetches").is_some(),
+            "{out:?}"
+        );
         assert!(!out.iter().any(|a| a.contains("config")), "{out:?}");
     }
 

@@ -19,7 +19,7 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let args = match config::expand(std::env::args().collect()) {
+    let args = match config::expand(std::env::args_os().collect()) {
         Ok(args) => args,
         Err(err) => {
             eprintln!("pollen: {err:#}");

@@ -4,25 +4,22 @@
 //! binds, every copy the origin sends twice costs time; when the second binds, the origin's
 //! spare uplink speeds the swarm up, so it serves freely until it has many links.
 
-use alloc::vec::Vec;
-
 use crate::swarm::SPREAD_FIRST_MIN_LINKS;
 
 /// The [`crate::swarm::SwarmConfig::spread_first_min_links`] for an origin of upload
-/// capacity `own` whose fetchers upload at `peers` (bytes per second; unknown ones left
-/// out): 0 (spread first at once) when the origin's term of the bound binds, that is when
-/// the fetchers' uploads add up to at least `(N - 1)` times its own; otherwise, or without
-/// the capacities, [`SPREAD_FIRST_MIN_LINKS`].
+/// capacity `own` whose fetchers upload at `peers` (bytes per second; 0: unknown): 0 (spread
+/// first at once) when the origin's term of the bound binds, that is when the fetchers'
+/// uploads add up to at least `(N - 1)` times its own; otherwise, or when any capacity is
+/// unknown, [`SPREAD_FIRST_MIN_LINKS`].
 pub fn spread_first_min_links(own: Option<u64>, peers: &[u64]) -> usize {
     let Some(own) = own.filter(|&c| c > 0) else {
         return SPREAD_FIRST_MIN_LINKS;
     };
-    let known: Vec<u64> = peers.iter().copied().filter(|&c| c > 0).collect();
-    if known.is_empty() {
+    if peers.is_empty() || peers.contains(&0) {
         return SPREAD_FIRST_MIN_LINKS;
     }
-    let n = known.len() as u128;
-    let sum: u128 = known.iter().map(|&c| u128::from(c)).sum();
+    let n = peers.len() as u128;
+    let sum: u128 = peers.iter().map(|&c| u128::from(c)).sum();
     if sum >= (n - 1) * u128::from(own) {
         0
     } else {
@@ -32,6 +29,8 @@ pub fn spread_first_min_links(own: Option<u64>, peers: &[u64]) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use alloc::vec;
+
     use super::*;
 
     #[test]
@@ -50,6 +49,13 @@ mod tests {
         );
         assert_eq!(
             spread_first_min_links(Some(125), &[0, 0]),
+            SPREAD_FIRST_MIN_LINKS
+        );
+        // One fetcher of a hundred says its capacity: not enough to judge by.
+        let mut peers = vec![0; 99];
+        peers.push(1000);
+        assert_eq!(
+            spread_first_min_links(Some(125), &peers),
             SPREAD_FIRST_MIN_LINKS
         );
         // One fetcher: nobody else to pass pieces on, spreading refuses nothing anyway.

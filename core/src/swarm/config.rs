@@ -69,8 +69,8 @@ pub struct SwarmConfig {
     pub upload_capacity: Option<u64>,
     /// While nothing arrived from anyone for this long (no block, no manifest part), a link
     /// that could give us something (it holds pieces we want, or we fetch the manifest from
-    /// it), that never gave anything (no block, manifest part or refusal) and gave nothing
-    /// for this long either is dropped ([`DisconnectReason::Unproductive`]), so a driver can
+    /// it), that never gave anything (no block or manifest part; a refusal only restarts its
+    /// wait) and gave nothing for this long either is dropped ([`DisconnectReason::Unproductive`]), so a driver can
     /// link to other holders instead: a peer that claims pieces and never serves them does
     /// not stall a fetch for good. `None` (the default) keeps every link.
     pub idle_link_timeout: Option<Duration>,

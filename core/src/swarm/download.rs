@@ -86,9 +86,9 @@ impl Swarm {
         let before = l.outstanding.len();
         l.outstanding.retain(|o| o.block != r);
         if l.outstanding.len() != before {
-            // It answers: a peer that refuses (an origin spreading first) is not an idle one.
+            // It answers: a peer that refuses (an origin spreading first) is not idle for now;
+            // only blocks and manifest parts prove it serves.
             l.useful_at = now;
-            l.answered = true;
             // The peer cannot serve this piece after all: stop counting it there, so we do not
             // ask again at once; a later Have from it counts again. Another link may serve it.
             if l.remote_have.remove(r.piece) {
@@ -438,6 +438,7 @@ impl Swarm {
             if interested {
                 l.useful_at = self.now;
             }
+            self.idle_changed();
             let msg = if interested {
                 Message::Interested
             } else {

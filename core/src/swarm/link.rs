@@ -94,8 +94,8 @@ pub(crate) struct Link {
     /// refusal, or we last became interested in it (or it connected): how long it has been
     /// of no use is counted from here.
     pub(crate) useful_at: Instant,
-    /// Whether it ever sent us a block or a manifest part, or refused a request: a peer
-    /// that did is not taken for one that never serves.
+    /// Whether it ever sent us a block or a manifest part: a peer that did is not taken for
+    /// one that never serves.
     pub(crate) answered: bool,
     /// This link's key in the swarm's `deadlines`: when its requests time out or stall.
     pub(crate) deadline: Option<Instant>,

@@ -114,6 +114,7 @@ impl Swarm {
 
     /// Adopts the verified manifest.
     pub(super) fn set_manifest(&mut self, m: Manifest) {
+        self.idle_changed();
         self.manifest = Some(m);
     }
 
@@ -188,6 +189,7 @@ impl Swarm {
             self.send(link, &Message::ManifestRequest { first, count });
             first += count;
         }
+        self.idle_changed();
         self.fetch = Some(ManifestFetch {
             link,
             hashes: Vec::with_capacity(pieces as usize * 32),

@@ -77,6 +77,9 @@ pub struct Swarm {
     next_rechoke: Instant,
     /// When a block or a manifest part last arrived from anyone (or the swarm started).
     last_useful_at: Instant,
+    /// The earliest time a link may be dropped as idle, once computed (`None`: to compute
+    /// again); see [`Swarm::poll_timeout`].
+    idle_cache: core::cell::Cell<Option<Option<Instant>>>,
     /// The latest time an input brought (for work done where no time is passed in).
     now: Instant,
     /// Bytes of pieces handed to checking and storage, not yet stored.
@@ -179,6 +182,7 @@ impl Swarm {
             reading: BTreeSet::new(),
             next_rechoke,
             last_useful_at: now,
+            idle_cache: core::cell::Cell::new(None),
             now,
             pending_bytes: 0,
             complete_reported: false,

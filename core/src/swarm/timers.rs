@@ -54,7 +54,7 @@ impl Swarm {
             .chain(handshakes)
             .chain(fetch)
             .chain(self.manifest_retry_at())
-            .chain(self.idle_check_at())
+            .chain(self.idle_deadline())
             .chain(Some(self.next_rechoke))
             .min()
     }
@@ -75,6 +75,24 @@ impl Swarm {
             .map(|(_, l)| l)
             .map(|l| l.useful_at.max(self.last_useful_at) + idle)
             .min()
+    }
+
+    /// [`Swarm::idle_check_at`], kept until something could make it earlier (a link we want
+    /// something from, a manifest fetch, links dropped): walking the links on every
+    /// `poll_timeout` would cost every input a pass over them. A kept time may be early (a
+    /// block moved it later since); the check then finds nothing, and it is computed anew.
+    fn idle_deadline(&self) -> Option<Instant> {
+        if let Some(at) = self.idle_cache.get() {
+            return at;
+        }
+        let at = self.idle_check_at();
+        self.idle_cache.set(Some(at));
+        at
+    }
+
+    /// Something could have made [`Swarm::idle_deadline`] earlier.
+    pub(super) fn idle_changed(&self) {
+        self.idle_cache.set(None);
     }
 
     /// `link` just gave us something (a block, part of the manifest).
@@ -104,6 +122,10 @@ impl Swarm {
         let Some(idle) = self.cfg.idle_link_timeout else {
             return;
         };
+        // Past the kept deadline: look again after this, whatever is dropped.
+        if self.idle_cache.get().flatten().is_some_and(|t| t <= now) {
+            self.idle_changed();
+        }
         if self.is_complete() || now < self.last_useful_at + idle {
             return;
         }

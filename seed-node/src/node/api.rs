@@ -247,20 +247,20 @@ async fn artifact(
     let start = tokio::time::Instant::now();
     let deadline = start + Duration::from_millis(q.wait_ms.unwrap_or(1000)).min(MAX_WAIT);
     let earliest = start + Duration::from_millis(q.min_ms.unwrap_or(0)).min(MAX_WAIT);
-    let mut reply = reply;
-    loop {
-        let now = tokio::time::Instant::now();
-        let a = &reply.artifact;
-        let settled = a.complete || a.error.is_some();
-        if settled || now >= deadline || (reply.generation != after && now >= earliest) {
-            return Ok(Json(reply));
-        }
-        // Wait for news (or for `earliest`, if news came already), then look again.
-        let seen = reply.generation;
-        let until = if seen != after { earliest } else { deadline };
-        let _ = tokio::time::timeout_at(until, changes.wait_for(|g| *g != seen)).await;
-        (reply, changes) = ask(&state, |tx| ApiCall::Artifact(id, tx))
-            .await?
-            .ok_or_else(missing)?;
+    let a = &reply.artifact;
+    if a.complete || a.error.is_some() || (reply.generation != after && start >= earliest) {
+        return Ok(Json(reply));
     }
+    if reply.generation == after {
+        // Nothing new yet: wait for news, or the end of the wait.
+        let _ =
+            tokio::time::timeout_at(deadline, changes.wait_for(|c| c.generation != after)).await;
+    }
+    // News came (or none by the deadline); progress alone waits for `earliest`, settling
+    // does not. The status is taken once more, at the end.
+    let _ = tokio::time::timeout_at(earliest.min(deadline), changes.wait_for(|c| c.settled)).await;
+    ask(&state, |tx| ApiCall::Artifact(id, tx))
+        .await?
+        .map(|(reply, _)| Json(reply))
+        .ok_or_else(missing)
 }

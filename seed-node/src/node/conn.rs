@@ -38,6 +38,9 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 const RECEIVING_BYTES: usize = 64 << 20;
 /// The unit of [`ReceiveBudget`]'s permits.
 const PERMIT_BYTES: usize = 1024;
+/// Largest first frame of a connection (its handshake is a few dozen bytes): a peer that has
+/// not said who it is cannot make us reserve a block-sized buffer.
+const MAX_FIRST_FRAME: usize = 4 * 1024;
 
 /// The node-wide budget of frame bodies being received ([`RECEIVING_BYTES`]).
 #[derive(Debug, Clone)]
@@ -264,6 +267,7 @@ async fn read_frames(
 ) -> String {
     // Small frames come through the buffer; a block body mostly bypasses it.
     let mut rd = tokio::io::BufReader::with_capacity(16 * 1024, rd);
+    let mut first = true;
     loop {
         let mut prefix = [0u8; LEN_PREFIX];
         if let Err(err) = rd.read_exact(&mut prefix).await {
@@ -277,19 +281,21 @@ async fn read_frames(
             // A prefix alone is never a whole frame, unless the body is empty.
             Ok(_) => u32::from_le_bytes(prefix) as usize,
         };
-        // Room first, then the buffer: a body that does not come in time costs nothing more.
-        let read_body = async {
-            let room = budget.reserve(body_len).await;
-            let mut body = buffers.take_frame(body_len);
-            let read = (&mut rd)
-                .take(body_len as u64)
-                .read_to_end(body.vec())
-                .await;
-            (read, body, room)
-        };
-        let (read, body, _room) = match tokio::time::timeout(BODY_TIMEOUT, read_body).await {
-            Ok(done) => done,
-            Err(_) => return "a frame's body did not arrive in time".into(),
+        if first && body_len > MAX_FIRST_FRAME {
+            return format!("a first frame of {body_len} bytes is no handshake");
+        }
+        first = false;
+        // Room first, then the buffer; the body's deadline runs from when there is room, so
+        // waiting behind slow peers does not cost an honest one its link.
+        let _room = budget.reserve(body_len).await;
+        let mut body = buffers.take_frame(body_len);
+        let read = tokio::time::timeout(
+            BODY_TIMEOUT,
+            (&mut rd).take(body_len as u64).read_to_end(body.vec()),
+        )
+        .await;
+        let Ok(read) = read else {
+            return "a frame's body did not arrive in time".into();
         };
         match read {
             Ok(n) if n == body_len => {}

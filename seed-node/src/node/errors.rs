@@ -39,6 +39,9 @@ pub(crate) enum ApiError {
     /// A new fetch beyond the node's cap on fetches at once.
     #[error("the node is already fetching {0} artifacts (its --max-fetches); cancel one or wait")]
     TooManyFetches(usize),
+    /// An artifact whose files are being deleted.
+    #[error("the artifact is being removed; try again in a moment")]
+    BeingRemoved,
     /// The pins file could not be saved.
     #[error("cannot save the pins: {0}")]
     Pins(String),

@@ -60,6 +60,17 @@ pub(crate) async fn serve(listener: TcpListener, app: Router, max_conns: usize) 
             inner: TowerToHyperService::new(app.clone()),
             requested: requested.clone(),
         };
+        // In the registry before the task runs, so its removal always finds it.
+        if let Ok(mut reg) = open.lock() {
+            reg.insert(
+                id,
+                Open {
+                    opened: Instant::now(),
+                    requested: requested.clone(),
+                    task: None,
+                },
+            );
+        }
         let registry = open.clone();
         let task = tokio::spawn(async move {
             let mut builder = http1::Builder::new();
@@ -78,16 +89,9 @@ pub(crate) async fn serve(listener: TcpListener, app: Router, max_conns: usize) 
             }
         });
         if let Ok(mut reg) = open.lock()
-            && !task.is_finished()
+            && let Some(o) = reg.get_mut(&id)
         {
-            reg.insert(
-                id,
-                Open {
-                    opened: Instant::now(),
-                    requested,
-                    task: Some(task.abort_handle()),
-                },
-            );
+            o.task = Some(task.abort_handle());
         }
     }
 }

@@ -60,6 +60,8 @@ pub(crate) enum Input {
     Gossip(SocketAddr, Vec<u8>),
     /// Leave the cluster and stop; reply when done.
     Shutdown(oneshot::Sender<()>),
+    /// An artifact's files are deleted (its removal is over).
+    Removed(ContentId),
     /// A signaling server sampled members of a swarm.
     RtcMembers {
         server: String,
@@ -102,7 +104,7 @@ pub(crate) enum ApiCall {
     /// Report one artifact's status, with its change counter and a way to watch it.
     Artifact(
         ContentId,
-        oneshot::Sender<Option<(ArtifactReply, tokio::sync::watch::Receiver<u64>)>>,
+        oneshot::Sender<Option<(ArtifactReply, tokio::sync::watch::Receiver<actor::Change>)>>,
     ),
     /// Write a complete artifact to a path.
     Export(
@@ -112,9 +114,6 @@ pub(crate) enum ApiCall {
         oneshot::Sender<Result<(), ApiError>>,
     ),
 }
-
-/// Most connections open at once to the HTTP address (API, dashboard, signaling).
-const MAX_HTTP_CONNS: usize = 512;
 
 /// Runs the node until Ctrl-C or SIGTERM.
 pub(crate) async fn run(args: NodeArgs) -> Result<()> {
@@ -153,6 +152,7 @@ pub(crate) async fn run(args: NodeArgs) -> Result<()> {
     });
     let peer_id = PeerId::from_bytes(id);
     let metrics = std::sync::Arc::new(metrics::Metrics::new());
+    let (peer_conns, http_conns, signal_conns) = actor::fd_budget(raise_fd_limit());
     let state = NodeState {
         addrs: vec![advertise.to_string()],
         zone: args.zone.clone().unwrap_or_default(),
@@ -185,7 +185,7 @@ pub(crate) async fn run(args: NodeArgs) -> Result<()> {
         rtc: None,
         signal_url: None,
         max_fetches: args.max_fetches,
-        max_conns: actor::max_conns_for(raise_fd_limit()),
+        max_conns: peer_conns,
         metrics: metrics.clone(),
         max_storage: args.max_storage.map(|s| s.0),
         evict_after: args.evict_after.map(|d| d.0),
@@ -250,7 +250,10 @@ pub(crate) async fn run(args: NodeArgs) -> Result<()> {
         metrics,
     });
     if own_signal.is_some() {
-        let signaling = pollen_signal::Signaling::new(pollen_signal::Config::default());
+        let signaling = pollen_signal::Signaling::new(pollen_signal::Config {
+            max_connections: signal_conns,
+            ..pollen_signal::Config::default()
+        });
         app = app.merge(pollen_signal::router(signaling));
     }
     let web_dir = web::find_dir(args.web.as_deref());
@@ -263,7 +266,7 @@ pub(crate) async fn run(args: NodeArgs) -> Result<()> {
         );
     }
     app = app.merge(web::router(web_dir.as_deref()));
-    tokio::spawn(http::serve(api, app, MAX_HTTP_CONNS));
+    tokio::spawn(http::serve(api, app, http_conns));
     eprintln!(
         "pollen node {}: peers on {listen} (advertised as {advertise}), API on http://{api_addr}, data in {}{}{}",
         settings.peer_id,

@@ -90,14 +90,15 @@ impl Artifact {
         }
         let mut rebuilt = None;
         if let (Some(_), true, Some(file)) = (&reset, data_ok, &data) {
-            // The held set is lost but `data` may be intact: keep every piece that verifies.
+            // The held set is lost but `data` may be intact: keep every piece that verifies,
+            // once synced (what was read may have come from the page cache).
             have = verified_pieces(file, &manifest, &data_path)?;
+            file.sync_data().map_err(io_err("syncing", &data_path))?;
             rebuilt = Some(have.count());
         }
         if reset.is_some() {
-            // Persist the new set (nothing held, or what verified) before repairing `data`,
-            // so the old set cannot come back. The verified pieces are durable already: they
-            // were read back from the file.
+            // Persist the new set (nothing held, or what verified and was synced) before
+            // repairing `data`, so the old set cannot come back.
             format::store_have(&dir, id, &have)?;
         }
         let data = match data {

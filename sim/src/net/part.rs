@@ -407,7 +407,10 @@ impl Ctx<'_> {
             REDIAL_UNPRODUCTIVE
         };
         self.node(id).retry_at.insert(peer, now + wait);
+        // A node dials on a tick every second; ticks right after, and once the peer may be
+        // dialed again, are the ones that can change anything.
         self.part.redials.push((now + REDIAL_PINNED, id));
+        self.part.redials.push((now + wait + REDIAL_PINNED, id));
     }
 
     /// Queues what a node sends on a link at its uplink, cut into units.

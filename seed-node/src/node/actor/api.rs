@@ -12,6 +12,10 @@ impl Actor {
                 let _ = reply.send(self.share_reply(id));
             }
             ApiCall::TicketFor(id, reply) => {
+                if self.removing.contains(&id) {
+                    let _ = reply.send(Err(ApiError::BeingRemoved));
+                    return;
+                }
                 self.touch(&id);
                 let result = match self.entries.get(&id) {
                     Some(_) if self.is_complete(&id) => Ok(self.share_reply(id)),
@@ -22,11 +26,15 @@ impl Actor {
             }
             ApiCall::Get(ticket, reply) => {
                 let id = ticket.id();
+                if self.removing.contains(&id) {
+                    let _ = reply.send(Err(ApiError::BeingRemoved));
+                    return;
+                }
                 if !self.entries.contains_key(&id) {
                     let fetching = self
                         .entries
-                        .keys()
-                        .filter(|id| !self.is_complete(id))
+                        .iter()
+                        .filter(|(id, e)| e.error.is_none() && !self.is_complete(id))
                         .count();
                     if fetching >= self.settings.max_fetches {
                         let _ =
@@ -60,7 +68,7 @@ impl Actor {
             ApiCall::Artifact(id, reply) => {
                 let answer = self.entries.get(&id).and_then(|e| {
                     let changes = e.changes.subscribe();
-                    let generation = *changes.borrow();
+                    let generation = changes.borrow().generation;
                     let artifact = self.artifact_status(&id)?;
                     Some((
                         ArtifactReply {

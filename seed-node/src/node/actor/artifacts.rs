@@ -127,14 +127,16 @@ impl Actor {
                 rate: Rate::default(),
                 added: TokioInstant::now(),
                 dial_errors: BTreeMap::new(),
-                changes: tokio::sync::watch::channel(0).0,
+                changes: tokio::sync::watch::channel(Change::default()).0,
                 corrupt_on_disk: 0,
                 fetched: !complete,
                 last_used: TokioInstant::now(),
                 completed_at: None,
+                last_upload: None,
                 dormant: None,
             },
         );
+        self.apply_origin_policy();
         self.drive();
         self.publish_state();
         self.dial_missing();
@@ -165,6 +167,15 @@ impl Actor {
             let _ = reply.send(Err(ApiError::NotHeld));
             return;
         };
+        self.removing.insert(id);
+        if self.pins.contains(&id) {
+            let mut pins = self.pins.clone();
+            pins.remove(&id);
+            if let Err(err) = quota::save_pins(self.store.dir(), &pins) {
+                tracing::warn!(%id, "cannot save the pins: {err}");
+            }
+            self.pins = pins;
+        }
         let now = self.now();
         let was_complete = self
             .ep
@@ -179,6 +190,7 @@ impl Actor {
         // Gossip stops naming us as a holder.
         self.publish_state();
         let store = self.store.clone();
+        let inputs = self.inputs.clone();
         tokio::spawn(async move {
             // Dropping the disk worker's handle flushes and joins it, which releases the
             // artifact, so its files can go.
@@ -196,6 +208,10 @@ impl Actor {
                 Ok(Err(e)) => Err(ApiError::RemoveFailed(e)),
                 Err(e) => Err(ApiError::RemoveFailed(e.to_string())),
             };
+            if let Err(err) = &result {
+                tracing::warn!(%id, "{err}");
+            }
+            let _ = inputs.send(Input::Removed(id));
             let _ = reply.send(result);
         });
         tracing::info!(%id, "removed");
@@ -265,33 +281,32 @@ impl Actor {
     /// fetchers sends each piece once however few they are.
     pub(super) fn apply_origin_policy(&mut self) {
         let own = self.settings.upload_cap;
-        let alive: Vec<_> = self
-            .gossip
-            .membership
-            .members()
-            .filter(|m| m.status == pollen_core::membership::Status::Alive)
-            .map(|m| (m.state.upload_capacity, m.state.holdings.clone()))
-            .collect();
-        let ids: Vec<ContentId> = self.entries.keys().copied().collect();
-        for id in ids {
-            let Some(swarm) = self.ep.swarm(&id) else {
-                continue;
-            };
-            if !swarm.config().spread_first {
+        // Each artifact's fetchers' capacities, from one pass over the members.
+        let mut fetchers: BTreeMap<ContentId, Vec<u64>> = BTreeMap::new();
+        let mut everyone = Vec::new();
+        for m in self.gossip.membership.members() {
+            if m.status != pollen_core::membership::Status::Alive {
                 continue;
             }
-            // Its fetchers' capacities; all members' if gossip names none yet.
-            let fetching: Vec<u64> = alive
-                .iter()
-                .filter(|(_, holds)| holds.iter().any(|h| h.id == id && !h.complete))
-                .map(|&(cap, _)| cap)
-                .collect();
-            let peers = if fetching.is_empty() {
-                alive.iter().map(|&(cap, _)| cap).collect()
-            } else {
-                fetching
-            };
-            let links = pollen_core::policy::origin::spread_first_min_links(own, &peers);
+            everyone.push(m.state.upload_capacity);
+            for h in m.state.holdings.iter().filter(|h| !h.complete) {
+                if self.entries.contains_key(&h.id) {
+                    fetchers
+                        .entry(h.id)
+                        .or_default()
+                        .push(m.state.upload_capacity);
+                }
+            }
+        }
+        let ids: Vec<ContentId> = self.entries.keys().copied().collect();
+        for id in ids {
+            let spreading = self.ep.swarm(&id).is_some_and(|s| s.config().spread_first);
+            if !spreading {
+                continue;
+            }
+            // Its fetchers; all members if gossip names none yet.
+            let peers = fetchers.get(&id).unwrap_or(&everyone);
+            let links = pollen_core::policy::origin::spread_first_min_links(own, peers);
             if let Some(s) = self.ep.swarm_mut(&id)
                 && s.config().spread_first_min_links != links
             {
@@ -320,6 +335,11 @@ impl Actor {
 
     pub(super) fn on_disk(&mut self, id: ContentId, result: DiskResult) {
         let now = self.now();
+        // Reads and checks are no news for waiters; stores and failures are.
+        let news = matches!(
+            result,
+            DiskResult::Written(..) | DiskResult::CreateFailed(_)
+        );
         let (Some(entry), Some(swarm)) = (self.entries.get_mut(&id), self.ep.swarm_mut(&id)) else {
             return;
         };
@@ -349,7 +369,9 @@ impl Actor {
                 self.stop_fetching(id);
             }
         }
-        self.changed(&id);
+        if news {
+            self.changed(&id);
+        }
     }
 
     /// After a storage failure: close the artifact's links and stop dialing for it.
@@ -408,6 +430,8 @@ impl Actor {
                     && e.fetched
                 {
                     e.completed_at.get_or_insert_with(TokioInstant::now);
+                    // Just fetched: in use (its get is about to write it out).
+                    e.last_used = TokioInstant::now();
                     let m = &self.settings.metrics;
                     m.fetches_completed.inc();
                     m.fetch_duration.observe(e.added.elapsed().as_secs_f64());

@@ -16,11 +16,11 @@ impl Actor {
     /// flood of silent sockets then cycles through the handshake slots instead of holding
     /// them, and one address cannot take them all.
     pub(super) fn admit(&mut self, remote: SocketAddr) -> bool {
-        let ip = remote.ip();
+        let host = host_of(remote.ip());
         let from_ip: Vec<ConnId> = self
             .conns
             .iter()
-            .filter(|(_, c)| matches!(c.remote, Remote::Tcp(a) if a.ip() == ip))
+            .filter(|(_, c)| matches!(c.remote, Remote::Tcp(a) if host_of(a.ip()) == host))
             .map(|(&id, _)| id)
             .collect();
         let unready_from_ip = from_ip
@@ -35,10 +35,15 @@ impl Actor {
             return false;
         }
         if self.ep.unready_count() >= MAX_UNROUTED {
+            // Accepted ones only: our own dials and browsers' channels are not the flood.
             let oldest = self
                 .conns
                 .iter()
-                .filter(|&(&id, _)| self.ep.conn_peer(id).is_none())
+                .filter(|&(&id, c)| {
+                    self.ep.conn_peer(id).is_none()
+                        && c.dialed.is_none()
+                        && matches!(c.remote, Remote::Tcp(_))
+                })
                 .min_by_key(|(_, c)| c.opened)
                 .map(|(&id, _)| id);
             if let Some(conn) = oldest {
@@ -73,21 +78,51 @@ impl Actor {
     }
 }
 
-/// Most peer connections for a process allowed `nofile` open files: room is kept for the
-/// API, the store's files and the rest.
-pub(crate) fn max_conns_for(nofile: u64) -> usize {
-    let room = nofile.saturating_sub(256);
-    usize::try_from(room.clamp(64, 4096)).unwrap_or(4096)
+/// Who an address is, for per-host caps: an IPv4 address, or an IPv6 /64 (one host's
+/// usual allocation).
+fn host_of(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            std::net::IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// How a process allowed `nofile` open files shares them out: (peer connections, HTTP
+/// connections, signaling WebSockets). 128 stay for the store's files, logs and the rest.
+pub(crate) fn fd_budget(nofile: u64) -> (usize, usize, usize) {
+    let usable = nofile.saturating_sub(128);
+    let http = (usable / 8).clamp(16, 512);
+    let signal = (usable / 8).clamp(16, 4096);
+    let peers = usable.saturating_sub(http + signal).clamp(64, 4096);
+    let n = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+    (n(peers), n(http), n(signal))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::max_conns_for;
+    use super::{fd_budget, host_of};
 
     #[test]
-    fn connections_leave_room_for_other_files() {
-        assert_eq!(max_conns_for(1024), 768);
-        assert_eq!(max_conns_for(100), 64);
-        assert_eq!(max_conns_for(1 << 20), 4096);
+    fn connections_of_every_kind_fit_the_open_file_limit() {
+        let (peers, http, signal) = fd_budget(1024);
+        assert_eq!((peers, http, signal), (672, 112, 112));
+        assert!(peers + http + signal + 128 <= 1024);
+        assert_eq!(fd_budget(100), (64, 16, 16));
+        assert_eq!(fd_budget(1 << 20), (4096, 512, 4096));
+    }
+
+    #[test]
+    fn an_ipv6_host_is_its_64() {
+        let a = "2001:db8:1:2:aaaa::1".parse().expect("ip");
+        let b = "2001:db8:1:2:bbbb::9".parse().expect("ip");
+        let c = "2001:db8:1:3::1".parse().expect("ip");
+        assert_eq!(host_of(a), host_of(b));
+        assert_ne!(host_of(a), host_of(c));
+        let v4: std::net::IpAddr = "10.0.0.1".parse().expect("ip");
+        assert_eq!(host_of(v4), v4);
     }
 }

@@ -49,7 +49,14 @@ impl Actor {
         }
         self.link_bytes = seen;
 
-        m.connections.clear();
+        // Every label set is set each time (to 0 when empty), never cleared, so a scrape
+        // between two updates sees no series vanish.
+        let mut conns: HashMap<(&'static str, &'static str), i64> = HashMap::new();
+        for transport in ["tcp", "webrtc"] {
+            for ready in ["true", "false"] {
+                conns.insert((transport, ready), 0);
+            }
+        }
         for (&id, c) in &self.conns {
             let transport = match c.remote {
                 Remote::Tcp(_) => "tcp",
@@ -60,11 +67,17 @@ impl Actor {
             } else {
                 "false"
             };
+            *conns.entry((transport, ready)).or_default() += 1;
+        }
+        for ((transport, ready), n) in conns {
             m.connections
                 .get_or_create(&ConnLabels { transport, ready })
-                .inc();
+                .set(n);
         }
-        m.artifacts.clear();
+        let mut states: HashMap<&'static str, i64> =
+            [("fetching", 0), ("complete", 0), ("failed", 0)]
+                .into_iter()
+                .collect();
         let mut stored = 0;
         for (id, e) in &self.entries {
             let Some(swarm) = self.swarm(id) else {
@@ -78,23 +91,33 @@ impl Actor {
             } else {
                 "fetching"
             };
-            m.artifacts.get_or_create(&ArtifactLabels { state }).inc();
+            *states.entry(state).or_default() += 1;
+        }
+        for (state, n) in states {
+            m.artifacts.get_or_create(&ArtifactLabels { state }).set(n);
         }
         m.stored_bytes.set(stored);
         if let Ok(fs) = rustix::fs::statvfs(self.store.dir()) {
             m.storage_free_bytes
                 .set(fs.f_bavail.saturating_mul(fs.f_frsize));
         }
-        m.members.clear();
+        let mut members: HashMap<String, i64> = ["alive", "suspect", "dead", "left"]
+            .into_iter()
+            .map(|s| (s.to_string(), 0))
+            .collect();
         for member in self.gossip.membership.members() {
-            let state = gossip::status_word(member.status).to_string();
-            m.members.get_or_create(&MemberLabels { state }).inc();
+            *members
+                .entry(gossip::status_word(member.status).to_string())
+                .or_default() += 1;
+        }
+        for (state, n) in members {
+            m.members.get_or_create(&MemberLabels { state }).set(n);
         }
         let (packets, bytes) = self.gossip.sent;
         m.gossip(
             "out",
-            packets - self.gossip_sent.0,
-            bytes - self.gossip_sent.1,
+            packets.saturating_sub(self.gossip_sent.0),
+            bytes.saturating_sub(self.gossip_sent.1),
         );
         self.gossip_sent = (packets, bytes);
     }

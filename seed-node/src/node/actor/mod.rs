@@ -48,7 +48,7 @@ mod metered;
 mod quota;
 mod rtc;
 
-pub(crate) use budget::max_conns_for;
+pub(crate) use budget::fd_budget;
 use links::spawn_link;
 
 /// How long a dial may take.
@@ -141,7 +141,7 @@ struct Entry {
     /// The last error of each address whose dial failed or whose link ended badly.
     dial_errors: BTreeMap<SocketAddr, String>,
     /// Its change counter, which API waiters watch ([`crate::api_types::ArtifactReply`]).
-    changes: tokio::sync::watch::Sender<u64>,
+    changes: tokio::sync::watch::Sender<Change>,
     /// Pieces that no longer verified on disk since the node started (dropped, fetched again).
     corrupt_on_disk: u32,
     /// Whether the node fetched it (it was not whole when added).
@@ -150,6 +150,8 @@ struct Entry {
     last_used: TokioInstant,
     /// When the node finished fetching it.
     completed_at: Option<TokioInstant>,
+    /// When it last sent bytes to a peer.
+    last_upload: Option<TokioInstant>,
     /// Its swarm, out of the endpoint, once the node stopped serving it (`--seed-copies`,
     /// `--seed-time`): held for the node's own use only.
     dormant: Option<Swarm>,
@@ -177,6 +179,27 @@ struct Conn {
     idle_since: Option<TokioInstant>,
 }
 
+/// How recently an artifact must have sent bytes to count as being served.
+const SERVING: Duration = Duration::from_secs(10);
+
+impl Entry {
+    /// Whether it sent bytes to a peer in the last [`SERVING`].
+    fn serving_at(&self, at: TokioInstant) -> bool {
+        self.last_upload
+            .is_some_and(|t| at.saturating_duration_since(t) < SERVING)
+    }
+}
+
+/// An artifact's change counter, as API waiters watch it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Change {
+    /// Moves on every change worth telling (a piece stored, a peer linked, completion, an
+    /// error).
+    pub(crate) generation: u64,
+    /// The artifact is complete or stopped by an error: waiters answer at once.
+    pub(crate) settled: bool,
+}
+
 /// The node's single owner of swarm state.
 pub(crate) struct Actor {
     settings: Settings,
@@ -202,6 +225,8 @@ pub(crate) struct Actor {
     gossip_sent: (u64, u64),
     /// Artifacts never evicted.
     pins: std::collections::BTreeSet<ContentId>,
+    /// Artifacts whose files are being deleted: not fetched or shared again until then.
+    removing: std::collections::BTreeSet<ContentId>,
     gossip: Gossip,
 }
 
@@ -239,6 +264,7 @@ impl Actor {
             link_bytes: HashMap::new(),
             gossip_sent: (0, 0),
             pins: std::collections::BTreeSet::new(),
+            removing: std::collections::BTreeSet::new(),
         };
         actor.pins = quota::load_pins(actor.store.dir());
         let saved: BTreeMap<ContentId, Ticket> = tickets::load_all(actor.store.dir())
@@ -313,7 +339,11 @@ impl Actor {
     /// Tells API waiters that an artifact's progress or state changed.
     fn changed(&self, id: &ContentId) {
         if let Some(e) = self.entries.get(id) {
-            e.changes.send_modify(|g| *g = g.wrapping_add(1));
+            let settled = e.error.is_some() || self.is_complete(id);
+            e.changes.send_modify(|c| {
+                c.generation = c.generation.wrapping_add(1);
+                c.settled = settled;
+            });
         }
     }
 
@@ -363,6 +393,7 @@ impl Actor {
             }
         }
         if changed {
+            self.apply_origin_policy();
             self.dial_missing();
         }
     }
@@ -394,6 +425,9 @@ impl Actor {
             Input::Dialed { addr, result } => self.on_dialed(addr, result),
             Input::Frame(conn, body) => self.ep.handle_frame(now, conn, body),
             Input::Sent(conn, len) => self.ep.handle_sent(conn, len),
+            Input::Removed(id) => {
+                self.removing.remove(&id);
+            }
             Input::Closed(conn, reason) => {
                 tracing::debug!(conn = conn.0, "link closed: {reason}");
                 self.drop_conn(conn);
@@ -469,16 +503,20 @@ impl Actor {
             };
             if let Some((t, down, up)) = entry.rate.last {
                 let secs = at.duration_since(t).as_secs_f64().max(1e-3);
-                let sample_down = (stats.downloaded - down) as f64 / secs;
-                let sample_up = (stats.uploaded - up) as f64 / secs;
+                let sample_down = stats.downloaded.saturating_sub(down) as f64 / secs;
+                let sample_up = stats.uploaded.saturating_sub(up) as f64 / secs;
                 entry.rate.down = 0.5 * entry.rate.down + 0.5 * sample_down;
                 entry.rate.up = 0.5 * entry.rate.up + 0.5 * sample_up;
+                if stats.uploaded > up {
+                    entry.last_upload = Some(at);
+                }
             }
             entry.rate.last = Some((at, stats.downloaded, stats.uploaded));
-        }
-        // Serving counts as use.
-        for e in self.entries.values_mut().filter(|e| e.rate.up > 0.0) {
-            e.last_used = at;
+            // Fetching and serving count as use.
+            let fetching = stats.have < stats.pieces && entry.error.is_none();
+            if fetching || entry.serving_at(at) {
+                entry.last_used = at;
+            }
         }
         self.enforce_quota(0);
         self.retire_seeds(at);

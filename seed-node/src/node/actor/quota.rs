@@ -34,7 +34,7 @@ pub(crate) fn load_pins(data: &Path) -> BTreeSet<ContentId> {
 }
 
 /// Saves the pins durably (a temporary file, synced, renamed).
-fn save_pins(data: &Path, pins: &BTreeSet<ContentId>) -> std::io::Result<()> {
+pub(super) fn save_pins(data: &Path, pins: &BTreeSet<ContentId>) -> std::io::Result<()> {
     use std::io::Write;
     let path = pins_file(data);
     let tmp = data.join(".pins.tmp");
@@ -77,11 +77,11 @@ impl Actor {
     }
 
     /// The complete, unpinned artifacts not being served, least recently used first.
-    fn evictable(&self) -> Vec<(ContentId, TokioInstant, u64)> {
+    fn evictable(&self, at: TokioInstant) -> Vec<(ContentId, TokioInstant, u64)> {
         let mut out: Vec<_> = self
             .entries
             .iter()
-            .filter(|(id, e)| self.is_complete(id) && !self.pins.contains(id) && e.rate.up == 0.0)
+            .filter(|(id, e)| self.is_complete(id) && !self.pins.contains(id) && !e.serving_at(at))
             .map(|(id, e)| (*id, e.last_used, e.ticket.size()))
             .collect();
         out.sort_by_key(|&(_, used, _)| used);
@@ -96,9 +96,9 @@ impl Actor {
         let mut evict = Vec::new();
         if let Some(ttl) = self.settings.evict_after {
             evict.extend(
-                self.evictable()
+                self.evictable(at)
                     .into_iter()
-                    .filter(|&(_, used, _)| used + ttl <= at)
+                    .filter(|&(_, used, _)| used.checked_add(ttl).is_some_and(|t| t <= at))
                     .map(|(id, _, _)| id),
             );
         }
@@ -117,7 +117,7 @@ impl Actor {
                 max.saturating_sub(need)
             };
             if over {
-                for (id, _, size) in self.evictable() {
+                for (id, _, size) in self.evictable(at) {
                     if used <= target {
                         break;
                     }
