@@ -37,6 +37,11 @@ pub const PATH: &str = "/signal";
 /// session still answers with an error before closing).
 const HARD_CAP_FACTOR: usize = 4;
 
+/// Bytes the WebSocket layer reads from the socket at a time, and allocates up front for each
+/// connection. tungstenite's default (128 KiB, zero-filled on the first read) was nearly all of
+/// an idle connection's memory; a message larger than this grows the buffer while it arrives.
+const READ_BUFFER: usize = 4 * 1024;
+
 /// Server-wide settings.
 #[derive(Debug, Clone, Copy)]
 pub struct Config {
@@ -188,6 +193,11 @@ async fn upgrade(State(server): State<Signaling>, ws: WebSocketUpgrade) -> Respo
     let hard_cap = (limits.max_message as usize).saturating_mul(HARD_CAP_FACTOR);
     ws.max_message_size(hard_cap)
         .max_frame_size(hard_cap)
+        .read_buffer_size(READ_BUFFER)
+        // Each message is written (and flushed) before the next: nothing waits to be batched,
+        // and what waits for a slow reader is at most a message or two.
+        .write_buffer_size(0)
+        .max_write_buffer_size(hard_cap.saturating_mul(2))
         .on_upgrade(move |socket| async move {
             session::run(socket, counted.0.clone(), conn).await;
             drop(counted);
