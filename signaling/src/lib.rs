@@ -11,15 +11,20 @@ mod rate;
 mod registry;
 mod session;
 
-use std::sync::{
-    Arc, Mutex, PoisonError,
-    atomic::{AtomicU64, AtomicUsize, Ordering},
+use std::{
+    collections::HashMap,
+    convert::Infallible,
+    net::{IpAddr, Ipv6Addr, SocketAddr},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
 };
 
 use axum::{
     Router,
-    extract::{State, WebSocketUpgrade},
-    http::StatusCode,
+    extract::{ConnectInfo, FromRequestParts, State, WebSocketUpgrade},
+    http::{StatusCode, request::Parts},
     response::{IntoResponse, Response},
     routing::get,
 };
@@ -49,6 +54,16 @@ pub struct Config {
     pub limits: Limits,
     /// Most connections at once; more are refused with 503.
     pub max_connections: usize,
+    /// Most connections at once from one address (an IPv4 address, or an IPv6 /64: one
+    /// host or one subscriber); more from it are refused with 429, so that one client cannot
+    /// take every one of [`max_connections`](Self::max_connections).
+    ///
+    /// Counted only where the server is told the remote address: serve the [`router`] with
+    /// `into_make_service_with_connect_info::<SocketAddr>()`, or insert a
+    /// [`ConnectInfo<SocketAddr>`] into each request's extensions. Without it only the total is
+    /// capped. Behind a reverse proxy every connection comes from the proxy's address: set this
+    /// to `max_connections` there.
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for Config {
@@ -56,6 +71,7 @@ impl Default for Config {
         Self {
             limits: Limits::default(),
             max_connections: 10_000,
+            max_connections_per_ip: 16,
         }
     }
 }
@@ -70,6 +86,8 @@ struct Inner {
     config: Config,
     registry: Mutex<Registry>,
     connections: AtomicUsize,
+    /// Open connections by address, for those whose address is known; no zero counts.
+    per_address: Mutex<HashMap<Address, usize>>,
     next_conn: AtomicU64,
 }
 
@@ -82,6 +100,8 @@ pub struct Stats {
     pub peers: usize,
     /// Swarms with at least one member.
     pub swarms: usize,
+    /// Addresses (IPv4 addresses and IPv6 /64s) with open connections, where known.
+    pub addresses: usize,
 }
 
 impl Signaling {
@@ -95,6 +115,7 @@ impl Signaling {
                 config,
                 registry: Mutex::new(Registry::new(u64::from_le_bytes(seed))),
                 connections: AtomicUsize::new(0),
+                per_address: Mutex::new(HashMap::new()),
                 next_conn: AtomicU64::new(0),
             }),
         }
@@ -102,12 +123,46 @@ impl Signaling {
 
     /// What the server holds now.
     pub fn stats(&self) -> Stats {
+        let addresses = self.per_address().len();
         let reg = self.registry();
         Stats {
             connections: self.inner.connections.load(Ordering::Relaxed),
             peers: reg.peer_count(),
             swarms: reg.swarm_count(),
+            addresses,
         }
+    }
+
+    fn per_address(&self) -> std::sync::MutexGuard<'_, HashMap<Address, usize>> {
+        // Counts are changed in one step each: consistent across a panic elsewhere.
+        self.inner
+            .per_address
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts a new connection from `ip` (if known), or says why it is refused.
+    fn admit(&self, ip: Option<IpAddr>) -> Result<Admitted, Refused> {
+        let config = &self.inner.config;
+        let address = ip.map(Address::of);
+        if let Some(address) = address {
+            let mut per_address = self.per_address();
+            let open = per_address.get(&address).copied().unwrap_or(0);
+            if open >= config.max_connections_per_ip {
+                return Err(Refused::PerAddress);
+            }
+            per_address.insert(address, open + 1);
+        }
+        // From here on, dropping `admitted` gives back what was counted.
+        let admitted = Admitted {
+            server: self.clone(),
+            address,
+        };
+        let open = self.inner.connections.fetch_add(1, Ordering::Relaxed);
+        if open >= config.max_connections {
+            return Err(Refused::Total);
+        }
+        Ok(admitted)
     }
 
     fn limits(&self) -> Limits {
@@ -172,23 +227,44 @@ impl Signaling {
 }
 
 /// The WebSocket endpoint at [`PATH`], ready to merge into an axum app.
+///
+/// Serve it with `into_make_service_with_connect_info::<SocketAddr>()` (or otherwise give
+/// each request a [`ConnectInfo<SocketAddr>`]) for [`Config::max_connections_per_ip`] to apply.
 pub fn router(server: Signaling) -> Router {
     Router::new().route(PATH, get(upgrade)).with_state(server)
 }
 
-async fn upgrade(State(server): State<Signaling>, ws: WebSocketUpgrade) -> Response {
-    let limits = server.limits();
-    let open = server.inner.connections.fetch_add(1, Ordering::Relaxed);
-    if open >= server.inner.config.max_connections {
-        server.inner.connections.fetch_sub(1, Ordering::Relaxed);
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many signaling connections; try again later",
-        )
-            .into_response();
-    }
-    // Counted until the session ends, or until the upgrade is dropped if it fails.
-    let counted = Counted(server.clone());
+async fn upgrade(
+    State(server): State<Signaling>,
+    RemoteIp(ip): RemoteIp,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let config = server.inner.config;
+    let admitted = match server.admit(ip) {
+        Ok(admitted) => admitted,
+        Err(Refused::Total) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many signaling connections; try again later",
+            )
+                .into_response();
+        }
+        Err(Refused::PerAddress) => {
+            tracing::debug!(
+                ?ip,
+                "refusing a signaling connection: too many from its address"
+            );
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "too many signaling connections from your address (at most {}); close one first",
+                    config.max_connections_per_ip
+                ),
+            )
+                .into_response();
+        }
+    };
+    let limits = config.limits;
     let conn = server.inner.next_conn.fetch_add(1, Ordering::Relaxed);
     let hard_cap = (limits.max_message as usize).saturating_mul(HARD_CAP_FACTOR);
     ws.max_message_size(hard_cap)
@@ -199,16 +275,104 @@ async fn upgrade(State(server): State<Signaling>, ws: WebSocketUpgrade) -> Respo
         .write_buffer_size(0)
         .max_write_buffer_size(hard_cap.saturating_mul(2))
         .on_upgrade(move |socket| async move {
-            session::run(socket, counted.0.clone(), conn).await;
-            drop(counted);
+            // Counted until the session ends, or until this is dropped unrun if the upgrade
+            // fails.
+            session::run(socket, admitted.server.clone(), conn).await;
+            drop(admitted);
         })
 }
 
-/// One open connection in [`Inner::connections`], released on drop.
-struct Counted(Signaling);
+/// The remote address's IP, where the server was given it as a [`ConnectInfo<SocketAddr>`]
+/// (`pollen-signal` is; an embedding server may not be).
+struct RemoteIp(Option<IpAddr>);
 
-impl Drop for Counted {
+impl<S: Send + Sync> FromRequestParts<S> for RemoteIp {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip()),
+        ))
+    }
+}
+
+/// What one client is taken to be, for [`Config::max_connections_per_ip`]: an IPv4 address,
+/// or an IPv6 /64 (one host can have a whole /64; an IPv4-mapped address counts as IPv4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Address {
+    V4([u8; 4]),
+    V6Prefix([u8; 8]),
+}
+
+impl Address {
+    fn of(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(v4) => Self::V4(v4.octets()),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Self::V4(v4.octets()),
+                None => Self::V6Prefix(prefix_64(v6)),
+            },
+        }
+    }
+}
+
+fn prefix_64(v6: Ipv6Addr) -> [u8; 8] {
+    let mut prefix = [0u8; 8];
+    prefix.copy_from_slice(&v6.octets()[..8]);
+    prefix
+}
+
+/// Why a connection is refused before it is upgraded.
+enum Refused {
+    /// [`Config::max_connections`] are open.
+    Total,
+    /// [`Config::max_connections_per_ip`] are open from its address.
+    PerAddress,
+}
+
+/// One open connection in [`Inner::connections`] and, where its address is known, in
+/// [`Inner::per_address`]; given back on drop.
+struct Admitted {
+    server: Signaling,
+    address: Option<Address>,
+}
+
+impl Drop for Admitted {
     fn drop(&mut self) {
-        self.0.inner.connections.fetch_sub(1, Ordering::Relaxed);
+        self.server
+            .inner
+            .connections
+            .fetch_sub(1, Ordering::Relaxed);
+        if let Some(address) = self.address {
+            let mut per_address = self.server.per_address();
+            if let Some(open) = per_address.get_mut(&address) {
+                *open = open.saturating_sub(1);
+                if *open == 0 {
+                    per_address.remove(&address);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ipv6_64_is_one_address_and_mapped_ipv4_is_ipv4() {
+        let a: IpAddr = "2001:db8:1:2::1".parse().expect("an address");
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().expect("an address");
+        let c: IpAddr = "2001:db8:1:3::1".parse().expect("an address");
+        assert_eq!(Address::of(a), Address::of(b));
+        assert_ne!(Address::of(a), Address::of(c));
+        let v4: IpAddr = "192.0.2.7".parse().expect("an address");
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().expect("an address");
+        assert_eq!(Address::of(v4), Address::of(mapped));
+        let other: IpAddr = "192.0.2.8".parse().expect("an address");
+        assert_ne!(Address::of(v4), Address::of(other));
     }
 }

@@ -34,6 +34,11 @@ struct Args {
     /// Most connections at once.
     #[arg(long, default_value_t = Config::default().max_connections)]
     max_connections: usize,
+    /// Most connections at once from one IPv4 address or IPv6 /64 (refused with 429 beyond);
+    /// behind a reverse proxy, where all come from its address, set it to --max-connections.
+    #[arg(long, default_value_t = Config::default().max_connections_per_ip,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_connections_per_ip: usize,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -63,13 +68,16 @@ async fn run(args: Args) -> Result<()> {
     let server = Signaling::new(Config {
         limits,
         max_connections: args.max_connections,
+        max_connections_per_ip: args.max_connections_per_ip,
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     eprintln!("pollen-signal: listening on ws://{addr}{PATH}");
-    axum::serve(listener, pollen_signal::router(server))
+    // The remote address, for the per-address cap.
+    let app = pollen_signal::router(server).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

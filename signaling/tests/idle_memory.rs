@@ -45,6 +45,8 @@ impl Server {
                 "127.0.0.1:0",
                 "--max-connections",
                 "100000",
+                "--max-connections-per-ip",
+                "100000",
                 "--idle-timeout",
                 "3600",
             ])

@@ -1,7 +1,10 @@
 //! The signaling server over real WebSockets on loopback: relaying, and every limit answered
 //! with an error message while other connections carry on.
 
-use std::time::Duration;
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    time::Duration,
+};
 
 use futures_util::{SinkExt, StreamExt};
 use pollen_core::{
@@ -9,16 +12,27 @@ use pollen_core::{
     signal::{self, ErrorCode, FromServer, Limits, PeerKind, Signal, ToServer, decode_from_server},
 };
 use pollen_signal::{Config, PATH, Signaling};
-use tokio::net::TcpStream;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::{
+    MaybeTlsStream, WebSocketStream,
+    tungstenite::{self, Message},
+};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 async fn start(limits: Limits) -> (String, Signaling) {
-    let server = Signaling::new(Config {
+    let config = Config {
         limits,
         max_connections: 100,
-    });
+        max_connections_per_ip: 100,
+    };
+    serve(config, true).await
+}
+
+/// Serves `config` on loopback, telling the router each connection's remote address as
+/// `pollen-signal` does (`connect_info`), or not, as a server embedding it may not.
+async fn serve(config: Config, connect_info: bool) -> (String, Signaling) {
+    let server = Signaling::new(config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("binds");
@@ -27,7 +41,12 @@ async fn start(limits: Limits) -> (String, Signaling) {
         listener.local_addr().expect("has an address")
     );
     let app = pollen_signal::router(server.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    if connect_info {
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+    } else {
+        tokio::spawn(async move { axum::serve(listener, app).await });
+    }
     (url, server)
 }
 
@@ -44,6 +63,37 @@ async fn connect(url: &str) -> Ws {
         .await
         .expect("connects")
         .0
+}
+
+/// Connects from `ip` (any address in 127.0.0.0/8 reaches a loopback server); a refusal's
+/// HTTP status.
+async fn connect_from(url: &str, ip: Ipv4Addr) -> Result<Ws, u16> {
+    let addr: SocketAddr = url
+        .trim_start_matches("ws://")
+        .trim_end_matches(PATH)
+        .parse()
+        .expect("a socket address");
+    let socket = TcpSocket::new_v4().expect("a socket");
+    socket
+        .bind(SocketAddr::new(IpAddr::V4(ip), 0))
+        .expect("binds a loopback address");
+    let stream = socket.connect(addr).await.expect("connects");
+    match tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream)).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tungstenite::Error::Http(response)) => Err(response.status().as_u16()),
+        Err(err) => panic!("the upgrade failed: {err}"),
+    }
+}
+
+/// Waits until `server` holds `connections` connections.
+async fn wait_for_connections(server: &Signaling, connections: usize) {
+    for _ in 0..250 {
+        if server.stats().connections == connections {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(server.stats().connections, connections);
 }
 
 async fn send(ws: &mut Ws, msg: ToServer) {
@@ -342,7 +392,75 @@ async fn idle_connections_are_told_and_closed() {
         pollen_signal::Stats {
             connections: 0,
             peers: 0,
-            swarms: 0
+            swarms: 0,
+            addresses: 0,
         }
     );
+}
+
+#[tokio::test]
+async fn one_address_cannot_take_every_connection() {
+    let config = Config {
+        max_connections: 4,
+        max_connections_per_ip: 2,
+        ..Config::default()
+    };
+    let (url, server) = serve(config, true).await;
+    let (one, two, three) = (
+        Ipv4Addr::new(127, 0, 0, 1),
+        Ipv4Addr::new(127, 0, 0, 2),
+        Ipv4Addr::new(127, 0, 0, 3),
+    );
+    let mut a1 = connect_from(&url, one).await.expect("a first connection");
+    let a2 = connect_from(&url, one).await.expect("a second connection");
+    assert_eq!(
+        connect_from(&url, one).await.err(),
+        Some(429),
+        "a third connection from one address is refused"
+    );
+    // Another address is not locked out.
+    let mut b1 = connect_from(&url, two).await.expect("another address");
+    let _b2 = connect_from(&url, two).await.expect("another address");
+    still_serves(&mut b1).await;
+    // The total cap still holds.
+    assert_eq!(connect_from(&url, three).await.err(), Some(503));
+    assert_eq!(server.stats().addresses, 2);
+
+    // A closed connection gives its address's place back.
+    drop(a2);
+    wait_for_connections(&server, 3).await;
+    let mut a3 = connect_from(&url, one)
+        .await
+        .expect("a place was given back");
+    still_serves(&mut a3).await;
+    still_serves(&mut a1).await;
+    drop((a1, a3, b1, _b2));
+    wait_for_connections(&server, 0).await;
+    assert_eq!(server.stats().addresses, 0, "no address is remembered");
+}
+
+#[tokio::test]
+async fn an_embedding_server_without_remote_addresses_gets_the_total_cap_only() {
+    let config = Config {
+        max_connections: 3,
+        max_connections_per_ip: 1,
+        ..Config::default()
+    };
+    let (url, server) = serve(config, false).await;
+    let mut all = Vec::new();
+    for _ in 0..3 {
+        all.push(
+            connect_from(&url, Ipv4Addr::LOCALHOST)
+                .await
+                .expect("under the total"),
+        );
+    }
+    assert_eq!(
+        connect_from(&url, Ipv4Addr::LOCALHOST).await.err(),
+        Some(503)
+    );
+    for ws in &mut all {
+        still_serves(ws).await;
+    }
+    assert_eq!(server.stats().addresses, 0);
 }
