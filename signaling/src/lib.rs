@@ -19,6 +19,7 @@ use std::{
         Arc, Mutex, PoisonError,
         atomic::{AtomicU64, AtomicUsize, Ordering},
     },
+    time::Duration,
 };
 
 use axum::{
@@ -64,6 +65,13 @@ pub struct Config {
     /// capped. Behind a reverse proxy every connection comes from the proxy's address: set this
     /// to `max_connections` there.
     pub max_connections_per_ip: usize,
+    /// How long a connection may stay in no swarm (from its start, or from leaving its last
+    /// swarm) before it is closed with an [`ErrorCode::Idle`] error, however often it pings:
+    /// pings keep a member waiting for offers connected, not a connection that does nothing.
+    pub unjoined_timeout: Duration,
+    /// Longest wait for one write to a connection (a peer that does not read its socket stops
+    /// them); the connection is dropped then, and its queued relays with it.
+    pub write_timeout: Duration,
 }
 
 impl Default for Config {
@@ -72,6 +80,8 @@ impl Default for Config {
             limits: Limits::default(),
             max_connections: 10_000,
             max_connections_per_ip: 16,
+            unjoined_timeout: Duration::from_secs(300),
+            write_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -165,8 +175,8 @@ impl Signaling {
         Ok(admitted)
     }
 
-    fn limits(&self) -> Limits {
-        self.inner.config.limits
+    fn config(&self) -> &Config {
+        &self.inner.config
     }
 
     fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
@@ -198,8 +208,9 @@ impl Signaling {
             .join(me, swarm, limits.max_swarms as usize, max)
     }
 
-    fn leave(&self, me: PeerId, swarm: ContentId) {
-        self.registry().leave(me, swarm);
+    /// Leaves `swarm`; returns how many swarms `me` is still in.
+    fn leave(&self, me: PeerId, swarm: ContentId) -> usize {
+        self.registry().leave(me, swarm)
     }
 
     fn relay(

@@ -1,6 +1,6 @@
 //! `pollen-signal`: runs the signaling server alone.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -31,6 +31,9 @@ struct Args {
     /// Seconds without a message before a connection is closed.
     #[arg(long, default_value_t = Limits::default().idle_timeout_secs)]
     idle_timeout: u32,
+    /// Seconds a connection may stay in no swarm before it is closed, pings or not.
+    #[arg(long, default_value_t = Config::default().unjoined_timeout.as_secs())]
+    unjoined_timeout: u64,
     /// Most connections at once.
     #[arg(long, default_value_t = Config::default().max_connections)]
     max_connections: usize,
@@ -69,6 +72,8 @@ async fn run(args: Args) -> Result<()> {
         limits,
         max_connections: args.max_connections,
         max_connections_per_ip: args.max_connections_per_ip,
+        unjoined_timeout: Duration::from_secs(args.unjoined_timeout),
+        ..Config::default()
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

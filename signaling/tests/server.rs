@@ -3,7 +3,7 @@
 
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use futures_util::{SinkExt, StreamExt};
@@ -25,6 +25,7 @@ async fn start(limits: Limits) -> (String, Signaling) {
         limits,
         max_connections: 100,
         max_connections_per_ip: 100,
+        ..Config::default()
     };
     serve(config, true).await
 }
@@ -463,4 +464,174 @@ async fn an_embedding_server_without_remote_addresses_gets_the_total_cap_only() 
         still_serves(ws).await;
     }
     assert_eq!(server.stats().addresses, 0);
+}
+
+/// Pings `ws` every 100 ms for `time`, reading what comes back; the error the server closed
+/// it with, if it did, and when.
+async fn keep_pinging(ws: &mut Ws, time: Duration) -> Option<(ErrorCode, String, Instant)> {
+    let end = Instant::now() + time;
+    while Instant::now() < end {
+        match tokio::time::timeout(Duration::from_millis(100), ws.next()).await {
+            Err(_) => send(ws, ToServer::Ping).await,
+            Ok(Some(Ok(Message::Binary(bytes)))) => match decode_from_server(&bytes) {
+                Ok(FromServer::Pong) => {}
+                Ok(FromServer::Error { code, text }) => {
+                    let at = Instant::now();
+                    assert_eq!(recv(ws).await, None, "closed after the error");
+                    return Some((code, text, at));
+                }
+                other => panic!("unexpected {other:?}"),
+            },
+            Ok(other) => panic!("closed without saying why: {other:?}"),
+        }
+    }
+    None
+}
+
+#[tokio::test]
+async fn pings_alone_do_not_keep_a_connection_open() {
+    let unjoined = Duration::from_secs(1);
+    let config = Config {
+        max_connections: 100,
+        max_connections_per_ip: 100,
+        unjoined_timeout: unjoined,
+        ..Config::default()
+    };
+    let (url, server) = serve(config, true).await;
+    let start = Instant::now();
+    // Says Hello, then only pings.
+    let mut lurker = hello(&url, 1, PeerKind::Browser).await;
+    // Not even a Hello.
+    let mut anonymous = connect(&url).await;
+    // Joins a swarm and waits for offers, pinging: it stays.
+    let mut member = hello(&url, 2, PeerKind::Native).await;
+    send(&mut member, ToServer::Join { swarm: swarm(1) }).await;
+    assert!(matches!(
+        recv(&mut member).await,
+        Some(FromServer::Members { .. })
+    ));
+    // Joins, stays past the limit, then leaves its only swarm.
+    let mut leaver = hello(&url, 3, PeerKind::Browser).await;
+    send(&mut leaver, ToServer::Join { swarm: swarm(2) }).await;
+    assert!(matches!(
+        recv(&mut leaver).await,
+        Some(FromServer::Members { .. })
+    ));
+    let leaving = async {
+        assert_eq!(keep_pinging(&mut leaver, 2 * unjoined).await, None);
+        send(&mut leaver, ToServer::Leave { swarm: swarm(2) }).await;
+        let left = Instant::now();
+        (left, keep_pinging(&mut leaver, 3 * unjoined).await)
+    };
+    let (lurked, anonymous, member, (left, leaver)) = tokio::join!(
+        keep_pinging(&mut lurker, 3 * unjoined),
+        keep_pinging(&mut anonymous, 3 * unjoined),
+        keep_pinging(&mut member, 4 * unjoined),
+        leaving,
+    );
+    for (who, closed, since) in [
+        ("a connection that only pings", lurked, start),
+        ("a connection without Hello", anonymous, start),
+        ("a connection that left its swarms", leaver, left),
+    ] {
+        let Some((code, text, at)) = closed else {
+            panic!("{who} was kept open");
+        };
+        assert_eq!(code, ErrorCode::Idle, "{who}: {text}");
+        assert!(
+            text.contains("no swarm"),
+            "{who}: the error says why: {text}"
+        );
+        assert!(
+            at.duration_since(since) >= unjoined - Duration::from_millis(100),
+            "{who} was closed early"
+        );
+    }
+    assert_eq!(member, None, "a member that pings stays");
+    wait_for_connections(&server, 1).await;
+    assert_eq!(server.stats().peers, 1);
+}
+
+#[tokio::test]
+async fn a_peer_that_stops_reading_is_dropped() {
+    let config = Config {
+        limits: Limits {
+            rate_per_second: 100_000,
+            burst: 100_000,
+            ..Limits::default()
+        },
+        max_connections: 100,
+        max_connections_per_ip: 100,
+        write_timeout: Duration::from_secs(1),
+        ..Config::default()
+    };
+    let (url, server) = serve(config, true).await;
+    // Joins a swarm, then never reads again (with a small receive buffer, to fill sooner).
+    let addr: SocketAddr = url
+        .trim_start_matches("ws://")
+        .trim_end_matches(PATH)
+        .parse()
+        .expect("a socket address");
+    let socket = TcpSocket::new_v4().expect("a socket");
+    socket.set_recv_buffer_size(4096).expect("sets SO_RCVBUF");
+    let stream = socket.connect(addr).await.expect("connects");
+    let (mut sluggard, _) = tokio_tungstenite::client_async(&url, MaybeTlsStream::Plain(stream))
+        .await
+        .expect("upgrades");
+    let greeting = ToServer::Hello {
+        peer: peer(1),
+        kind: PeerKind::Browser,
+    };
+    send(&mut sluggard, greeting).await;
+    assert!(matches!(
+        recv(&mut sluggard).await,
+        Some(FromServer::Welcome { .. })
+    ));
+    send(&mut sluggard, ToServer::Join { swarm: swarm(5) }).await;
+    assert!(matches!(
+        recv(&mut sluggard).await,
+        Some(FromServer::Members { .. })
+    ));
+
+    // Another member sends it far more than its socket holds.
+    let mut sender = hello(&url, 2, PeerKind::Native).await;
+    send(&mut sender, ToServer::Join { swarm: swarm(5) }).await;
+    assert!(matches!(
+        recv(&mut sender).await,
+        Some(FromServer::Members { .. })
+    ));
+    let offer = Signal::Offer("v".repeat(40 * 1024));
+    for _ in 0..400 {
+        let relay = ToServer::Relay {
+            swarm: swarm(5),
+            to: peer(1),
+            signal: offer.clone(),
+        };
+        send(&mut sender, relay).await;
+    }
+    for _ in 0..250 {
+        if server.stats().peers == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    assert_eq!(
+        server.stats().peers,
+        1,
+        "a peer that takes no writes is dropped within the write timeout"
+    );
+    assert_eq!(server.stats().connections, 1);
+    // The sender is served on (its relays were refused, busy or unknown, meanwhile).
+    send(&mut sender, ToServer::Ping).await;
+    loop {
+        match recv(&mut sender).await {
+            Some(FromServer::Pong) => break,
+            Some(FromServer::Error {
+                code: ErrorCode::PeerBusy | ErrorCode::UnknownPeer,
+                ..
+            }) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    drop(sluggard);
 }
