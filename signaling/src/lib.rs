@@ -4,7 +4,10 @@
 //! swarm's members, and exchange WebRTC offers, answers and ICE candidates with them through
 //! the server. The protocol is [`pollen_core::signal`]. Every connection is held to
 //! [`Limits`]; anything refused is answered with an error message, never a crash, and other
-//! connections are unaffected. `pollen-signal` runs it alone; `pollen node` embeds
+//! connections are unaffected. The server as a whole is held to [`Config`]: connections in
+//! all and per address (refused with 503 and 429 before the upgrade), how long a connection
+//! may stay in no swarm, and how long a write may wait; so every wait of a session ends, and
+//! an idle connection costs a few KiB. `pollen-signal` runs it alone; `pollen node` embeds
 //! [`router`] in its HTTP server.
 
 mod rate;
