@@ -7,24 +7,27 @@
 //! connections are unaffected. The server as a whole is held to [`Config`]: connections in
 //! all and per address (refused with 503 and 429 before the upgrade), how long a connection
 //! may stay in no swarm, and how long a write may wait; so every wait of a session ends, and
-//! an idle connection costs a few KiB. `pollen-signal` runs it alone; `pollen node` embeds
-//! [`router`] in its HTTP server.
+//! an idle connection costs a few KiB. `pollen-signal` runs it alone with [`serve`], which
+//! also bounds connections until they are upgraded; `pollen node` embeds [`router`] in its
+//! HTTP server.
 
+mod admission;
 mod rate;
 mod registry;
+mod serve;
 mod session;
 
 use std::{
-    collections::HashMap,
     convert::Infallible,
-    net::{IpAddr, Ipv6Addr, SocketAddr},
+    net::{IpAddr, SocketAddr},
     sync::{
         Arc, Mutex, PoisonError,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicU64, Ordering},
     },
     time::Duration,
 };
 
+use admission::{Admission, Refused};
 use axum::{
     Router,
     extract::{ConnectInfo, FromRequestParts, State, WebSocketUpgrade},
@@ -38,6 +41,7 @@ use pollen_core::{
     signal::{self, ErrorCode, FromServer, Member, PeerKind, Signal},
 };
 use registry::Registry;
+pub use serve::serve;
 
 /// The path the WebSocket endpoint is served on.
 pub const PATH: &str = "/signal";
@@ -62,16 +66,22 @@ pub struct Config {
     /// host or one subscriber); more from it are refused with 429, so that one client cannot
     /// take every one of [`max_connections`](Self::max_connections).
     ///
-    /// Counted only where the server is told the remote address: serve the [`router`] with
-    /// `into_make_service_with_connect_info::<SocketAddr>()`, or insert a
+    /// Counted only where the server is told the remote address: [`serve`] does; an app that
+    /// embeds the [`router`] must serve it with
+    /// `into_make_service_with_connect_info::<SocketAddr>()` or insert a
     /// [`ConnectInfo<SocketAddr>`] into each request's extensions. Without it only the total is
     /// capped. Behind a reverse proxy every connection comes from the proxy's address: set this
     /// to `max_connections` there.
+    ///
+    /// [`serve`] holds connections not yet upgraded to the same two caps, separately.
     pub max_connections_per_ip: usize,
     /// How long a connection may stay in no swarm (from its start, or from leaving its last
     /// swarm) before it is closed with an [`ErrorCode::Idle`] error, however often it pings:
     /// pings keep a member waiting for offers connected, not a connection that does nothing.
     pub unjoined_timeout: Duration,
+    /// Longest a TCP connection served by [`serve`] may take to become a WebSocket (send its
+    /// request and be answered); it is closed then. Not applied to the bare [`router`].
+    pub upgrade_timeout: Duration,
     /// Longest wait for one write to a connection (a peer that does not read its socket stops
     /// them); the connection is dropped then, and its queued relays with it.
     pub write_timeout: Duration,
@@ -84,6 +94,7 @@ impl Default for Config {
             max_connections: 10_000,
             max_connections_per_ip: 16,
             unjoined_timeout: Duration::from_secs(300),
+            upgrade_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(10),
         }
     }
@@ -98,9 +109,8 @@ pub struct Signaling {
 struct Inner {
     config: Config,
     registry: Mutex<Registry>,
-    connections: AtomicUsize,
-    /// Open connections by address, for those whose address is known; no zero counts.
-    per_address: Mutex<HashMap<Address, usize>>,
+    /// Open WebSocket connections (and those being upgraded).
+    websockets: Arc<Admission>,
     next_conn: AtomicU64,
 }
 
@@ -127,8 +137,7 @@ impl Signaling {
             inner: Arc::new(Inner {
                 config,
                 registry: Mutex::new(Registry::new(u64::from_le_bytes(seed))),
-                connections: AtomicUsize::new(0),
-                per_address: Mutex::new(HashMap::new()),
+                websockets: Admission::new(config.max_connections, config.max_connections_per_ip),
                 next_conn: AtomicU64::new(0),
             }),
         }
@@ -136,46 +145,14 @@ impl Signaling {
 
     /// What the server holds now.
     pub fn stats(&self) -> Stats {
-        let addresses = self.per_address().len();
+        let (connections, addresses) = self.inner.websockets.counts();
         let reg = self.registry();
         Stats {
-            connections: self.inner.connections.load(Ordering::Relaxed),
+            connections,
             peers: reg.peer_count(),
             swarms: reg.swarm_count(),
             addresses,
         }
-    }
-
-    fn per_address(&self) -> std::sync::MutexGuard<'_, HashMap<Address, usize>> {
-        // Counts are changed in one step each: consistent across a panic elsewhere.
-        self.inner
-            .per_address
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Counts a new connection from `ip` (if known), or says why it is refused.
-    fn admit(&self, ip: Option<IpAddr>) -> Result<Admitted, Refused> {
-        let config = &self.inner.config;
-        let address = ip.map(Address::of);
-        if let Some(address) = address {
-            let mut per_address = self.per_address();
-            let open = per_address.get(&address).copied().unwrap_or(0);
-            if open >= config.max_connections_per_ip {
-                return Err(Refused::PerAddress);
-            }
-            per_address.insert(address, open + 1);
-        }
-        // From here on, dropping `admitted` gives back what was counted.
-        let admitted = Admitted {
-            server: self.clone(),
-            address,
-        };
-        let open = self.inner.connections.fetch_add(1, Ordering::Relaxed);
-        if open >= config.max_connections {
-            return Err(Refused::Total);
-        }
-        Ok(admitted)
     }
 
     fn config(&self) -> &Config {
@@ -243,7 +220,8 @@ impl Signaling {
 /// The WebSocket endpoint at [`PATH`], ready to merge into an axum app.
 ///
 /// Serve it with `into_make_service_with_connect_info::<SocketAddr>()` (or otherwise give
-/// each request a [`ConnectInfo<SocketAddr>`]) for [`Config::max_connections_per_ip`] to apply.
+/// each request a [`ConnectInfo<SocketAddr>`]) for [`Config::max_connections_per_ip`] to apply,
+/// or with [`serve`], which does that and bounds connections until they are upgraded.
 pub fn router(server: Signaling) -> Router {
     Router::new().route(PATH, get(upgrade)).with_state(server)
 }
@@ -254,7 +232,7 @@ async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     let config = server.inner.config;
-    let admitted = match server.admit(ip) {
+    let admitted = match server.inner.websockets.admit(ip) {
         Ok(admitted) => admitted,
         Err(Refused::Total) => {
             return (
@@ -291,7 +269,7 @@ async fn upgrade(
         .on_upgrade(move |socket| async move {
             // Counted until the session ends, or until this is dropped unrun if the upgrade
             // fails.
-            session::run(socket, admitted.server.clone(), conn).await;
+            session::run(socket, server, conn).await;
             drop(admitted);
         })
 }
@@ -310,83 +288,5 @@ impl<S: Send + Sync> FromRequestParts<S> for RemoteIp {
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|ConnectInfo(addr)| addr.ip()),
         ))
-    }
-}
-
-/// What one client is taken to be, for [`Config::max_connections_per_ip`]: an IPv4 address,
-/// or an IPv6 /64 (one host can have a whole /64; an IPv4-mapped address counts as IPv4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Address {
-    V4([u8; 4]),
-    V6Prefix([u8; 8]),
-}
-
-impl Address {
-    fn of(ip: IpAddr) -> Self {
-        match ip {
-            IpAddr::V4(v4) => Self::V4(v4.octets()),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => Self::V4(v4.octets()),
-                None => Self::V6Prefix(prefix_64(v6)),
-            },
-        }
-    }
-}
-
-fn prefix_64(v6: Ipv6Addr) -> [u8; 8] {
-    let mut prefix = [0u8; 8];
-    prefix.copy_from_slice(&v6.octets()[..8]);
-    prefix
-}
-
-/// Why a connection is refused before it is upgraded.
-enum Refused {
-    /// [`Config::max_connections`] are open.
-    Total,
-    /// [`Config::max_connections_per_ip`] are open from its address.
-    PerAddress,
-}
-
-/// One open connection in [`Inner::connections`] and, where its address is known, in
-/// [`Inner::per_address`]; given back on drop.
-struct Admitted {
-    server: Signaling,
-    address: Option<Address>,
-}
-
-impl Drop for Admitted {
-    fn drop(&mut self) {
-        self.server
-            .inner
-            .connections
-            .fetch_sub(1, Ordering::Relaxed);
-        if let Some(address) = self.address {
-            let mut per_address = self.server.per_address();
-            if let Some(open) = per_address.get_mut(&address) {
-                *open = open.saturating_sub(1);
-                if *open == 0 {
-                    per_address.remove(&address);
-                }
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_ipv6_64_is_one_address_and_mapped_ipv4_is_ipv4() {
-        let a: IpAddr = "2001:db8:1:2::1".parse().expect("an address");
-        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().expect("an address");
-        let c: IpAddr = "2001:db8:1:3::1".parse().expect("an address");
-        assert_eq!(Address::of(a), Address::of(b));
-        assert_ne!(Address::of(a), Address::of(c));
-        let v4: IpAddr = "192.0.2.7".parse().expect("an address");
-        let mapped: IpAddr = "::ffff:192.0.2.7".parse().expect("an address");
-        assert_eq!(Address::of(v4), Address::of(mapped));
-        let other: IpAddr = "192.0.2.8".parse().expect("an address");
-        assert_ne!(Address::of(v4), Address::of(other));
     }
 }

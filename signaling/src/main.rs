@@ -80,12 +80,9 @@ async fn run(args: Args) -> Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     eprintln!("pollen-signal: listening on ws://{addr}{PATH}");
-    // The remote address, for the per-address cap.
-    let app = pollen_signal::router(server).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .context("the server stopped")
+    tokio::select! {
+        () = pollen_signal::serve(listener, server) => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(())
 }

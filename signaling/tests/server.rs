@@ -12,7 +12,10 @@ use pollen_core::{
     signal::{self, ErrorCode, FromServer, Limits, PeerKind, Signal, ToServer, decode_from_server},
 };
 use pollen_signal::{Config, PATH, Signaling};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpSocket, TcpStream},
+};
 use tokio_tungstenite::{
     MaybeTlsStream, WebSocketStream,
     tungstenite::{self, Message},
@@ -30,8 +33,9 @@ async fn start(limits: Limits) -> (String, Signaling) {
     serve(config, true).await
 }
 
-/// Serves `config` on loopback, telling the router each connection's remote address as
-/// `pollen-signal` does (`connect_info`), or not, as a server embedding it may not.
+/// Serves `config` on loopback as `pollen-signal` does ([`pollen_signal::serve`], which tells
+/// the router each connection's remote address), or with the bare router, as a server
+/// embedding it without remote addresses does.
 async fn serve(config: Config, connect_info: bool) -> (String, Signaling) {
     let server = Signaling::new(config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -41,11 +45,10 @@ async fn serve(config: Config, connect_info: bool) -> (String, Signaling) {
         "ws://{}{PATH}",
         listener.local_addr().expect("has an address")
     );
-    let app = pollen_signal::router(server.clone());
     if connect_info {
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        tokio::spawn(pollen_signal::serve(listener, server.clone()));
     } else {
+        let app = pollen_signal::router(server.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
     }
     (url, server)
@@ -66,23 +69,31 @@ async fn connect(url: &str) -> Ws {
         .0
 }
 
-/// Connects from `ip` (any address in 127.0.0.0/8 reaches a loopback server); a refusal's
-/// HTTP status.
-async fn connect_from(url: &str, ip: Ipv4Addr) -> Result<Ws, u16> {
-    let addr: SocketAddr = url
-        .trim_start_matches("ws://")
+fn server_addr(url: &str) -> SocketAddr {
+    url.trim_start_matches("ws://")
         .trim_end_matches(PATH)
         .parse()
-        .expect("a socket address");
+        .expect("a socket address")
+}
+
+/// A TCP connection to the server from `ip` (any address in 127.0.0.0/8 reaches a loopback
+/// server).
+async fn tcp_from(url: &str, ip: Ipv4Addr) -> TcpStream {
     let socket = TcpSocket::new_v4().expect("a socket");
     socket
         .bind(SocketAddr::new(IpAddr::V4(ip), 0))
         .expect("binds a loopback address");
-    let stream = socket.connect(addr).await.expect("connects");
+    socket.connect(server_addr(url)).await.expect("connects")
+}
+
+/// Connects from `ip`; a refusal's HTTP status, or `None` if the server closed the connection
+/// without an answer.
+async fn connect_from(url: &str, ip: Ipv4Addr) -> Result<Ws, Option<u16>> {
+    let stream = tcp_from(url, ip).await;
     match tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream)).await {
         Ok((ws, _)) => Ok(ws),
-        Err(tungstenite::Error::Http(response)) => Err(response.status().as_u16()),
-        Err(err) => panic!("the upgrade failed: {err}"),
+        Err(tungstenite::Error::Http(response)) => Err(Some(response.status().as_u16())),
+        Err(_) => Err(None),
     }
 }
 
@@ -416,7 +427,7 @@ async fn one_address_cannot_take_every_connection() {
     let a2 = connect_from(&url, one).await.expect("a second connection");
     assert_eq!(
         connect_from(&url, one).await.err(),
-        Some(429),
+        Some(Some(429)),
         "a third connection from one address is refused"
     );
     // Another address is not locked out.
@@ -424,7 +435,7 @@ async fn one_address_cannot_take_every_connection() {
     let _b2 = connect_from(&url, two).await.expect("another address");
     still_serves(&mut b1).await;
     // The total cap still holds.
-    assert_eq!(connect_from(&url, three).await.err(), Some(503));
+    assert_eq!(connect_from(&url, three).await.err(), Some(Some(503)));
     assert_eq!(server.stats().addresses, 2);
 
     // A closed connection gives its address's place back.
@@ -458,7 +469,7 @@ async fn an_embedding_server_without_remote_addresses_gets_the_total_cap_only() 
     }
     assert_eq!(
         connect_from(&url, Ipv4Addr::LOCALHOST).await.err(),
-        Some(503)
+        Some(Some(503))
     );
     for ws in &mut all {
         still_serves(ws).await;
@@ -567,14 +578,9 @@ async fn a_peer_that_stops_reading_is_dropped() {
     };
     let (url, server) = serve(config, true).await;
     // Joins a swarm, then never reads again (with a small receive buffer, to fill sooner).
-    let addr: SocketAddr = url
-        .trim_start_matches("ws://")
-        .trim_end_matches(PATH)
-        .parse()
-        .expect("a socket address");
     let socket = TcpSocket::new_v4().expect("a socket");
     socket.set_recv_buffer_size(4096).expect("sets SO_RCVBUF");
-    let stream = socket.connect(addr).await.expect("connects");
+    let stream = socket.connect(server_addr(&url)).await.expect("connects");
     let (mut sluggard, _) = tokio_tungstenite::client_async(&url, MaybeTlsStream::Plain(stream))
         .await
         .expect("upgrades");
@@ -634,4 +640,46 @@ async fn a_peer_that_stops_reading_is_dropped() {
         }
     }
     drop(sluggard);
+}
+
+#[tokio::test]
+async fn connections_that_do_not_upgrade_are_capped_and_closed_in_time() {
+    let config = Config {
+        max_connections: 100,
+        max_connections_per_ip: 2,
+        upgrade_timeout: Duration::from_secs(1),
+        ..Config::default()
+    };
+    let (url, server) = serve(config, true).await;
+    let one = Ipv4Addr::new(127, 0, 0, 1);
+    let opened = Instant::now();
+    // A silent socket and a request whose headers never end.
+    let mut silent = tcp_from(&url, one).await;
+    let mut half = tcp_from(&url, one).await;
+    half.write_all(b"GET /signal HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("writes");
+    // They hold their address's places (but no WebSocket's)...
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(connect_from(&url, one).await.err(), Some(None));
+    assert_eq!(server.stats().connections, 0);
+    // ...not another address's.
+    let mut other = connect_from(&url, Ipv4Addr::new(127, 0, 0, 2))
+        .await
+        .expect("another address");
+    // Both are closed once the upgrade timeout is over.
+    for stream in [&mut silent, &mut half] {
+        let mut buf = [0u8; 256];
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("closed within the upgrade timeout");
+        assert!(matches!(read, Ok(0) | Err(_)), "closed without an answer");
+    }
+    assert!(opened.elapsed() >= Duration::from_millis(900));
+    // The address is welcome again, and a WebSocket outlives the upgrade timeout.
+    let mut ws = connect_from(&url, one)
+        .await
+        .expect("places were given back");
+    still_serves(&mut ws).await;
+    still_serves(&mut other).await;
 }
