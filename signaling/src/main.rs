@@ -1,6 +1,6 @@
 //! `pollen-signal`: runs the signaling server alone.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -31,9 +31,17 @@ struct Args {
     /// Seconds without a message before a connection is closed.
     #[arg(long, default_value_t = Limits::default().idle_timeout_secs)]
     idle_timeout: u32,
+    /// Seconds a connection may stay in no swarm before it is closed, pings or not.
+    #[arg(long, default_value_t = Config::default().unjoined_timeout.as_secs())]
+    unjoined_timeout: u64,
     /// Most connections at once.
     #[arg(long, default_value_t = Config::default().max_connections)]
     max_connections: usize,
+    /// Most connections at once from one IPv4 address or IPv6 /64 (refused with 429 beyond);
+    /// behind a reverse proxy, where all come from its address, set it to --max-connections.
+    #[arg(long, default_value_t = Config::default().max_connections_per_ip,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_connections_per_ip: usize,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -63,16 +71,18 @@ async fn run(args: Args) -> Result<()> {
     let server = Signaling::new(Config {
         limits,
         max_connections: args.max_connections,
+        max_connections_per_ip: args.max_connections_per_ip,
+        unjoined_timeout: Duration::from_secs(args.unjoined_timeout),
+        ..Config::default()
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     eprintln!("pollen-signal: listening on ws://{addr}{PATH}");
-    axum::serve(listener, pollen_signal::router(server))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .context("the server stopped")
+    tokio::select! {
+        () = pollen_signal::serve(listener, server) => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(())
 }

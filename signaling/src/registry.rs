@@ -99,12 +99,14 @@ impl Registry {
             .collect())
     }
 
-    /// Removes `peer` from `swarm`.
-    pub(crate) fn leave(&mut self, peer: PeerId, swarm: ContentId) {
-        if let Some(slot) = self.peers.get_mut(&peer) {
+    /// Removes `peer` from `swarm`; returns how many swarms it is still in.
+    pub(crate) fn leave(&mut self, peer: PeerId, swarm: ContentId) -> usize {
+        let left = self.peers.get_mut(&peer).map_or(0, |slot| {
             slot.swarms.retain(|s| *s != swarm);
-        }
+            slot.swarms.len()
+        });
         self.remove_member(swarm, peer);
+        left
     }
 
     fn remove_member(&mut self, swarm: ContentId, peer: PeerId) {
@@ -253,5 +255,8 @@ mod tests {
             reg.join(peer(1), ContentId::from_bytes([3; 32]), 2, 10),
             Err(ErrorCode::TooManySwarms)
         );
+        assert_eq!(reg.leave(peer(1), b), 1, "still in one swarm");
+        assert_eq!(reg.leave(peer(1), a), 0);
+        assert_eq!(reg.leave(peer(1), a), 0, "leaving twice is harmless");
     }
 }

@@ -22,6 +22,14 @@ struct Close {
     reason: &'static str,
 }
 
+/// How a session ends.
+enum End {
+    /// The peer closed, or its connection broke or stopped taking writes: nothing more to say.
+    Gone,
+    /// The server closes it: an error saying why (unless already sent), then a close frame.
+    Close(Option<FromServer>, Close),
+}
+
 /// The state of one connection.
 struct Session {
     server: Signaling,
@@ -30,68 +38,96 @@ struct Session {
     bucket: TokenBucket,
     rate_reports: Throttle,
     outbox: Option<mpsc::Sender<Vec<u8>>>,
+    /// Since when the connection has been in no swarm (from its start, or from leaving its
+    /// last); `None` while it is in one.
+    unjoined_since: Option<Instant>,
 }
 
-/// Serves one connection until it closes, breaks, idles out, or is closed for abuse.
+/// Serves one connection until it closes, breaks, idles out, stays out of every swarm too
+/// long, stops reading, or is closed for abuse. Every wait is bounded: reads by the idle and
+/// unjoined deadlines, each write by [`Config::write_timeout`](crate::Config::write_timeout).
 pub(crate) async fn run(mut ws: WebSocket, server: Signaling, conn: u64) {
-    let limits = server.limits();
+    let config = *server.config();
+    let limits = config.limits;
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(OUTBOX);
+    let now = Instant::now();
     let mut session = Session {
-        bucket: TokenBucket::new(limits.rate_per_second, limits.burst, Instant::now()),
+        bucket: TokenBucket::new(limits.rate_per_second, limits.burst, now),
         rate_reports: Throttle::new(Duration::from_secs(1)),
         server,
         conn,
         me: None,
         outbox: Some(tx),
+        unjoined_since: Some(now),
     };
     let idle = Duration::from_secs(u64::from(limits.idle_timeout_secs.max(1)));
-    let close = loop {
+    let mut heard = now;
+    let end = loop {
+        let idle_at = heard + idle;
+        let unjoined_at = session
+            .unjoined_since
+            .and_then(|since| since.checked_add(config.unjoined_timeout));
+        let deadline = unjoined_at.map_or(idle_at, |at| at.min(idle_at));
         tokio::select! {
-            incoming = tokio::time::timeout(idle, ws.recv()) => {
+            () = tokio::time::sleep_until(deadline.into()) => {
+                let text = if unjoined_at.is_some_and(|at| at <= idle_at) {
+                    format!(
+                        "in no swarm for {}s; closing (pings alone do not keep a connection)",
+                        config.unjoined_timeout.as_secs()
+                    )
+                } else {
+                    format!("no message for {}s; closing", idle.as_secs())
+                };
+                let close = Close { code: close_code::NORMAL, reason: "idle" };
+                break End::Close(Some(error(ErrorCode::Idle, text)), close);
+            }
+            incoming = ws.recv() => {
+                heard = Instant::now();
                 let replies = match incoming {
-                    Err(_) => {
-                        let text = format!("no message for {}s; closing", idle.as_secs());
-                        let _ = send(&mut ws, &error(ErrorCode::Idle, text)).await;
-                        break Some(Close { code: close_code::NORMAL, reason: "idle" });
-                    }
-                    Ok(None) => break None,
-                    Ok(Some(Err(err))) => {
+                    None => break End::Gone,
+                    Some(Err(err)) => {
                         // The one read error worth explaining: a message beyond even the hard
                         // cap (which tungstenite refuses before we see it).
                         let text = format!("message refused: {err}");
-                        let _ = send(&mut ws, &error(ErrorCode::TooLarge, text)).await;
-                        break Some(Close { code: close_code::SIZE, reason: "message too large" });
+                        let close = Close { code: close_code::SIZE, reason: "message too large" };
+                        break End::Close(Some(error(ErrorCode::TooLarge, text)), close);
                     }
-                    Ok(Some(Ok(msg))) => session.on_message(msg, &limits),
+                    Some(Ok(msg)) => session.on_message(msg, &limits),
                 };
                 let mut failed = false;
-                for reply in replies.messages {
-                    if send(&mut ws, &reply).await.is_err() {
+                for reply in &replies.messages {
+                    if !write(&mut ws, encode(reply), config.write_timeout).await {
                         failed = true;
                         break;
                     }
                 }
                 if failed {
-                    break None;
+                    break End::Gone;
                 }
                 if let Some(close) = replies.close {
-                    break Some(close);
+                    break End::Close(None, close);
                 }
             }
             Some(bytes) = rx.recv() => {
-                if ws.send(Message::Binary(bytes.into())).await.is_err() {
-                    break None;
+                if !write(&mut ws, Some(bytes), config.write_timeout).await {
+                    break End::Gone;
                 }
             }
         }
     };
-    if let Some(close) = close {
-        let _ = ws
-            .send(Message::Close(Some(CloseFrame {
+    if let End::Close(reason, close) = end {
+        // One write timeout for the whole goodbye.
+        let _ = tokio::time::timeout(config.write_timeout, async {
+            if let Some(bytes) = reason.as_ref().and_then(encode) {
+                ws.send(Message::Binary(bytes.into())).await?;
+            }
+            let frame = CloseFrame {
                 code: close.code,
                 reason: close.reason.into(),
-            })))
-            .await;
+            };
+            ws.send(Message::Close(Some(frame))).await
+        })
+        .await;
     }
     if let Some(me) = session.me {
         session.server.disconnect(conn, me);
@@ -181,12 +217,17 @@ impl Session {
             (_, Some(me)) => me,
         };
         let result = match msg {
-            ToServer::Join { swarm } => self
-                .server
-                .join(me, swarm, limits)
-                .map(|members| Some(FromServer::Members { swarm, members })),
+            ToServer::Join { swarm } => {
+                let joined = self.server.join(me, swarm, limits);
+                if joined.is_ok() {
+                    self.unjoined_since = None;
+                }
+                joined.map(|members| Some(FromServer::Members { swarm, members }))
+            }
             ToServer::Leave { swarm } => {
-                self.server.leave(me, swarm);
+                if self.server.leave(me, swarm) == 0 && self.unjoined_since.is_none() {
+                    self.unjoined_since = Some(Instant::now());
+                }
                 Ok(None)
             }
             ToServer::Relay { swarm, to, signal } => {
@@ -228,12 +269,24 @@ fn error(code: ErrorCode, text: String) -> FromServer {
     FromServer::Error { code, text }
 }
 
-async fn send(ws: &mut WebSocket, msg: &FromServer) -> Result<(), axum::Error> {
-    match signal::encode_from_server(msg) {
-        Ok(bytes) => ws.send(Message::Binary(bytes.into())).await,
-        Err(err) => {
-            tracing::error!("cannot encode a reply: {err}");
-            Ok(())
+fn encode(msg: &FromServer) -> Option<Vec<u8>> {
+    signal::encode_from_server(msg)
+        .inspect_err(|err| tracing::error!("cannot encode a reply: {err}"))
+        .ok()
+}
+
+/// Writes one message (nothing if it could not be encoded) within `timeout`; false if the
+/// connection broke or did not take it in time.
+async fn write(ws: &mut WebSocket, bytes: Option<Vec<u8>>, timeout: Duration) -> bool {
+    let Some(bytes) = bytes else {
+        return true;
+    };
+    match tokio::time::timeout(timeout, ws.send(Message::Binary(bytes.into()))).await {
+        Ok(Ok(())) => true,
+        Ok(Err(_)) => false,
+        Err(_) => {
+            tracing::debug!("a signaling peer took no write for {timeout:?}; dropping it");
+            false
         }
     }
 }
