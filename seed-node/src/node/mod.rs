@@ -252,6 +252,8 @@ pub(crate) async fn run(args: NodeArgs) -> Result<()> {
     if own_signal.is_some() {
         let signaling = pollen_signal::Signaling::new(pollen_signal::Config {
             max_connections: signal_conns,
+            // A dashboard tab left open shares nothing for hours; it is local, and counted.
+            unjoined_timeout: std::time::Duration::from_secs(3600),
             ..pollen_signal::Config::default()
         });
         app = app.merge(pollen_signal::router(signaling));
