@@ -129,8 +129,15 @@ impl Picker {
             best.map(|(p, _)| p)
         };
         chosen.or_else(|| {
-            // End-game: everything this peer could give us is already being downloaded; help
-            // with the piece fewest links are on.
+            // End-game: everything we still lack is being downloaded (not only what this
+            // peer has: a link whose pieces are all on other links is simply idle while
+            // others are not; duplicating them there wasted a sixth of a symmetric swarm's
+            // bytes); help with the piece fewest links are on.
+            let untouched = (0..pieces.div_ceil(64) as usize)
+                .any(|k| !word(h, k) & !word(st, k) & word(idle, k) & valid(k, pieces) != 0);
+            if untouched {
+                return None;
+            }
             let mut best: Option<(u32, u8)> = None;
             scan(start, pieces, wanted, |p| {
                 let d = self.downloading(p);
@@ -148,6 +155,13 @@ impl Picker {
         let (h, r, st) = (have.as_bytes(), remote.as_bytes(), self.storing.as_bytes());
         (0..r.len().min(h.len()).min(st.len())).any(|k| r[k] & !h[k] & !st[k] != 0)
     }
+}
+
+/// The bits of word `k` that stand for pieces below `pieces`.
+fn valid(k: usize, pieces: u32) -> u64 {
+    let first = k as u64 * 64;
+    let n = u64::from(pieces).saturating_sub(first).min(64);
+    if n == 64 { u64::MAX } else { !(u64::MAX >> n) }
 }
 
 /// Word `k` of a bitfield's bytes: pieces `64 k..64 k + 64`, the first in the most
@@ -221,6 +235,33 @@ mod tests {
             },
         );
         assert_eq!(first, [1]);
+    }
+
+    #[test]
+    fn end_game_waits_until_every_missing_piece_is_being_downloaded() {
+        use rand_core::SeedableRng;
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+        let mut picker = Picker::new(70);
+        let have = Bitfield::new(70);
+        // This peer holds pieces 0 and 1 only, both being downloaded from other links;
+        // piece 69 (which others hold) nobody has started.
+        let mut remote = Bitfield::new(70);
+        remote.insert(0);
+        remote.insert(1);
+        picker.start(0);
+        picker.start(1);
+        let pick =
+            |p: &Picker, rng: &mut Xoshiro256PlusPlus| p.pick(&have, &remote, rng, 0, 2, |_| false);
+        assert_eq!(
+            pick(&picker, &mut rng),
+            None,
+            "no duplicate while 69 and others wait"
+        );
+        // Once every missing piece is being downloaded, this link helps with one of them.
+        for p in 2..70 {
+            picker.start(p);
+        }
+        assert!(matches!(pick(&picker, &mut rng), Some(0 | 1)));
     }
 
     #[test]
