@@ -7,7 +7,8 @@
 //! cargo +nightly run --manifest-path fuzz/Cargo.toml --example seed_corpus -- fuzz/corpus
 //! ```
 //!
-//! Each target's directory is replaced by what this writes.
+//! It writes its own files over and leaves any other file in a target's directory (such as an
+//! input that once crashed the target).
 
 use std::{
     collections::BTreeMap,
@@ -60,9 +61,6 @@ fn main() {
 }
 
 fn write(dir: &Path, seeds: &Seeds) {
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).expect("remove the old seeds");
-    }
     std::fs::create_dir_all(dir).expect("create the corpus directory");
     for (name, bytes) in seeds {
         std::fs::write(dir.join(name), bytes).expect("write a seed");
