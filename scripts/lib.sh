@@ -1,5 +1,6 @@
-# Shared helpers of scripts/test and scripts/run. Every ensure_* is idempotent and quick when
-# the thing is already present, and installs only from rustup, crates.io or apt.
+# Shared helpers of scripts/test, scripts/run and scripts/fuzz-long. Every ensure_* is
+# idempotent and quick when the thing is already present, and installs only from rustup,
+# crates.io or apt.
 
 # b3sum is pinned so every machine compares against the same tool.
 B3SUM_VERSION=1.8.2
@@ -101,4 +102,94 @@ build_www() {
       "target/wasm32-unknown-unknown/release/$crate.wasm"
   done
   cp wasm/www/* web/www/* target/pollen-www/
+}
+
+# The fuzz targets (fuzz/): built as cargo-fuzz builds them (libFuzzer, sanitizer coverage,
+# comparisons traced, debug assertions and overflow checks on; AddressSanitizer only with
+# FUZZ_ASAN=1, as no Pollen crate has unsafe code and it costs 3 to 7 times the speed), with
+# plain cargo and nightly, so nothing needs installing (not even cargo-fuzz); the binaries
+# are libFuzzer's and run directly.
+FUZZ_RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
+-Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
+-Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks"
+
+# The names of the fuzz targets.
+fuzz_targets() {
+  awk '/^\[\[bin\]\]/ { bin = 1 } bin && /^name = / { gsub(/"/, "", $3); print $3; bin = 0 }' \
+    fuzz/Cargo.toml
+}
+
+# Builds every fuzz target and sets FUZZ_BIN to the directory of the binaries. FUZZ_ASAN=1
+# adds AddressSanitizer (for the unsafe code of dependencies).
+build_fuzz_targets() {
+  local dir host flags=$FUZZ_RUSTFLAGS
+  dir="${CARGO_TARGET_DIR:-target}/fuzz"
+  if [ "${FUZZ_ASAN:-0}" = 1 ]; then
+    flags="$flags -Zsanitizer=address"
+    dir="$dir-asan"
+  fi
+  host=$(rustc +nightly -vV | sed -n 's/^host: //p')
+  # An explicit --target keeps the flags off build scripts and proc macros.
+  RUSTFLAGS="$flags" cargo +nightly build --manifest-path fuzz/Cargo.toml --locked --release \
+    --target "$host" --target-dir "$dir"
+  FUZZ_BIN="$dir/$host/release"
+}
+
+# Fuzzes target $1 for $2 seconds in directory $3: from a copy of its kept corpus
+# (fuzz/corpus/$1, which stays as it is) in $3/corpus, logging to $3/log, a crashing input
+# to $3/crash-*, and libFuzzer's exit status to $3/status.
+fuzz_target() {
+  local target=$1 seconds=$2 work=$3
+  rm -rf "$work"
+  mkdir -p "$work/corpus"
+  if [ -d "fuzz/corpus/$target" ]; then
+    cp -R "fuzz/corpus/$target/." "$work/corpus/"
+  fi
+  if "$FUZZ_BIN/$target" "$work/corpus" -max_total_time="$seconds" -timeout=10 \
+    -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$work/" >"$work/log" 2>&1; then
+    echo 0 >"$work/status"
+  else
+    echo $? >"$work/status"
+  fi
+}
+
+# Fuzzes every target for $1 seconds, $3 at a time, in directories under $2, and prints
+# executions and coverage per target (libFuzzer's last status line and final stats). Fails,
+# with the end of the log and how to replay the input, if any target crashed.
+fuzz_all() {
+  local seconds=$1 root=$2 jobs=$3 target work status last cov ft corp execs rate failed=()
+  for target in $(fuzz_targets); do
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do
+      wait -n || true
+    done
+    fuzz_target "$target" "$seconds" "$root/$target" &
+  done
+  wait
+  printf '%-18s %14s %10s %7s %7s %7s\n' target execs execs/s cov ft corpus
+  for target in $(fuzz_targets); do
+    work="$root/$target"
+    last=$(grep -E '^#[0-9]+' "$work/log" 2>/dev/null | tail -n 1 || true)
+    cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last")
+    ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
+    corp=$(sed -n 's/.* corp: \([0-9]*\).*/\1/p' <<<"$last")
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/log" 2>/dev/null || true)
+    rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$work/log" 2>/dev/null || true)
+    printf '%-18s %14s %10s %7s %7s %7s\n' "$target" "${execs:-?}" "${rate:-?}" \
+      "${cov:-?}" "${ft:-?}" "${corp:-?}"
+    if [ "$(cat "$work/status" 2>/dev/null)" != 0 ]; then
+      failed+=("$target")
+    fi
+  done
+  for target in "${failed[@]}"; do
+    work="$root/$target"
+    status=$(cat "$work/status" 2>/dev/null || echo "none: the run broke off")
+    echo "!! $target FAILED (libFuzzer exit status $status); the end of $work/log:" >&2
+    grep -v '^stat::' "$work/log" 2>/dev/null | tail -n 40 >&2 || true
+    for crash in "$work"/crash-* "$work"/timeout-* "$work"/oom-* "$work"/leak-*; do
+      if [ -e "$crash" ]; then
+        echo "!! replay: $FUZZ_BIN/$target $crash" >&2
+      fi
+    done
+  done
+  [ "${#failed[@]}" = 0 ]
 }

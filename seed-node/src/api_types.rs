@@ -1,4 +1,7 @@
 //! The JSON bodies of the node's HTTP API, shared by the node and the CLI.
+//!
+//! The fuzz crate compiles this module too (`#[path]`, see `fuzz/README.md`): it uses serde
+//! and nothing of this crate.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,4 +1,7 @@
 //! Command-line arguments.
+//!
+//! The fuzz crate compiles this module too, for [`crate::config`] (`#[path]`, see
+//! `fuzz/README.md`): it uses clap and nothing else of this crate.
 
 use std::{net::SocketAddr, path::PathBuf};
 

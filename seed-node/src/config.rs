@@ -2,6 +2,9 @@
 //! turned into flags placed before the command line's, so flags given on the command line
 //! win; a key whose `POLLEN_*` environment variable is set is left out, so the environment
 //! wins over the file too. Precedence: command line, environment, file, defaults.
+//!
+//! The fuzz crate compiles this module and [`crate::cli`] too (`#[path]`, see
+//! `fuzz/README.md`): they use nothing else of this crate.
 
 use std::{ffi::OsString, path::Path};
 
@@ -50,7 +53,12 @@ pub(crate) fn expand(args: Vec<OsString>) -> Result<Vec<OsString>> {
 
 /// `pollen config check FILE`: the settings it holds, or why it is wrong.
 pub(crate) fn check(path: &Path) -> Result<usize> {
-    let flags = file_flags(path, |_| false)?;
+    check_text(path, &read(path)?)
+}
+
+/// [`check`] of a settings file's text; `path` names it in messages.
+pub(crate) fn check_text(path: &Path, text: &str) -> Result<usize> {
+    let flags = text_flags(path, text, |_| false)?;
     let mut argv = vec!["pollen".to_string(), "node".to_string()];
     argv.extend(flags.iter().cloned());
     // Values are checked as the node would parse them (a `data` key is needed).
@@ -73,13 +81,26 @@ fn env_name(name: &str) -> String {
     format!("POLLEN_{}", name.to_uppercase().replace('-', "_"))
 }
 
-/// The flags a settings file stands for, leaving out keys `skip` says to. Unknown keys, and
-/// values of the wrong shape, are errors that name the key.
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the settings file {}", path.display()))
+}
+
+/// The flags a settings file stands for, leaving out keys `skip` says to.
 fn file_flags(path: &Path, skip: impl Fn(&str) -> bool) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the settings file {}", path.display()))?;
+    text_flags(path, &read(path)?, skip)
+}
+
+/// The flags a settings file's text stands for, leaving out keys `skip` says to; `path` names
+/// the file in messages. Unknown keys, and values of the wrong shape, are errors that name the
+/// key.
+pub(crate) fn text_flags(
+    path: &Path,
+    text: &str,
+    skip: impl Fn(&str) -> bool,
+) -> Result<Vec<String>> {
     let table: toml::Table =
-        toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?;
+        toml::from_str(text).with_context(|| format!("{} is not valid TOML", path.display()))?;
     let known = node_flags();
     let mut flags = Vec::new();
     for (key, value) in &table {

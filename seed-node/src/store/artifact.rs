@@ -11,7 +11,7 @@ use std::{
 use pollen_core::{Bitfield, ContentId, Manifest, PieceError};
 
 use super::{
-    COPY_BUF, DATA_FILE, FLUSH_BYTES, FormatError, HAVE_TMP_FILE, Slot, StoreError, format,
+    COPY_BUF, DATA_FILE, FLUSH_BYTES, FormatError, HAVE_TMP_FILE, Slot, StoreError, files,
     fsutil::{StagingPath, fsync_dir, io_err},
 };
 
@@ -50,7 +50,7 @@ impl Artifact {
     /// Opens the artifact directory `dir`, whose manifest must be valid.
     pub(super) fn load(slot: Slot, dir: PathBuf) -> Result<Self, StoreError> {
         let id = slot.id;
-        let (manifest, name) = format::load_manifest(&dir, id)?;
+        let (manifest, name) = files::load_manifest(&dir, id)?;
         let size = manifest.layout().size();
         let pieces = manifest.layout().piece_count();
 
@@ -62,7 +62,7 @@ impl Artifact {
             Err(e) => return Err(io_err("removing", &stale_tmp)(e)),
         }
 
-        let (mut have, mut reset) = match format::load_have(&dir, id, pieces)? {
+        let (mut have, mut reset) = match files::load_have(&dir, id, pieces)? {
             Ok(have) => (have, None),
             Err(reason) => (Bitfield::new(pieces), Some(reason)),
         };
@@ -99,7 +99,7 @@ impl Artifact {
         if reset.is_some() {
             // Persist the new set (nothing held, or what verified and was synced) before
             // repairing `data`, so the old set cannot come back.
-            format::store_have(&dir, id, &have)?;
+            files::store_have(&dir, id, &have)?;
         }
         let data = match data {
             Some(f) => f,
@@ -308,7 +308,7 @@ impl Artifact {
             self.unflushed_bytes = 0;
             return Err(io_err("syncing", &self.data_path)(e));
         }
-        format::store_have(&self.dir, self.id(), &self.have)?;
+        files::store_have(&self.dir, self.id(), &self.have)?;
         self.durable = self.have.clone();
         self.unflushed_bytes = 0;
         self.stale = false;
@@ -424,7 +424,7 @@ impl Artifact {
         if self.durable.remove(index) {
             // The persisted set lists the piece: rewrite it now (no data sync needed, as the
             // remaining durable pieces are already synced), or at the next flush if this fails.
-            if format::store_have(&self.dir, self.id(), &self.durable).is_err() {
+            if files::store_have(&self.dir, self.id(), &self.durable).is_err() {
                 self.stale = true;
             }
         } else if let Some(len) = self.manifest.layout().piece_len(index) {

@@ -1,17 +1,14 @@
 //! The byte formats of the `manifest` and `have` files (described in the module docs of
-//! [`super`]), and their loading from disk.
-
-use std::{io, path::Path};
+//! [`super`]): pure functions from values to bytes and back. Reading and writing the files is
+//! [`super::files`]'s.
+//!
+//! This module is self-contained (std, pollen-core, blake3 and thiserror only, nothing of this
+//! crate) because the fuzz crate compiles it too (`#[path]`, see `fuzz/README.md`): keep it so.
 
 use pollen_core::{
-    Bitfield, ContentId, Manifest,
+    Bitfield, BitfieldError, ContentId, Manifest, ManifestError,
     layout::MAX_PIECES,
     ticket::{self, MAX_NAME_LEN},
-};
-
-use super::{
-    FormatError, HAVE_FILE, HAVE_TMP_FILE, MANIFEST_FILE, StoreError,
-    fsutil::{io_err, read_bounded, replace_file},
 };
 
 const MANIFEST_MAGIC: &[u8; 8] = b"POLLNMAN";
@@ -24,8 +21,51 @@ const PREFIX_LEN: usize = 8 + 4;
 /// Everything before the name: prefix, id, size, piece count, name length.
 const MANIFEST_HEADER_LEN: usize = PREFIX_LEN + 32 + 8 + 4 + 2;
 /// The longest valid manifest file, which bounds what is read from disk.
-const MAX_MANIFEST_LEN: u64 =
+pub(super) const MAX_MANIFEST_LEN: u64 =
     (MANIFEST_HEADER_LEN + MAX_NAME_LEN + CHECKSUM_LEN) as u64 + 32 * MAX_PIECES;
+
+/// What is wrong with a `manifest` or `have` file (or with `data`, for [`FormatError::DataFile`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum FormatError {
+    /// The file does not exist.
+    #[error("file is missing")]
+    Missing,
+    /// The file is too short, too long, or its fields do not add up to its length.
+    #[error("file has the wrong length")]
+    Length,
+    /// The magic bytes are wrong.
+    #[error("not a Pollen {0} file")]
+    Magic(&'static str),
+    /// The format version is not supported.
+    #[error("unsupported format version {0}")]
+    Version(u32),
+    /// The trailing checksum does not match: a torn write or corruption.
+    #[error("checksum mismatch (torn write or corruption)")]
+    Checksum,
+    /// The file belongs to another artifact.
+    #[error("file belongs to artifact {0}")]
+    WrongArtifact(ContentId),
+    /// The stored name is not a valid artifact name.
+    #[error("invalid stored name")]
+    Name,
+    /// The piece count does not match the manifest.
+    #[error("lists {got} pieces, the manifest has {expected}")]
+    PieceCount {
+        /// Pieces in the manifest.
+        expected: u32,
+        /// Pieces in the file.
+        got: u32,
+    },
+    /// The chaining values do not make the content id.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// The stored bits are malformed.
+    #[error(transparent)]
+    Bitfield(#[from] BitfieldError),
+    /// The data file was missing or had the wrong length, so the held set was discarded.
+    #[error("data file is missing or has the wrong length")]
+    DataFile,
+}
 
 /// Encodes a manifest file. `name` must have passed [`ticket::check_name`].
 pub(super) fn encode_manifest(manifest: &Manifest, name: Option<&str>) -> Vec<u8> {
@@ -111,52 +151,9 @@ pub(super) fn decode_have(
     Ok(Bitfield::from_bytes(pieces, bits)?)
 }
 
-/// Loads and checks the manifest file of the artifact directory `dir`.
-pub(super) fn load_manifest(
-    dir: &Path,
-    id: ContentId,
-) -> Result<(Manifest, Option<String>), StoreError> {
-    let path = dir.join(MANIFEST_FILE);
-    let bad = |reason| StoreError::BadManifest {
-        path: path.clone(),
-        reason,
-    };
-    let bytes = match read_bounded(&path, MAX_MANIFEST_LEN) {
-        Ok(Some(bytes)) => bytes,
-        Ok(None) => return Err(bad(FormatError::Length)),
-        Err(e) if is_missing(&e) => return Err(bad(FormatError::Missing)),
-        Err(e) => return Err(io_err("reading", &path)(e)),
-    };
-    decode_manifest(id, &bytes).map_err(bad)
-}
-
-/// Loads the have file of the artifact directory `dir`. The outer error is an IO failure; the
-/// inner one means the file is missing or invalid, which counts as "no pieces held".
-pub(super) fn load_have(
-    dir: &Path,
-    id: ContentId,
-    pieces: u32,
-) -> Result<Result<Bitfield, FormatError>, StoreError> {
-    let path = dir.join(HAVE_FILE);
-    let max = (PREFIX_LEN + 32 + 4 + pieces.div_ceil(8) as usize + CHECKSUM_LEN) as u64;
-    match read_bounded(&path, max) {
-        Ok(Some(bytes)) => Ok(decode_have(id, pieces, &bytes)),
-        Ok(None) => Ok(Err(FormatError::Length)),
-        Err(e) if is_missing(&e) => Ok(Err(FormatError::Missing)),
-        Err(e) => Err(io_err("reading", &path)(e)),
-    }
-}
-
-/// Atomically replaces the have file of the artifact directory `dir`.
-pub(super) fn store_have(dir: &Path, id: ContentId, have: &Bitfield) -> Result<(), StoreError> {
-    replace_file(dir, HAVE_FILE, HAVE_TMP_FILE, &encode_have(id, have))
-}
-
-fn is_missing(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-    )
+/// The length of the have file of an artifact of `pieces` pieces.
+pub(super) fn have_len(pieces: u32) -> u64 {
+    (PREFIX_LEN + 32 + 4 + pieces.div_ceil(8) as usize + CHECKSUM_LEN) as u64
 }
 
 /// Appends the checksum of `out` to it.

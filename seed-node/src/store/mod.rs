@@ -84,6 +84,7 @@
 //! [`Artifact::export`].
 
 mod artifact;
+mod files;
 mod format;
 mod fsutil;
 mod import;
@@ -102,11 +103,11 @@ use std::{
 };
 
 use pollen_core::{
-    Bitfield, BitfieldError, BuildError, ContentId, LayoutError, Manifest, ManifestError,
-    PieceError, TicketError, ticket,
+    Bitfield, BuildError, ContentId, LayoutError, Manifest, PieceError, TicketError, ticket,
 };
 
 pub(crate) use artifact::Artifact;
+pub(crate) use format::FormatError;
 use fsutil::{StagingPath, fsync_dir, io_err, write_new_file};
 
 /// Unflushed piece data (bytes) after which [`Artifact::write_piece`] flushes on its own.
@@ -262,49 +263,6 @@ pub(crate) enum StoreError {
     },
 }
 
-/// What is wrong with a `manifest` or `have` file (or with `data`, for [`FormatError::DataFile`]).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum FormatError {
-    /// The file does not exist.
-    #[error("file is missing")]
-    Missing,
-    /// The file is too short, too long, or its fields do not add up to its length.
-    #[error("file has the wrong length")]
-    Length,
-    /// The magic bytes are wrong.
-    #[error("not a Pollen {0} file")]
-    Magic(&'static str),
-    /// The format version is not supported.
-    #[error("unsupported format version {0}")]
-    Version(u32),
-    /// The trailing checksum does not match: a torn write or corruption.
-    #[error("checksum mismatch (torn write or corruption)")]
-    Checksum,
-    /// The file belongs to another artifact.
-    #[error("file belongs to artifact {0}")]
-    WrongArtifact(ContentId),
-    /// The stored name is not a valid artifact name.
-    #[error("invalid stored name")]
-    Name,
-    /// The piece count does not match the manifest.
-    #[error("lists {got} pieces, the manifest has {expected}")]
-    PieceCount {
-        /// Pieces in the manifest.
-        expected: u32,
-        /// Pieces in the file.
-        got: u32,
-    },
-    /// The chaining values do not make the content id.
-    #[error(transparent)]
-    Manifest(#[from] ManifestError),
-    /// The stored bits are malformed.
-    #[error(transparent)]
-    Bitfield(#[from] BitfieldError),
-    /// The data file was missing or had the wrong length, so the held set was discarded.
-    #[error("data file is missing or has the wrong length")]
-    DataFile,
-}
-
 /// The artifacts found by [`Store::scan`].
 #[derive(Debug, Default)]
 pub(crate) struct Scan {
@@ -434,7 +392,7 @@ impl Store {
             let Some(id) = entry.file_name().to_str().and_then(parse_dir_name) else {
                 continue;
             };
-            match format::load_manifest(&entry.path(), id) {
+            match files::load_manifest(&entry.path(), id) {
                 Ok(_) => scan.usable.push(id),
                 Err(e) => scan.unusable.push(e),
             }
